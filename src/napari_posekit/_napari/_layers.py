@@ -1,0 +1,59 @@
+"""Builders of napari layer data from the core's plain arrays."""
+
+from __future__ import annotations
+
+import colorsys
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+
+def bodypart_colors(bodyparts: Sequence[str]) -> dict[str, tuple[float, float, float, float]]:
+    """One distinct RGBA colour per body part (hues around the wheel, like DLC's rainbow)."""
+    n = max(len(bodyparts), 1)
+    return {bp: (*colorsys.hsv_to_rgb(0.83 * k / max(n - 1, 1), 0.9, 1.0), 1.0) for k, bp in enumerate(bodyparts)}
+
+
+def keypoints_layer_data(
+    xy: np.ndarray,
+    bodyparts: Sequence[str],
+    *,
+    name: str,
+    likelihood: np.ndarray | None = None,
+    individual: str = "",
+    size: float = 8.0,
+    metadata: dict | None = None,
+) -> tuple:
+    """Points layer data tuple from ``(T, K, 2)`` ``(x, y)`` keypoints (NaN = missing).
+
+    Points are ``(frame, y, x)``; features carry ``bodypart``, ``individual``
+    and ``likelihood``; face colours follow the body part.
+    """
+    xy = np.asarray(xy, dtype=float)
+    t, k, _ = xy.shape
+    frame, part = np.meshgrid(np.arange(t), np.arange(k), indexing="ij")
+    present = ~np.isnan(xy).any(axis=2)
+    data = np.column_stack([frame[present], xy[..., 1][present], xy[..., 0][present]])
+    like = np.ones((t, k)) if likelihood is None else np.asarray(likelihood, dtype=float)
+    features = pd.DataFrame(
+        {
+            "bodypart": pd.Categorical(np.asarray(bodyparts, dtype=object)[part[present]], categories=list(bodyparts)),
+            "individual": individual,
+            "likelihood": like[present],
+        }
+    )
+    colors = bodypart_colors(bodyparts)
+    return (
+        data,
+        {
+            "name": name,
+            "features": features,
+            "face_color": np.array([colors[bp] for bp in features["bodypart"]]).reshape(-1, 4),
+            "border_color": "black",
+            "border_width": 0.1,
+            "size": size,
+            "metadata": {"bodyparts": list(bodyparts), **(metadata or {})},
+        },
+        "points",
+    )

@@ -1,0 +1,1 @@
+"""napari-free core library of napari-posekit."""
