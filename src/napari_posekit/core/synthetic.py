@@ -164,6 +164,7 @@ def _sensor_noise(rng: np.random.Generator, out: np.ndarray) -> np.ndarray:
 
 
 def _as_int(value, name: str) -> int:
+    """``value`` as an int; bools, floats and other types raise ValueError."""
     if isinstance(value, bool):
         raise ValueError(f"{name} must be an integer, got {value!r}")
     try:
@@ -194,7 +195,7 @@ def _bouts(n: int, fps: float, body: float, rng: np.random.Generator):
         if walking:
             k = max(1, round(rng.uniform(0.8, 2.5) * fps))
             speed[t : t + k] = rng.uniform(0.8, 3.0) * body
-            walking = rng.random() > 0.5
+            walking = rng.random() > 0.6
         else:
             k = max(1, round(rng.uniform(0.5, 1.4) * fps))
             spin[t : t + k] = rng.choice((-1.0, 1.0)) * rng.uniform(1.5, 3.0)
@@ -253,6 +254,7 @@ def _simulate_motion(n, height, width, fps, scale, rng):
 
 
 def _wrap(angle: float) -> float:
+    """Angle wrapped to [-pi, pi)."""
     return (angle + math.pi) % (2.0 * math.pi) - math.pi
 
 
@@ -262,6 +264,7 @@ def _wrap(angle: float) -> float:
 
 
 def _unit(angle):
+    """Unit vectors (x, y) for angles measured from +x towards +y."""
     return np.stack([np.cos(angle), np.sin(angle)], axis=-1)
 
 
@@ -283,7 +286,6 @@ def _pose(motion, scale):
     eye_base = head_centre + head_dir * (_EYE_FWD * scale)
 
     # Tail: a chain of points bending against the turn and swaying with gait.
-    n = len(neck)
     tailbase = body_centre - body_dir * (_BODY_A * scale * stretch)
     seg = np.arange(_TAIL_SEGMENTS)
     bend = np.clip(-0.12 * motion["omega"], -0.3, 0.3)[:, None] + 0.12 * np.sin(
@@ -294,7 +296,6 @@ def _pose(motion, scale):
     tail = np.concatenate(
         [tailbase[:, None], tailbase[:, None] + np.cumsum(steps, axis=1)], axis=1
     )
-    assert tail.shape == (n, _TAIL_SEGMENTS + 1, 2)
     return {
         "neck": neck,
         "body_centre": body_centre,
@@ -390,6 +391,7 @@ def _coverage(distance, softness=1.0):
 
 
 def _blend(img, box, alpha, colour):
+    """Alpha-blend ``colour`` (RGB or per-pixel RGB) into ``img[box]`` in place."""
     patch = img[box]
     patch += alpha[..., None] * (colour - patch)
 
@@ -451,6 +453,7 @@ def _draw_fur(img, p, fur, scale):
 
 
 def _disc(img, centre, radius, colour):
+    """Draw an anti-aliased filled disc."""
     region = _region(centre, radius + 1.0, img.shape)
     if region is not None:
         box, dx, dy = region

@@ -141,7 +141,7 @@ def _import_av():
         import av
     except ImportError as err:  # pragma: no cover - av is a hard dependency
         raise ImportError("Reading videos needs PyAV: pip install av") from err
-    av.logging.set_level(av.logging.PANIC)  # errors surface as exceptions, not stderr noise
+    av.logging.set_level(None)  # no Python log callback: FFmpeg threads calling into Python deadlock on teardown
     return av
 
 
@@ -154,7 +154,9 @@ def _open_container(path: str):
     try:
         container = av.open(path, mode="r")
     except av.FFmpegError as err:
-        raise VideoOpenError(path, f"not a readable video ({_ffmpeg_reason(err)})") from err
+        raise VideoOpenError(
+            path, f"cannot be opened as a video: {_ffmpeg_reason(err)} (truncated, damaged or not a video file?)"
+        ) from err
     if not container.streams.video:
         container.close()
         raise VideoOpenError(path, "contains no video stream")
@@ -224,40 +226,56 @@ def _to_rgb(frame, reformatter=None) -> np.ndarray:
     """The one colour conversion used for every frame, sequential or random.
 
     Passing a reused ``av.video.reformatter.VideoReformatter`` keeps FFmpeg's
-    scaler context alive between frames (same result, half the time).
+    scaler context alive between frames (same result, half the time);
+    ``threads=0`` lets the scaler split each frame over the cores.
     """
     if reformatter is None:
-        return frame.to_ndarray(format="rgb24")
-    return reformatter.reformat(frame, format="rgb24").to_ndarray()
+        return frame.to_ndarray(format="rgb24", threads=0)
+    return reformatter.reformat(frame, format="rgb24", threads=0).to_ndarray()
 
 
 class _Decoder:
     """One open container + codec, positioned somewhere in the stream.
 
     Not thread-safe on its own: the reader guards each decoder with ``lock``.
+
+    Damage tracking: the codec runs with ``err_detect=explode``, so a damaged
+    packet raises instead of being concealed. Every frame that comes out after
+    such an error (or after a frame flagged corrupt) may reference the damaged
+    picture, so it is marked damaged until the next keyframe; frames shown
+    before that keyframe but decoded after it (open-GOP leading frames) stay
+    marked too.
     """
 
     def __init__(self, path: str, index: FrameIndex, threads: int):
+        av = _import_av()
         self.path = path
         self.index = index
         self.lock = threading.Lock()
-        av = _import_av()
         self.container = _open_container(path)
         self.stream = self.container.streams.video[0]
         self.stream.thread_type = "AUTO"
-        self.stream.codec_context.thread_count = threads
         self.ctx = self.stream.codec_context
+        self.ctx.thread_count = threads
+        self.ctx.options = {"err_detect": "explode"}
         self.reformatter = av.video.reformatter.VideoReformatter()
-        self.pending: dict[int, object] = {}  # decoded, not yet consumed frames by pts
+        self.pending: dict[int, tuple[object, str | None]] = {}  # decoded, not yet consumed: pts -> (frame, damage)
         self.last_used = 0
+        self._reset(self.container.demux(self.stream), last=-1)
         # Decode the first frame before any seek: some files carry their parameter
         # sets (SPS/PPS) only in the first packet, and a decoder that never saw
         # them decodes later keyframes into garbage without any error.
-        self.packets: Iterator | None = self.container.demux(self.stream)  # None = must seek
-        self.last = -1  # last frame delivered; frames after it are reachable forward
-        if self._decode_until(0) is None:
+        frame, damage = self._decode_until(0)
+        if frame is None or damage:
             self.close()
-            raise FrameDecodeError(path, 0, "the first frame does not decode")
+            raise FrameDecodeError(path, 0, damage or "the first frame does not decode")
+
+    def _reset(self, packets, last: int) -> None:
+        self.packets: Iterator | None = packets  # demux iterator; None = must seek
+        self.last = last  # last frame delivered; frames after it are reachable forward
+        self.pending.clear()
+        self.damage: str | None = None  # why frames coming out now are damaged
+        self.damaged_below = -(2**63)  # frames with smaller pts are damaged too (leading frames)
 
     def forward_cost(self, i: int) -> float:
         """Frames to decode to reach ``i`` without seeking (inf if impossible)."""
@@ -265,80 +283,70 @@ class _Decoder:
             return math.inf
         return i - self.last
 
-    def _seek(self, i: int) -> None:
-        key = self.index.keyframe_before(i)
+    def _seek_to_frame(self, key: int) -> None:
         self.container.seek(int(self.index.pts[key]), stream=self.stream, backward=True, any_frame=False)
         self.ctx.flush_buffers()
-        self.packets = self.container.demux(self.stream)
-        self.pending.clear()
-        self.last = key - 1
+        self._reset(self.container.demux(self.stream), last=key - 1)
 
-    def read(self, i: int, convert: bool = True):
-        """Decode frame ``i`` (RGB array if ``convert`` else the PyAV frame)."""
+    def read(self, i: int) -> np.ndarray:
+        """Decode frame ``i`` into an RGB array, or raise :class:`FrameDecodeError`."""
         if self.forward_cost(i) == math.inf:
-            self._seek(i)
-        frame = self._decode_until(i)
+            self._seek_to_frame(self.index.keyframe_before(i))
+        frame, damage = self._decode_until(i)
         if frame is None and self.index.keyframe_before(i) > 0:
-            # The container's seek landed after the keyframe; restart from the beginning.
-            self.container.seek(int(self.index.pts[0]), stream=self.stream, backward=True, any_frame=False)
-            self.ctx.flush_buffers()
-            self.packets = self.container.demux(self.stream)
-            self.pending.clear()
-            self.last = -1
-            frame = self._decode_until(i)
+            # The container's seek landed after the keyframe: start from the beginning.
+            self._seek_to_frame(0)
+            frame, damage = self._decode_until(i)
         if frame is None:
             self.packets = None
-            raise FrameDecodeError(self.path, i, "the decoder produced no frame with its timestamp (truncated or damaged stream)")
-        if getattr(frame, "is_corrupt", False):
-            raise FrameDecodeError(self.path, i, "the decoder flagged the frame as corrupt")
-        return _to_rgb(frame, self.reformatter) if convert else frame
+            raise FrameDecodeError(
+                self.path, i, damage or "the decoder produced no frame with its timestamp (truncated or damaged stream)"
+            )
+        if damage:
+            raise FrameDecodeError(self.path, i, damage)
+        return _to_rgb(frame, self.reformatter)
 
     def _decode_until(self, i: int):
+        """Feed packets until frame ``i`` comes out: ``(frame or None, damage or None)``."""
         av = _import_av()
         target = int(self.index.pts[i])
-        frame = self.pending.pop(target, None)
-        if frame is not None:
-            self._drop_pending_before(target)
-            self.last = i
-            return frame
-        found = None
-        while found is None:
-            if self.packets is None:
-                return None
-            packet = next(self.packets, None)
-            if packet is None or packet.size == 0:
-                frames = self._decode(None)  # flush delayed frames at the end
-                self.packets = None
-            else:
-                ts = packet.pts if packet.pts is not None else packet.dts
+        found = self.pending.pop(target, None)
+        while found is None and self.packets is not None:
+            ts = None
+            try:
+                packet = next(self.packets, None)
+                if packet is not None and packet.size == 0:
+                    packet = None  # PyAV's end-of-stream marker
+                if packet is None:
+                    self.packets = None  # after the flush below, only a seek resumes decoding
+                else:
+                    ts = packet.pts if packet.pts is not None else packet.dts
+                    if packet.is_keyframe and self.damage and ts is not None:
+                        self.damage, self.damaged_below = None, ts
                 self.ctx.skip_frame = "NONREF" if ts is not None and ts < target else "DEFAULT"
-                try:
-                    frames = self._decode(packet)
-                except av.FFmpegError as err:
-                    self.packets = None
-                    where = self.index.frame_of(ts) if ts is not None else None
-                    raise FrameDecodeError(
-                        self.path, i, f"packet of frame {where} is damaged ({_ffmpeg_reason(err)})"
-                    ) from err
+                frames = self.ctx.decode(packet)  # None flushes the delayed frames at the end
+            except av.FFmpegError as err:
+                where = f"the packet of frame {self.index.frame_of(ts)}" if ts is not None else "the stream's end"
+                self.damage = f"{where} is damaged ({_ffmpeg_reason(err)}) and the frame depends on it"
+                frames = []
             for f in frames:
-                ts = f.pts
-                if ts == target:
-                    found = f
-                elif ts is not None and ts > target:
-                    self.pending[ts] = f
-            if found is None and self.packets is None:
-                break
-        self._drop_pending_before(target)
-        if found is not None:
-            self.last = i
-        return found
-
-    def _decode(self, packet):
-        return self.ctx.decode(packet)
-
-    def _drop_pending_before(self, target: int) -> None:
+                if f.pts is None or f.pts < target:
+                    continue
+                damage = self.damage
+                if getattr(f, "is_corrupt", False):
+                    damage = self.damage = "the decoder flagged the frame as corrupt"
+                elif damage is None and f.pts < self.damaged_below:
+                    damage = "it precedes a keyframe but depends on damaged frames before it"
+                if f.pts == target:
+                    found = (f, damage)
+                else:
+                    self.pending[f.pts] = (f, damage)
         for ts in [t for t in self.pending if t <= target]:
             del self.pending[ts]
+        if found is None:
+            return None, self.damage
+        self.last = i
+        return found
 
     def close(self) -> None:
         self.packets = None
