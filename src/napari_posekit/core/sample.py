@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,14 +36,16 @@ def write_sample(
 
     The CSV uses DeepLabCut's prediction layout (scorer ``groundtruth``,
     body parts, coords ``x, y, likelihood``; one row per frame). Files that
-    already exist for the same parameters are reused.
+    already exist for the same content (their name holds a digest of the
+    rendered frames) are reused.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    stem = f"{SAMPLE_NAME}_{n_frames}x{height}x{width}_seed{seed}"
+    behaviour = make_behaviour(n_frames, height, width, fps=fps, seed=seed)
+    digest = hashlib.sha1(behaviour.frames.tobytes()).hexdigest()[:8]
+    stem = f"{SAMPLE_NAME}_{n_frames}x{height}x{width}_seed{seed}_{digest}"
     video = folder / f"{stem}.mp4"
     csv = folder / f"{stem}_groundtruth.csv"
-    behaviour = make_behaviour(n_frames, height, width, fps=fps, seed=seed)
     if not video.exists():
         write_video(behaviour.frames, video, fps=fps)
     if not csv.exists():

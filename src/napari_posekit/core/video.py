@@ -283,6 +283,15 @@ class _Decoder:
             return math.inf
         return i - self.last
 
+    def frames_left_in_gop(self) -> int:
+        """Frames this decoder can still reach without seeking (its value when parked)."""
+        if self.packets is None:
+            return 0
+        keys = self.index.keyframes
+        k = int(np.searchsorted(keys, self.last, side="right"))
+        end = int(keys[k]) if k < len(keys) else len(self.index)
+        return end - self.last - 1
+
     def _seek_to_frame(self, key: int) -> None:
         self.container.seek(int(self.index.pts[key]), stream=self.stream, backward=True, any_frame=False)
         self.ctx.flush_buffers()
@@ -407,12 +416,18 @@ class VideoReader:
     cache_bytes
         Upper bound of the decoded-frame cache (default 256 MiB).
     max_decoders
-        How many decoders may be open and positioned at once.
+        How many decoders may be open and positioned at once. Each parked
+        decoder lets a later request in its group of pictures decode forward
+        instead of from the keyframe. None: as many as fit in about 128 MiB of
+        decoder memory, between 2 and 8.
     readahead
         Frames decoded ahead in the background once requests walk forward
         (0 disables read-ahead).
     threads
-        Decoder threads per decoder (0 lets FFmpeg choose).
+        Decoder threads per decoder (0 lets FFmpeg choose). One thread per
+        decoder is fastest for random access (frame threading adds a pipeline
+        per seek); playing forward overlaps decoding with the caller through
+        read-ahead instead.
     on_error
         ``"raise"`` raises :class:`FrameDecodeError` for a frame that cannot be
         decoded; ``"warn"`` issues a warning naming the frame and returns a
@@ -424,20 +439,24 @@ class VideoReader:
         path: str | os.PathLike,
         *,
         cache_bytes: int = 256 * 2**20,
-        max_decoders: int = 4,
+        max_decoders: int | None = None,
         readahead: int = 16,
-        threads: int = 0,
+        threads: int = 1,
         on_error: str = "raise",
     ):
         if on_error not in ("raise", "warn"):
             raise ValueError(f"on_error must be 'raise' or 'warn', not {on_error!r}")
-        if max_decoders < 1:
+        if max_decoders is not None and max_decoders < 1:
             raise ValueError("max_decoders must be at least 1")
         self.path = os.fspath(path)
         self._options = dict(
             cache_bytes=cache_bytes, max_decoders=max_decoders, readahead=readahead, threads=threads, on_error=on_error
         )
         self.metadata, self.index = _scan(self.path)
+        if max_decoders is None:
+            # a decoder holds about 8 frames in its native format (~1.5 bytes per pixel)
+            per_decoder = 8 * 1.5 * self.metadata.width * self.metadata.height
+            max_decoders = int(min(8, max(2, 128 * 2**20 // per_decoder)))
         self.max_decoders = max_decoders
         self.readahead = max(int(readahead), 0)
         self.threads = threads
@@ -566,8 +585,8 @@ class VideoReader:
                     break
                 else:
                     idle = [d for d in self._decoders if not d.lock.locked()]
-                    if idle:  # the least recently used idle decoder seeks
-                        best = min(idle, key=lambda d: d.last_used)
+                    if idle:  # the idle decoder with the least of its GOP ahead of it seeks
+                        best = min(idle, key=lambda d: (d.frames_left_in_gop(), d.last_used))
                         break
                 self._pool_lock.wait()
             best.lock.acquire()
