@@ -339,3 +339,14 @@ def test_openfield_video_is_frame_exact(openfield_video):
 def test_sleap_fly_video_is_frame_exact(fly_video):
     meta = _check_random_frames_against_sequential(fly_video, n_random=25)
     assert (meta.n_frames, meta.width, meta.height) == (1500, 1024, 1024)
+
+
+def test_prefetch_decodes_in_the_background_and_requests_share_the_work(video_files):
+    path = video_files["h264_bframes_longgop.mp4"]
+    reference = sequential_frames(path)
+    with VideoReader(path) as reader:
+        thread = reader.prefetch([140, 141, 10_000])  # out-of-range frames are ignored
+        assert np.array_equal(reader.get(140), reference[140])  # waits for the prefetch, no second decode
+        thread.join(5)
+        assert 141 in reader._cache and np.array_equal(reader._cache.get(141), reference[141])
+        assert len(reader._decoders) == 1

@@ -33,6 +33,10 @@ def napari_get_reader(path):
             for r in readers:
                 r.close()
             return None
+    # napari shows the middle frame when the first layer arrives: decode it while
+    # the layer and its controls are being built.
+    for r in readers:
+        r.prefetch([(len(r) - 1) // 2])
     return lambda _path: [video_layer_data(r) for r in readers]
 
 

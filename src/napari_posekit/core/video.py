@@ -465,7 +465,8 @@ class VideoReader:
         self._decoders: list[_Decoder] = []
         self._pool_lock = threading.Condition()
         self._clock = 0
-        self._last_request = -2
+        self._last_request: int | None = None
+        self._in_flight: dict[_Decoder, int] = {}  # decoders at work -> the frame they decode
         self._ahead_target = -1
         self._ahead_next = 0
         self._ahead_thread: threading.Thread | None = None
@@ -527,9 +528,34 @@ class VideoReader:
             raise IndexError(f"frame {i} out of range for {self.path} ({n} frames)")
         return i
 
-    def _read(self, i: int, forward_only: bool = False) -> np.ndarray | None:
-        """Decode frame ``i`` into the cache (None if ``forward_only`` and no
-        decoder can reach it without seeking)."""
+    def prefetch(self, frames) -> threading.Thread:
+        """Decode ``frames`` into the cache on a background thread (errors stay quiet).
+
+        Viewers use it for frames they are about to show, e.g. the middle frame
+        napari jumps to when the first layer is added.
+        """
+
+        def work():
+            for i in frames:
+                if self._closed:
+                    return
+                try:
+                    i = self._check_index(i)
+                    if i not in self._cache:
+                        self._read(i, quiet=True)
+                except Exception:  # noqa: BLE001 - the real request reports it
+                    pass
+
+        thread = threading.Thread(target=work, name="posekit-prefetch", daemon=True)
+        thread.start()
+        return thread
+
+    def _read(self, i: int, forward_only: bool = False, quiet: bool = False) -> np.ndarray | None:
+        """Decode frame ``i`` into the cache.
+
+        ``forward_only`` (read-ahead): None where only a seek reaches ``i``.
+        ``quiet`` (read-ahead, prefetch): None instead of reporting a damaged frame.
+        """
         while True:
             decoder = self._acquire(i, forward_only)
             if decoder is None:  # cached by another thread meanwhile, or unreachable
@@ -541,7 +567,7 @@ class VideoReader:
                 try:
                     frame = decoder.read(i)
                 except FrameDecodeError as err:
-                    return self._failed(i, err)
+                    return None if quiet else self._failed(i, err)
                 frame.setflags(write=False)
                 self._cache.put(i, frame)
                 return frame
@@ -572,6 +598,9 @@ class VideoReader:
                     raise ValueError(f"{self.path}: reader is closed")
                 if i in self._cache:
                     return None
+                if i in self._in_flight.values():  # another thread decodes it: wait for it
+                    self._pool_lock.wait()
+                    continue
                 forward = min(self._decoders, key=lambda d: d.forward_cost(i), default=None)
                 if forward is not None and forward.forward_cost(i) <= seek_cost:
                     if not forward.lock.locked():
@@ -590,18 +619,20 @@ class VideoReader:
                         break
                 self._pool_lock.wait()
             best.lock.acquire()
+            self._in_flight[best] = i
             self._clock += 1
             best.last_used = self._clock
             return best
 
     def _release(self, decoder: _Decoder) -> None:
         with self._pool_lock:
+            self._in_flight.pop(decoder, None)
             decoder.lock.release()
             self._pool_lock.notify_all()
 
     # -- read-ahead --------------------------------------------------------
     def _note_request(self, i: int) -> None:
-        sequential = 0 < i - self._last_request <= 2
+        sequential = self._last_request is not None and 0 < i - self._last_request <= 2
         self._last_request = i
         if not sequential or self.readahead == 0 or self._closed:
             return
@@ -619,12 +650,12 @@ class VideoReader:
             self._ahead_wakeup.clear()
             while not self._closed:
                 with self._pool_lock:
-                    j = max(self._ahead_next, self._last_request + 1)
+                    j = max(self._ahead_next, (self._last_request or 0) + 1)
                     if j > self._ahead_target:
                         break
                     self._ahead_next = j + 1
                 try:
-                    if j not in self._cache and self._read(j, forward_only=True) is None:
+                    if j not in self._cache and self._read(j, forward_only=True, quiet=True) is None:
                         break  # only a seek would reach it: not worth it ahead of time
                 except Exception:  # noqa: BLE001 - read-ahead errors resurface on the real request
                     break
