@@ -44,12 +44,14 @@ def keypoints_layer_data(
         }
     )
     colors = bodypart_colors(bodyparts)
+    face = np.array([colors[bp] for bp in features["bodypart"]]).reshape(-1, 4)
     return (
-        data,
+        data.reshape(-1, 3),
         {
             "name": name,
+            "ndim": 3,
             "features": features,
-            "face_color": np.array([colors[bp] for bp in features["bodypart"]]).reshape(-1, 4),
+            **({"face_color": face} if len(face) else {}),
             "border_color": "black",
             "border_width": 0.1,
             "size": size,

@@ -1,0 +1,426 @@
+"""Labeling dock widget: place body parts on frames of a keypoints Points layer.
+
+The widget is a thin translator between a napari Points layer (``frame, y, x``
+with a ``bodypart`` feature) and the core :class:`~napari_posekit.core.labels.LabelStore`,
+which owns undo/redo and the crash-safe journal. After every change of the
+layer, the layer is read back into an array and handed to the store as one
+edit; after undo/redo/recovery, the layer is rebuilt from the store.
+
+Keys on the keypoints layer: Down/Up next/previous body part, D/A next/previous
+frame, N next frame that is not fully labeled, C copy the labels of the previous
+labeled frame onto the missing body parts, Ctrl+Z undo, Ctrl+Shift+Z redo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+from napari.layers import Points, Vectors
+from napari.utils.events import Event
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtGui import QColor
+from qtpy.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_posekit._napari._layers import bodypart_colors
+from napari_posekit.core.labels import JournalError, LabelStore
+
+SYNC_ACTIONS = {"added", "removed", "changed"}
+
+
+def is_keypoints_layer(layer) -> bool:
+    return isinstance(layer, Points) and "bodyparts" in layer.metadata
+
+
+def layer_to_xy(layer: Points, n_frames: int, bodyparts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``(n_frames, n_bodyparts, 2)`` labels from a Points layer, and the duplicate points.
+
+    When one body part has several points on a frame, the newest (last) wins
+    and the indices of the others are returned so they can be dropped.
+    """
+    xy = np.full((n_frames, len(bodyparts), 2), np.nan)
+    index = {bp: k for k, bp in enumerate(bodyparts)}
+    duplicates = []
+    seen: dict[tuple[int, int], int] = {}
+    names = layer.features["bodypart"].astype(object).to_numpy() if len(layer.data) else []
+    for row, ((frame, y, x), bp) in enumerate(zip(layer.data[:, -3:], names)):
+        f = int(round(frame))
+        if bp not in index or not 0 <= f < n_frames:
+            duplicates.append(row)  # not a label this widget can keep
+            continue
+        key = (f, index[bp])
+        if key in seen:
+            duplicates.append(seen[key])
+        seen[key] = row
+        xy[f, index[bp]] = (x, y)
+    return xy, np.asarray(sorted(duplicates), dtype=int)
+
+
+def skeleton_vectors(xy: np.ndarray, bodyparts: list[str], skeleton) -> np.ndarray:
+    """Vectors data ``(n, 2, 3)`` (frame, y, x) for every skeleton edge with both ends placed."""
+    pairs = [(bodyparts.index(a), bodyparts.index(b)) for a, b in skeleton if a in bodyparts and b in bodyparts]
+    out = []
+    for a, b in pairs:
+        both = ~np.isnan(xy[:, a]).any(axis=1) & ~np.isnan(xy[:, b]).any(axis=1)
+        for f in np.flatnonzero(both):
+            (xa, ya), (xb, yb) = xy[f, a], xy[f, b]
+            out.append([[f, ya, xa], [0, yb - ya, xb - xa]])
+    return np.asarray(out, dtype=float).reshape(-1, 2, 3)
+
+
+class LabelingWidget(QWidget):
+    """Body-part list, progress, undo/redo and save for a keypoints layer."""
+
+    def __init__(self, napari_viewer, save: Callable[[LabelStore, Points], None] | None = None):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.save_callback = save
+        self.layer: Points | None = None
+        self.store: LabelStore | None = None
+        self.skeleton_layer: Vectors | None = None
+        self.current = 0
+        self._syncing = False
+
+        self.layer_box = QComboBox()
+        self.layer_box.currentIndexChanged.connect(self._on_layer_chosen)
+        self.parts = QListWidget()
+        self.parts.currentRowChanged.connect(self._on_part_chosen)
+        self.progress = QLabel("No keypoints layer")
+        self.current_label = QLabel("")
+        self.recover_button = QPushButton("Recover unsaved edits")
+        self.recover_button.clicked.connect(self.recover)
+        self.recover_button.hide()
+        buttons = QHBoxLayout()
+        self.undo_button = QPushButton("Undo")
+        self.redo_button = QPushButton("Redo")
+        self.copy_button = QPushButton("Copy previous")
+        self.next_button = QPushButton("Next unlabeled")
+        self.save_button = QPushButton("Save")
+        for button, slot in (
+            (self.undo_button, self.undo),
+            (self.redo_button, self.redo),
+            (self.copy_button, self.copy_previous),
+            (self.next_button, self.next_unlabeled),
+            (self.save_button, self.save),
+        ):
+            button.clicked.connect(slot)
+            buttons.addWidget(button)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("Keypoints layer:"))
+        layout.addWidget(self.layer_box)
+        layout.addWidget(QLabel("Body parts (click places the highlighted one):"))
+        layout.addWidget(self.current_label)
+        layout.addWidget(self.parts)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.recover_button)
+        layout.addLayout(buttons)
+        layout.addWidget(QLabel("<small>↓/↑ body part · D/A frame · N next unlabeled · C copy previous · "
+                                "Ctrl+Z / Ctrl+Shift+Z undo/redo</small>"))
+
+        self.viewer.layers.events.inserted.connect(self._refresh_layers)
+        self.viewer.layers.events.removed.connect(self._refresh_layers)
+        self._refresh_layers()
+
+    # -- attaching -------------------------------------------------------------
+    def _refresh_layers(self, event=None) -> None:
+        layers = [layer for layer in self.viewer.layers if is_keypoints_layer(layer)]
+        names = [layer.name for layer in layers]
+        current = self.layer.name if self.layer is not None else None
+        self.layer_box.blockSignals(True)
+        self.layer_box.clear()
+        self.layer_box.addItems(names)
+        self.layer_box.blockSignals(False)
+        if self.layer is not None and self.layer not in self.viewer.layers:
+            self.detach()
+        if current in names:
+            self.layer_box.setCurrentIndex(names.index(current))
+        elif layers:
+            self.layer_box.setCurrentIndex(0)
+            self.attach(layers[0])
+
+    def _on_layer_chosen(self, index: int) -> None:
+        name = self.layer_box.itemText(index)
+        if name and name in self.viewer.layers and self.viewer.layers[name] is not self.layer:
+            self.attach(self.viewer.layers[name])
+
+    def attach(self, layer: Points) -> None:
+        """Start labeling ``layer``: its metadata names the body parts, frames and files."""
+        self.detach()
+        meta = layer.metadata
+        bodyparts = list(meta["bodyparts"])
+        images = list(meta.get("images") or range(self._n_frames(layer)))
+        journal = meta.get("journal")
+        xy, duplicates = layer_to_xy(layer, len(images), bodyparts)
+        self.layer = layer
+        self.store = LabelStore([str(i) for i in images], bodyparts, xy, journal=journal)
+        self.colors = {bp: tuple(c) for bp, c in (meta.get("colors") or bodypart_colors(bodyparts)).items()}
+        self.parts.blockSignals(True)
+        self.parts.clear()
+        for bp in bodyparts:
+            item = QListWidgetItem(f"● {bp}")
+            item.setForeground(QColor.fromRgbF(*self.colors[bp]))
+            self.parts.addItem(item)
+        self.parts.blockSignals(False)
+        if len(duplicates):
+            self._rebuild_layer()
+        layer.events.data.connect(self._on_data)
+        self._bind_keys(layer)
+        layer.mode = "add"
+        self._ensure_skeleton()
+        pending = 0
+        try:
+            pending = self.store.pending_recovery()
+        except JournalError as err:
+            show_warning(str(err))
+        self.recover_button.setText(f"Recover {pending} unsaved edits")
+        self.recover_button.setVisible(pending > 0)
+        if pending:
+            show_info(f"{layer.name}: {pending} edits were not saved last time: click 'Recover unsaved edits'.")
+        self.set_current(self.store.next_unplaced(self.frame) or 0)
+        self._update_status()
+
+    def detach(self) -> None:
+        if self.layer is not None:
+            self.layer.events.data.disconnect(self._on_data)
+        if self.store is not None:
+            self.store.close_journal()
+        self.layer = None
+        self.store = None
+
+    def _n_frames(self, layer) -> int:
+        n = int(self.viewer.dims.nsteps[0]) if self.viewer.dims.ndim >= 3 else 1
+        if len(layer.data):
+            n = max(n, int(layer.data[:, 0].max()) + 1)
+        return n
+
+    @property
+    def frame(self) -> int:
+        frame = int(self.viewer.dims.current_step[0]) if self.viewer.dims.ndim >= 3 else 0
+        return min(max(frame, 0), len(self.store.images) - 1) if self.store is not None else frame
+
+    # -- syncing ---------------------------------------------------------------
+    def _on_data(self, event: Event) -> None:
+        action = str(getattr(event, "action", "changed")).lower().split(".")[-1]
+        if self._syncing or self.store is None:
+            return
+        if action == "adding":
+            # napari copies the selected point's features into the defaults when it
+            # selects, so the highlighted body part is set again right before each add
+            self._set_defaults()
+        if action not in SYNC_ACTIONS:
+            return
+        xy, duplicates = layer_to_xy(self.layer, len(self.store.images), self.store.bodyparts)
+        try:
+            edit = self.store.update(xy, label=action)
+        except JournalError as err:
+            show_error(f"{err}. The change was undone; free the folder or save elsewhere.")
+            self._rebuild_layer()
+            return
+        if len(duplicates):
+            self._rebuild_layer()
+        else:
+            self._refresh_view()
+        if action == "added" and edit is not None:
+            nxt = self.store.next_unplaced(self.frame, after=self.current)
+            if nxt is not None:
+                self.set_current(nxt)
+        self._update_status()
+
+    def _rebuild_layer(self) -> None:
+        """Make the layer show exactly the store's labels."""
+        xy = self.store.xy
+        frame, part = np.nonzero(~np.isnan(xy).any(axis=2))
+        data = np.column_stack([frame, xy[frame, part, 1], xy[frame, part, 0]]) if len(frame) else np.empty((0, 3))
+        names = np.asarray(self.store.bodyparts, dtype=object)[part]
+        features = pd.DataFrame(
+            {
+                "bodypart": pd.Categorical(names, categories=self.store.bodyparts),
+                "individual": "",
+                "likelihood": 1.0,
+            }
+        )
+        self._syncing = True
+        try:
+            self.layer.selected_data = set()
+            self.layer.data = data
+            self.layer.features = features
+            self.layer.face_color = np.array([self.colors[bp] for bp in names]).reshape(-1, 4)
+        finally:
+            self._syncing = False
+        self._refresh_view()
+
+    def _refresh_view(self) -> None:
+        if self.layer is not None and len(self.layer.data):
+            names = self.layer.features["bodypart"].astype(object)
+            self._syncing = True
+            try:
+                self.layer.face_color = np.array([self.colors.get(bp, (1, 1, 1, 1)) for bp in names]).reshape(-1, 4)
+            finally:
+                self._syncing = False
+        self._update_skeleton()
+
+    # -- skeleton --------------------------------------------------------------
+    def _skeleton(self):
+        return [tuple(e) for e in self.layer.metadata.get("skeleton", [])]
+
+    def _ensure_skeleton(self) -> None:
+        name = f"{self.layer.name} skeleton"
+        if name in self.viewer.layers:
+            self.skeleton_layer = self.viewer.layers[name]
+        else:
+            self.skeleton_layer = self.viewer.add_vectors(
+                np.empty((0, 2, 3)), name=name, edge_width=1.5, edge_color="white", vector_style="line", opacity=0.8
+            )
+            self.viewer.layers.selection.active = self.layer
+        self._update_skeleton()
+
+    def set_skeleton(self, edges) -> None:
+        """Replace the skeleton (pairs of body-part names) and redraw it."""
+        bodyparts = self.store.bodyparts
+        bad = [e for e in edges if e[0] not in bodyparts or e[1] not in bodyparts]
+        if bad:
+            raise ValueError(f"skeleton edges name unknown body parts: {bad}")
+        self.layer.metadata["skeleton"] = [list(e) for e in edges]
+        self._update_skeleton()
+
+    def _update_skeleton(self) -> None:
+        if self.skeleton_layer is not None and self.store is not None:
+            self.skeleton_layer.data = skeleton_vectors(np.asarray(self.store.xy), self.store.bodyparts, self._skeleton())
+
+    # -- commands --------------------------------------------------------------
+    def set_current(self, index: int) -> None:
+        if self.store is None:
+            return
+        self.current = int(index) % len(self.store.bodyparts)
+        self.parts.blockSignals(True)
+        self.parts.setCurrentRow(self.current)
+        self.parts.blockSignals(False)
+        bp = self.store.bodyparts[self.current]
+        self.current_label.setText(
+            f"Next click places: <b style='color:{QColor.fromRgbF(*self.colors[bp]).name()}'>{bp}</b>"
+        )
+        self._set_defaults()
+
+    def _set_defaults(self) -> None:
+        """New points get the highlighted body part and its colour."""
+        bp = self.store.bodyparts[self.current]
+        self._syncing = True
+        try:
+            self.layer.feature_defaults = pd.DataFrame(
+                {"bodypart": pd.Categorical([bp], categories=self.store.bodyparts), "individual": [""],
+                 "likelihood": [1.0]}
+            )
+            self.layer.current_face_color = QColor.fromRgbF(*self.colors[bp]).name()
+        finally:
+            self._syncing = False
+
+    def _on_part_chosen(self, row: int) -> None:
+        if row >= 0:
+            self.set_current(row)
+
+    def go_to_frame(self, frame: int) -> None:
+        step = list(self.viewer.dims.current_step)
+        step[0] = int(np.clip(frame, 0, len(self.store.images) - 1))
+        self.viewer.dims.current_step = tuple(step)
+        nxt = self.store.next_unplaced(self.frame)
+        self.set_current(nxt if nxt is not None else self.current)
+        self._update_status()
+
+    def next_unlabeled(self) -> None:
+        if self.store is None:
+            return
+        frame = self.store.next_incomplete_image(self.frame)
+        if frame is None:
+            show_info("Every frame is fully labeled.")
+        else:
+            self.go_to_frame(frame)
+
+    def copy_previous(self) -> None:
+        if self.store is None:
+            return
+        source = self.store.previous_labeled_image(self.frame)
+        if source is None:
+            show_info("No earlier frame has labels to copy.")
+            return
+        if self.store.copy_from(source, self.frame) is not None:
+            self._rebuild_layer()
+        self._update_status()
+
+    def undo(self) -> None:
+        if self.store is not None and self.store.undo() is not None:
+            self._rebuild_layer()
+            self._update_status()
+
+    def redo(self) -> None:
+        if self.store is not None and self.store.redo() is not None:
+            self._rebuild_layer()
+            self._update_status()
+
+    def recover(self) -> None:
+        if self.store is None:
+            return
+        n = self.store.recover()
+        self._rebuild_layer()
+        self.recover_button.hide()
+        show_info(f"Recovered {n} unsaved edits; save to keep them.")
+        self._update_status()
+
+    def save(self) -> None:
+        if self.store is None:
+            return
+        if self.save_callback is None:
+            show_warning("This keypoints layer has no labels file to save to: use File > Save Selected Layers.")
+            return
+        try:
+            self.save_callback(self.store, self.layer)
+        except Exception as err:  # noqa: BLE001 - shown to the person, nothing on disk changed
+            show_error(f"Labels not saved: {err}")
+            return
+        self.store.mark_saved()
+        self._update_status()
+
+    def _update_status(self) -> None:
+        if self.store is None:
+            self.progress.setText("No keypoints layer")
+            return
+        complete, partly, total = self.store.progress()
+        unsaved = f" · {self.store.unsaved_edits} unsaved edits" if self.store.unsaved_edits else " · saved"
+        self.progress.setText(f"{complete}/{total} frames complete, {partly} partly labeled{unsaved}")
+        self.undo_button.setEnabled(self.store.can_undo)
+        self.redo_button.setEnabled(self.store.can_redo)
+
+    def _bind_keys(self, layer: Points) -> None:
+        bindings = {
+            "Down": lambda _l: self.set_current(self.current + 1),
+            "Up": lambda _l: self.set_current(self.current - 1),
+            "d": lambda _l: self.go_to_frame(self.frame + 1),
+            "a": lambda _l: self.go_to_frame(self.frame - 1),
+            "n": lambda _l: self.next_unlabeled(),
+            "c": lambda _l: self.copy_previous(),
+            "Control-z": lambda _l: self.undo(),
+            "Control-Shift-z": lambda _l: self.redo(),
+        }
+        for key, func in bindings.items():
+            layer.bind_key(key, func, overwrite=True)
+        self.key_bindings = bindings
+
+
+def keypoints_layer_from_store(store: LabelStore, name: str, metadata: dict | None = None) -> tuple:
+    """Layer data tuple for labels in a store (used by readers and tests)."""
+    from napari_posekit._napari._layers import keypoints_layer_data
+
+    return keypoints_layer_data(
+        np.asarray(store.xy), store.bodyparts, name=name,
+        metadata={"images": store.images, **(metadata or {})},
+    )
