@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
+
 
 def run_demo(output_dir: Path, screenshot: bool = False, show: bool = True) -> int:
     """Write the sample, open it in napari with the plugin's widgets.
@@ -30,10 +32,19 @@ def run_demo(output_dir: Path, screenshot: bool = False, show: bool = True) -> i
     viewer.open(files.video, plugin="napari-posekit")
     print(f"video opened as a lazy layer in {1000 * (time.perf_counter() - t0):.0f} ms")
     b = files.behaviour
-    viewer.add_layer(Layer.create(*keypoints_layer_data(b.keypoints, b.bodyparts, name="ground truth")))
+    skeleton = [list(e) for e in b.skeleton]
+    truth = keypoints_layer_data(b.keypoints, b.bodyparts, name="ground truth",
+                                 metadata={"skeleton": skeleton, "readonly": True})
+    viewer.add_layer(Layer.create(*truth))
+    # an empty keypoints layer to label the sample by hand; a few frames come pre-labeled
+    labels = np.full_like(b.keypoints, np.nan)
+    labels[:3] = b.keypoints[:3]
+    viewer.add_layer(Layer.create(*keypoints_layer_data(labels, b.bodyparts, name="my labels",
+                                                         metadata={"skeleton": skeleton})))
     viewer.window.add_plugin_dock_widget("napari-posekit", "Video")
+    viewer.window.add_plugin_dock_widget("napari-posekit", "Labeling")
     viewer.dims.axis_labels = ("frame", "y", "x")
-    viewer.dims.current_step = (120, 0, 0)
+    viewer.dims.current_step = (2, 0, 0)
     viewer.reset_view()
 
     if screenshot:

@@ -39,7 +39,8 @@ SYNC_ACTIONS = {"added", "removed", "changed"}
 
 
 def is_keypoints_layer(layer) -> bool:
-    return isinstance(layer, Points) and "bodyparts" in layer.metadata
+    """Points layers with body parts that are meant to be edited (not read-only ground truth)."""
+    return isinstance(layer, Points) and "bodyparts" in layer.metadata and not layer.metadata.get("readonly")
 
 
 def layer_to_xy(layer: Points, n_frames: int, bodyparts: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -21,6 +21,7 @@ def synthetic_mouse():
     b = files.behaviour
     video = video_layer_data(VideoReader(files.video, on_error="warn"))
     truth = keypoints_layer_data(
-        b.keypoints, b.bodyparts, name="ground truth", metadata={"skeleton": [list(e) for e in b.skeleton]}
+        b.keypoints, b.bodyparts, name="ground truth",
+        metadata={"skeleton": [list(e) for e in b.skeleton], "readonly": True},
     )
     return [video, truth]
