@@ -85,6 +85,8 @@ class LabelingWidget(QWidget):
     def __init__(self, napari_viewer, save: Callable[[LabelStore, Points], None] | None = None):
         super().__init__()
         self.viewer = napari_viewer
+        if save is None:
+            from napari_posekit._napari._project_reader import save_labels as save
         self.save_callback = save
         self.layer: Points | None = None
         self.store: LabelStore | None = None
@@ -379,9 +381,6 @@ class LabelingWidget(QWidget):
 
     def save(self) -> None:
         if self.store is None:
-            return
-        if self.save_callback is None:
-            show_warning("This keypoints layer has no labels file to save to: use File > Save Selected Layers.")
             return
         try:
             self.save_callback(self.store, self.layer)

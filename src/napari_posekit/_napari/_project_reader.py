@@ -1,0 +1,173 @@
+"""npe2 reader for DeepLabCut projects and the Labeling widget's save.
+
+Opening a ``labeled-data/<video>`` folder, a ``CollectedData_<scorer>.h5/.csv``
+or a project's ``config.yaml`` gives the same layers: the folder's images as a
+lazy stack and a keypoints Points layer with the labels, body parts, skeleton
+and everything the Labeling widget needs to save back (metadata).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+from dask import delayed
+
+from napari_posekit._napari._layers import keypoints_layer_data
+from napari_posekit.core.labels import LabelStore, journal_path
+from napari_posekit.core.project import (
+    ProjectError,
+    arrays_to_collected,
+    collected_to_arrays,
+    config_bodyparts,
+    image_sizes,
+    index_style as collected_index_style,
+    read_collected,
+    read_config,
+    write_collected,
+)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def _project_of(folder: Path) -> Path | None:
+    """The project folder of a ``labeled-data/<video>`` folder (with a config.yaml), if any."""
+    project = folder.parent.parent
+    return project if folder.parent.name == "labeled-data" and (project / "config.yaml").exists() else None
+
+
+def _label_folders(path: Path) -> list[Path] | None:
+    """The labeled-data folders ``path`` stands for, or None if it is not a project path."""
+    if path.is_dir():
+        if any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir()) or any(path.glob("CollectedData_*")):
+            return [path]
+        return None
+    name = path.name
+    if name.startswith("CollectedData_") and path.suffix.lower() in (".h5", ".csv"):
+        return [path.parent]
+    if name == "config.yaml" and (path.parent / "labeled-data").is_dir():
+        return sorted(p for p in (path.parent / "labeled-data").iterdir() if p.is_dir() and not p.name.endswith("_labeled"))
+    return None
+
+
+def napari_get_reader(path):
+    """A reader for DeepLabCut project paths, or None (never raises)."""
+    if not isinstance(path, (str, os.PathLike)):
+        return None
+    folders = _label_folders(Path(path))
+    if not folders:
+        return None
+
+    def read(_path):
+        layers = []
+        for folder in folders:
+            try:
+                layers.extend(folder_layers(folder))
+            except ProjectError as err:
+                warnings.warn(f"PoseKit cannot open {folder}: {err}", stacklevel=2)
+        return layers or None
+
+    return read
+
+
+def _read_image(path: str) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def folder_layers(folder: Path) -> list[tuple]:
+    """Image stack + keypoints layer data for one ``labeled-data/<video>`` folder."""
+    folder = Path(folder)
+    project = _project_of(folder)
+    config = read_config(project / "config.yaml") if project else None
+    prefix = f"labeled-data/{folder.name}/"
+    files = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+    collected = sorted(folder.glob("CollectedData_*.h5")) or sorted(folder.glob("CollectedData_*.csv"))
+    labels_file = collected[0] if collected else None
+    xy_by_image, file_bodyparts, index_style = {}, [], "multi"
+    if labels_file is not None:
+        df = read_collected(labels_file)
+        index_style = collected_index_style(df)
+        names, file_bodyparts, xy = collected_to_arrays(df)
+        xy_by_image = {name.replace("\\", "/").split("/")[-1]: v for name, v in zip(names, xy)}
+        missing = sorted(set(xy_by_image) - set(files))
+        if missing:
+            warnings.warn(
+                f"{labels_file}: {len(missing)} labeled images are not in {folder} (e.g. {missing[:3]}); "
+                "their labels are kept in the file but not shown",
+                stacklevel=2,
+            )
+
+    bodyparts = config_bodyparts(config) if config else list(file_bodyparts)
+    extra = [bp for bp in file_bodyparts if bp not in bodyparts]
+    if extra:
+        warnings.warn(
+            f"{labels_file}: body parts {extra} are not in the config's {bodyparts}; they are shown and kept",
+            stacklevel=2,
+        )
+        bodyparts = bodyparts + extra
+    if not files:
+        raise ProjectError("holds no images (.png/.jpg) to label", folder)
+    sizes = image_sizes(folder)
+    distinct = {tuple(s) for s in sizes.values()}
+    if len(distinct) > 1:
+        raise ProjectError(f"images of different sizes in one folder: {sorted(distinct)}", folder)
+    (width, height) = next(iter(distinct)) if distinct else _read_image(str(folder / files[0])).shape[1::-1]
+
+    xy = np.full((len(files), len(bodyparts), 2), np.nan)
+    for i, name in enumerate(files):
+        if name in xy_by_image:
+            for b, bp in enumerate(file_bodyparts):
+                xy[i, bodyparts.index(bp)] = xy_by_image[name][b]
+    outside = (xy[..., 0] < -0.5) | (xy[..., 0] > width - 0.5) | (xy[..., 1] < -0.5) | (xy[..., 1] > height - 0.5)
+    if outside.any():
+        warnings.warn(f"{folder}: {int(outside.sum())} labels lie outside the {width}x{height} images", stacklevel=2)
+
+    stack = da.stack(
+        [da.from_delayed(delayed(_read_image)(str(folder / f)), (height, width, 3), np.uint8) for f in files]
+    )
+    scorer = (config or {}).get("scorer") or (labels_file.stem.removeprefix("CollectedData_") if labels_file else "")
+    skeleton = [list(e) for e in (config or {}).get("skeleton") or [] if len(e) == 2]
+    target = labels_file.with_suffix(".h5") if labels_file else folder / f"CollectedData_{scorer}.h5"
+    metadata = {
+        "images": [prefix + f for f in files],
+        "skeleton": skeleton,
+        "scorer": scorer,
+        "folder": str(folder),
+        "labels_file": str(target),
+        "journal": str(journal_path(target)),
+        "index_style": index_style,
+        "kept_rows": sorted(xy_by_image),  # images that had a row in the file stay in it
+    }
+    points = keypoints_layer_data(
+        xy, bodyparts, name=f"{folder.name} keypoints", size=max(4.0, float((config or {}).get("dotsize", 8))),
+        metadata=metadata,
+    )
+    image = (stack, {"name": folder.name, "rgb": True, "metadata": {"folder": str(folder)}}, "image")
+    return [image, points]
+
+
+def save_labels(store: LabelStore, layer) -> tuple[Path, Path]:
+    """Write the store's labels to the layer's CollectedData (.h5 + .csv), atomically.
+
+    Images with at least one label, and images that had a row before, get a
+    row; the index style of the existing file is kept.
+    """
+    meta = layer.metadata
+    if not meta.get("labels_file") or not meta.get("scorer"):
+        raise ProjectError("this keypoints layer was not opened from a DeepLabCut project folder")
+    xy = np.asarray(store.xy)
+    kept = set(meta.get("kept_rows", []))
+    rows = [i for i, name in enumerate(store.images) if (~np.isnan(xy[i])).any() or name.split("/")[-1] in kept]
+    df = arrays_to_collected(
+        [store.images[i] for i in rows], store.bodyparts, xy[rows], meta["scorer"], index_style=meta["index_style"]
+    )
+    h5, csv = write_collected(df, meta["labels_file"], meta["scorer"])
+    meta["kept_rows"] = sorted(store.images[i].split("/")[-1] for i in rows)
+    return h5, csv

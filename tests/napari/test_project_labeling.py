@@ -1,0 +1,82 @@
+"""The real DeepLabCut project: open, label, save, reopen — nothing lost, files stay DLC's."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import require_shared
+from napari_posekit._napari._labeling import LabelingWidget
+from napari_posekit._napari._project_reader import napari_get_reader
+
+
+@pytest.fixture
+def project(tmp_path):
+    src = require_shared("dlc_openfield-Pranav-2018-10-30")
+    dst = tmp_path / "openfield"
+    shutil.copytree(src / "labeled-data", dst / "labeled-data")
+    shutil.copy(src / "config.yaml", dst / "config.yaml")
+    return dst
+
+
+def test_reader_ignores_other_paths(tmp_path):
+    assert napari_get_reader(str(tmp_path / "movie.mp4")) is None
+    assert napari_get_reader(str(tmp_path)) is None  # an empty folder is not a labels folder
+
+
+@pytest.mark.parametrize("which", ["folder", "h5", "csv", "config"])
+def test_every_entry_point_gives_the_same_labels(make_napari_viewer, project, which):
+    folder = project / "labeled-data" / "m4s1"
+    path = {
+        "folder": folder,
+        "h5": folder / "CollectedData_Pranav.h5",
+        "csv": folder / "CollectedData_Pranav.csv",
+        "config": project / "config.yaml",
+    }[which]
+    viewer = make_napari_viewer()
+    image, points = viewer.open(str(path), plugin="napari-posekit")
+    assert image.data.shape == (116, 480, 640, 3)
+    assert points.data.shape == (464, 3)
+    assert points.metadata["bodyparts"] == ["snout", "leftear", "rightear", "tailbase"]
+    original = pd.read_hdf(folder / "CollectedData_Pranav.h5")
+    first = original.iloc[0]
+    snout = points.data[(points.data[:, 0] == 0) & (points.features["bodypart"] == "snout").to_numpy()][0]
+    assert snout[2] == first[("Pranav", "snout", "x")] and snout[1] == first[("Pranav", "snout", "y")]
+
+
+def test_label_save_reopen_round_trip(make_napari_viewer, project):
+    folder = project / "labeled-data" / "m4s1"
+    original = pd.read_hdf(folder / "CollectedData_Pranav.h5")
+    viewer = make_napari_viewer()
+    image, points = viewer.open(str(folder), plugin="napari-posekit")
+    widget = LabelingWidget(viewer)
+    assert widget.layer is points
+    assert "116/116 frames complete" in widget.progress.text()
+    # move the snout of frame 5, delete the tailbase of frame 7, then save
+    moved = points.data.copy()
+    row5 = np.flatnonzero((moved[:, 0] == 5) & (points.features["bodypart"] == "snout").to_numpy())[0]
+    moved[row5, 1:] = [100.25, 200.5]
+    points.data = moved
+    row7 = np.flatnonzero((points.data[:, 0] == 7) & (points.features["bodypart"] == "tailbase").to_numpy())[0]
+    points.selected_data = {row7}
+    points.remove_selected()
+    widget.save()
+    assert not (folder / ".CollectedData_Pranav.posekit-journal.jsonl").exists()
+
+    expected = original.copy()
+    expected.iloc[5, expected.columns.get_loc(("Pranav", "snout", "x"))] = 200.5
+    expected.iloc[5, expected.columns.get_loc(("Pranav", "snout", "y"))] = 100.25
+    expected.iloc[7, expected.columns.get_loc(("Pranav", "tailbase", "x"))] = np.nan
+    expected.iloc[7, expected.columns.get_loc(("Pranav", "tailbase", "y"))] = np.nan
+    assert isinstance(original.index, pd.Index) and original.index[0] == "labeled-data/m4s1/img0000.png"
+    pd.testing.assert_frame_equal(pd.read_hdf(folder / "CollectedData_Pranav.h5"), expected, check_exact=True)
+    saved_csv = pd.read_csv(folder / "CollectedData_Pranav.csv", header=[0, 1, 2], index_col=0)
+    pd.testing.assert_frame_equal(saved_csv, expected, check_exact=True, check_names=False)
+
+    # reopen: the deletion and the move persist
+    viewer2 = make_napari_viewer()
+    _, points2 = viewer2.open(str(folder), plugin="napari-posekit")
+    assert points2.data.shape == (463, 3)
