@@ -80,3 +80,15 @@ def test_label_save_reopen_round_trip(make_napari_viewer, project):
     viewer2 = make_napari_viewer()
     _, points2 = viewer2.open(str(folder), plugin="napari-posekit")
     assert points2.data.shape == (463, 3)
+
+
+def test_writer_saves_a_keypoints_layer_as_collected_data(make_napari_viewer, project, tmp_path):
+    folder = project / "labeled-data" / "m4s1"
+    viewer = make_napari_viewer()
+    _, points = viewer.open(str(folder), plugin="napari-posekit")
+    out = tmp_path / "export" / "CollectedData_Pranav.h5"
+    out.parent.mkdir()
+    viewer.layers.selection = {points}
+    written = viewer.layers.save(str(out), selected=True, plugin="napari-posekit")
+    assert sorted(written) == sorted([str(out), str(out.with_suffix(".csv"))])
+    pd.testing.assert_frame_equal(pd.read_hdf(out), pd.read_hdf(folder / "CollectedData_Pranav.h5"), check_exact=True)

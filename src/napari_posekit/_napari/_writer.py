@@ -1,0 +1,40 @@
+"""npe2 writer: a keypoints Points layer saved as DeepLabCut CollectedData (.h5 + .csv)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from napari_posekit.core.project import arrays_to_collected, write_collected
+
+
+def write_keypoints(path: str, data, attributes: dict) -> list[str]:
+    """Write ``CollectedData_<scorer>.h5`` and ``.csv`` for a keypoints layer.
+
+    The scorer comes from the file name (``CollectedData_<scorer>``) or the
+    layer's metadata; image names from the layer's metadata (a layer opened
+    from a project) or ``img<frame>.png``. Both files are written atomically.
+    """
+    meta = attributes.get("metadata") or {}
+    features = attributes.get("features")
+    bodyparts = list(meta.get("bodyparts") or [])
+    if not bodyparts or features is None or "bodypart" not in features:
+        raise ValueError("only keypoints layers (with body parts) can be saved as CollectedData")
+    target = Path(path)
+    stem = target.stem if target.suffix.lower() in (".h5", ".csv") else target.name
+    scorer = stem.removeprefix("CollectedData_") if stem.startswith("CollectedData_") else meta.get("scorer")
+    if not scorer:
+        raise ValueError("name the file CollectedData_<scorer>.h5 so the labels get a scorer")
+    data = np.asarray(data, dtype=float).reshape(-1, 3)
+    frames = np.round(data[:, 0]).astype(int)
+    n = int(frames.max()) + 1 if len(frames) else 0
+    images = list(meta.get("images") or [f"img{i:0{len(str(max(n - 1, 0)))}d}.png" for i in range(n)])
+    xy = np.full((len(images), len(bodyparts), 2), np.nan)
+    for (f, y, x), bp in zip(data, features["bodypart"]):
+        xy[int(round(f)), bodyparts.index(bp)] = (x, y)
+    rows = [i for i in range(len(images)) if not np.isnan(xy[i]).all()]
+    df = arrays_to_collected([images[i] for i in rows], bodyparts, xy[rows], scorer,
+                             index_style=meta.get("index_style", "multi"))
+    h5, csv = write_collected(df, target.with_name(f"CollectedData_{scorer}.h5"), scorer)
+    return [str(h5), str(csv)]
