@@ -92,3 +92,50 @@ def test_writer_saves_a_keypoints_layer_as_collected_data(make_napari_viewer, pr
     written = viewer.layers.save(str(out), selected=True, plugin="napari-posekit")
     assert sorted(written) == sorted([str(out), str(out.with_suffix(".csv"))])
     pd.testing.assert_frame_equal(pd.read_hdf(out), pd.read_hdf(folder / "CollectedData_Pranav.h5"), check_exact=True)
+
+
+LABELING_SESSION = """
+import sys, time
+import napari
+from napari_posekit._napari._labeling import LabelingWidget
+viewer = napari.Viewer(show=False)
+_, points = viewer.open(sys.argv[1], plugin="napari-posekit")
+widget = LabelingWidget(viewer)
+for k in range(1000):
+    data = points.data.copy()
+    data[k % len(data), 1:] = [10.0 + k, 20.0 + k]  # drag one point
+    points.data = data
+    print(k, flush=True)
+    time.sleep(0.02)
+"""
+
+
+def test_sigkill_during_labeling_loses_no_edit(make_napari_viewer, project):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    folder = project / "labeled-data" / "m4s1"
+    proc = subprocess.Popen([sys.executable, "-c", LABELING_SESSION, str(folder)], stdout=subprocess.PIPE, text=True)
+    try:
+        done = -1
+        while done < 30:
+            line = proc.stdout.readline()
+            assert line, "the labeling session ended early"
+            done = int(line)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    viewer = make_napari_viewer()
+    _, points = viewer.open(str(folder), plugin="napari-posekit")
+    widget = LabelingWidget(viewer)
+    assert widget.recover_button.isVisibleTo(widget)
+    widget.recover()
+    for k in range(done + 1):  # every edit reported before the kill is back
+        assert points.data[k % len(points.data), 1:].tolist() == [10.0 + k, 20.0 + k], k
+    pd.testing.assert_frame_equal(  # nothing on disk was touched by the crash
+        pd.read_hdf(folder / "CollectedData_Pranav.h5"),
+        pd.read_hdf(require_shared("dlc_openfield-Pranav-2018-10-30") / "labeled-data/m4s1/CollectedData_Pranav.h5"),
+    )
