@@ -14,9 +14,9 @@ def run_demo(output_dir: Path, screenshot: bool = False, show: bool = True) -> i
     With ``screenshot`` the viewer is not kept open: it scrubs to a few
     frames, saves ``screenshot.png`` and exits, printing where everything is.
     """
-    import napari
     from napari.layers import Layer
 
+    import napari
     from napari_posekit._napari._layers import keypoints_layer_data
     from napari_posekit.core.sample import write_sample
 

@@ -49,9 +49,9 @@ def dlc_image_name(index: int, nframes: int) -> str:
 
 # -- ranges and uniform selection ----------------------------------------------------
 def test_frame_range_follows_deeplabcut():
-    assert frame_range(100) == range(0, 100)
+    assert frame_range(100) == range(100)
     assert frame_range(100, 0.1, 0.35) == range(10, 35)
-    assert frame_range(10, 0.05, 0.51) == range(0, 6)  # floor(0.5), ceil(5.1)
+    assert frame_range(10, 0.05, 0.51) == range(6)  # floor(0.5), ceil(5.1)
     assert frame_range(2330, 0.5, 0.5001) == range(1165, 1166)  # never empty
     assert frame_range(7, 0.0, 1.0) == range(7)
 

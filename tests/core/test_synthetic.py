@@ -132,8 +132,8 @@ def test_body_parts_are_visible(default):
     rows, cols = np.rint(kp[..., 1]).astype(int), np.rint(kp[..., 0]).astype(int)
     at = frames[t, rows, cols]  # (T, 4, 3) colour at each keypoint
     floor = np.median(frames[:, ::4, ::4].reshape(len(frames), -1, 3), axis=1)[:, None]  # animal is small
-    redness = lambda rgb: rgb[..., 0] - rgb[..., 1]  # noqa: E731
-    lightness = lambda rgb: rgb.mean(axis=-1)  # noqa: E731
+    redness = lambda rgb: rgb[..., 0] - rgb[..., 1]
+    lightness = lambda rgb: rgb.mean(axis=-1)
     # Pink nose and ears, dark fur and tail root.
     for part in (SNOUT, LEFTEAR, RIGHTEAR):
         assert (redness(at[:, part]) - redness(floor[:, 0]) > 30).all()

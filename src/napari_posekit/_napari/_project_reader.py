@@ -24,10 +24,12 @@ from napari_posekit.core.project import (
     collected_to_arrays,
     config_bodyparts,
     image_sizes,
-    index_style as collected_index_style,
     read_collected,
     read_config,
     write_collected,
+)
+from napari_posekit.core.project import (
+    index_style as collected_index_style,
 )
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")

@@ -42,6 +42,7 @@ Everything here is napari-free.
 
 from __future__ import annotations
 
+import copy
 import csv
 import datetime as _dt
 import math
@@ -167,9 +168,12 @@ def _atomic_write_files(writers: Mapping[Path, Callable[[Path], None]]) -> None:
     """Write several files so that each is replaced whole or not at all.
 
     Every writer gets a temporary path in its target's folder and writes the
-    complete file there. Only when all writers succeeded are the temporary files
-    fsynced and moved over their targets (in the given order). On any failure
-    the temporary files are removed and the targets are left as they were.
+    complete file there, which is then fsynced. Only when all writers
+    succeeded are the temporary files moved over their targets, in the given
+    order, each with one :func:`os.replace`. On a failure while writing, every
+    target is left as it was; the temporary files are always removed. (Should
+    a later rename fail after an earlier one succeeded, the earlier target is
+    already the new, complete file.)
     """
     temps: dict[Path, Path] = {}
     try:
@@ -191,9 +195,7 @@ def _atomic_write_files(writers: Mapping[Path, Callable[[Path], None]]) -> None:
     finally:
         for tmp in temps.values():
             try:
-                tmp.unlink()
-            except FileNotFoundError:
-                pass
+                tmp.unlink(missing_ok=True)
             except OSError:
                 pass
 
@@ -342,7 +344,7 @@ _ConfigDumper.add_representer(tuple, lambda d, v: d.represent_list(list(v)))
 _ConfigDumper.add_multi_representer(Path, lambda d, v: _represent_str(d, str(v)))
 _ConfigDumper.add_multi_representer(np.generic, lambda d, v: d.represent_data(v.item()))
 _ConfigDumper.add_multi_representer(np.ndarray, lambda d, v: d.represent_list(v.tolist()))
-_ConfigDumper.add_multi_representer(Mapping, lambda d, v: d.represent_dict(dict(v)))
+_ConfigDumper.add_multi_representer(dict, lambda d, v: d.represent_dict(dict(v)))
 
 
 def _dump_item(key: str, value, newline: str = "\n") -> str:
@@ -377,6 +379,14 @@ def _is_trivia(line: str) -> bool:
     return not stripped or line.startswith("#")
 
 
+_LINE = re.compile(r"[^\r\n\x85\u2028\u2029]*(?:\r\n|[\r\n\x85\u2028\u2029])|[^\r\n\x85\u2028\u2029]+$")
+
+
+def _yaml_lines(text: str) -> list[str]:
+    """Lines with their endings, broken where YAML (and PyYAML's line numbers) break them."""
+    return _LINE.findall(text)
+
+
 def _parse_yaml(text: str, path: Path) -> tuple[object, yaml.Node | None]:
     loader = _ConfigLoader(text)
     try:
@@ -399,20 +409,16 @@ def _split_source(text: str, data: dict, node: yaml.Node) -> _ConfigSource | Non
     names = [k.value for k in keys]
     if len(set(names)) != len(names) or set(names) != set(data):
         return None  # duplicate or non-string keys: no line-exact rewrite
-    lines = text.splitlines(keepends=True)
+    lines = _yaml_lines(text)
     starts = [k.start_mark.line for k in keys] + [len(lines)]
     leading = "".join(lines[: starts[0]])
     blocks: list[_Block] = []
     for i, name in enumerate(names):
         region = lines[starts[i] : starts[i + 1]]
         end = len(region)
-        if i + 1 < len(names):
-            while end > 1 and _is_trivia(region[end - 1]):
-                end -= 1
-        else:
-            while end > 1 and _is_trivia(region[end - 1]) and not region[end - 1].startswith(" "):
-                end -= 1
-        blocks.append(_Block(name, leading, "".join(region[:end]), data[name]))
+        while end > 1 and _is_trivia(region[end - 1]):
+            end -= 1
+        blocks.append(_Block(name, leading, "".join(region[:end]), copy.deepcopy(data[name])))
         leading = "".join(region[end:])
     newline = "\r\n" if "\r\n" in text else "\n"
     return _ConfigSource(blocks, leading, newline)
@@ -597,7 +603,9 @@ def write_config(path: str | os.PathLike, config: Mapping) -> Path:
     except yaml.YAMLError as err:
         raise ProjectError(f"cannot write the config: {err}", path) from err
     data, node = _parse_yaml(text, path)
-    if not _same(data or {}, {k: _plain(v) for k, v in config.items()}):
+    expected = {k: _plain(v) for k, v in config.items()}
+    data_map = data if isinstance(data, dict) else {}
+    if set(data_map) != set(expected) or not all(_same(data_map[k], expected[k]) for k in expected):
         raise ProjectError("the config would not read back as written (unsupported values?)", path)
     atomic_write_text(path, text)
     if isinstance(config, ProjectConfig):
@@ -890,6 +898,13 @@ def _validate_collected(df: pd.DataFrame, path=None, likelihood: bool = False) -
     return df
 
 
+def _with_scorer(df: pd.DataFrame, scorer: str) -> pd.DataFrame:
+    """A copy of single-scorer ``df`` whose scorer level is ``scorer``."""
+    out = df.copy()
+    out.columns = df.columns.remove_unused_levels().set_levels([scorer], level="scorer")
+    return out
+
+
 def read_collected(
     path: str | os.PathLike,
     bodyparts: Sequence[str] | Mapping | None = None,
@@ -950,8 +965,7 @@ def write_collected(
     own = df.columns.get_level_values("scorer")[0]
     scorer = scorer or own
     if scorer != own:
-        df = df.copy()
-        df.columns = df.columns.set_levels([scorer], level="scorer")
+        df = _with_scorer(df, scorer)
     if df.index.has_duplicates:
         raise ProjectError(f"images listed twice: {_image_keys(df.index[df.index.duplicated()])[:5]}", target)
     if hdf_format == "table" and isinstance(df.index, pd.MultiIndex):
@@ -1022,7 +1036,9 @@ def to_string_index(df: pd.DataFrame) -> pd.DataFrame:
 
 def _single_animal(df: pd.DataFrame, what: str) -> None:
     if df.columns.nlevels != 3:
-        raise ProjectError(f"{what} handles single-animal data (scorer/bodyparts/coords), got {df.columns.nlevels} levels")
+        raise ProjectError(
+            f"{what} handles single-animal data (scorer/bodyparts/coords), got {df.columns.nlevels} column levels"
+        )
 
 
 def collected_to_arrays(df: pd.DataFrame) -> tuple[list[str], list[str], np.ndarray]:
@@ -1092,12 +1108,14 @@ def merge_collected(human: pd.DataFrame, machine: pd.DataFrame) -> pd.DataFrame:
     machine = _validate_collected(machine, likelihood=True)
     if human.columns.nlevels != machine.columns.nlevels:
         raise ProjectError(
-            f"cannot merge {human.columns.nlevels}-level human labels with {machine.columns.nlevels}-level machine labels"
+            f"cannot merge {human.columns.nlevels}-level human labels "
+            f"with {machine.columns.nlevels}-level machine labels"
         )
+    for name, df in (("human", human), ("machine", machine)):
+        if df.index.has_duplicates:
+            raise ProjectError(f"{name} labels list images twice: {_image_keys(df.index[df.index.duplicated()])[:5]}")
     scorer = human.columns.get_level_values("scorer")[0]
-    machine = machine.loc[:, machine.columns.get_level_values("coords") != "likelihood"]
-    machine = machine.copy()
-    machine.columns = machine.columns.set_levels([scorer], level="scorer")
+    machine = _with_scorer(machine.loc[:, machine.columns.get_level_values("coords") != "likelihood"], scorer)
     if index_style(machine) != index_style(human):
         machine = to_multi_index(machine) if index_style(human) == "multi" else to_string_index(machine)
         machine.index = machine.index.set_names(human.index.names)
@@ -1107,11 +1125,11 @@ def merge_collected(human: pd.DataFrame, machine: pd.DataFrame) -> pd.DataFrame:
     h = human.reindex(index=index, columns=columns)
     m = machine.reindex(index=index, columns=columns)
     # a body part counts as human-labeled in an image when its x or its y is set
-    points = columns.droplevel("coords")
-    labeled = h.notna().T.groupby(points.to_numpy(), sort=False).transform("any").T
-    labeled.columns = columns
-    merged = h.where(labeled, m)
-    return merged.sort_index()
+    point_of_column, points = pd.factorize(columns.droplevel("coords"))
+    is_set = h.notna().to_numpy()
+    point_labeled = np.stack([is_set[:, point_of_column == p].any(axis=1) for p in range(len(points))], axis=1)
+    keep_human = point_labeled[:, point_of_column]
+    return h.where(keep_human, m).sort_index()
 
 
 # --------------------------------------------------------------------------------------
@@ -1206,19 +1224,21 @@ def check_labels(
     """
     df = _validate_collected(df, likelihood=True)
     keys = _image_keys(df.index)
+    points = list(dict.fromkeys(df.columns.droplevel("coords")))  # (scorer, [individual,] bodypart)
+    x = df.loc[:, [(*p, "x") for p in points]].to_numpy(np.float64)
+    y = df.loc[:, [(*p, "y") for p in points]].to_numpy(np.float64)
     warnings_: list[str] = []
-    for point in dict.fromkeys(df.columns.droplevel("coords")):  # (scorer, [individual,] bodypart)
-        xs = df[(*point, "x")].to_numpy()
-        ys = df[(*point, "y")].to_numpy()
-        label = "/".join(map(str, point[1:]))
-        for key, xv, yv in zip(keys, xs, ys):
+    for i, key in enumerate(keys):
+        size = _size_for(key, image_sizes)
+        if size is None:
+            continue
+        w, h = size
+        for j, point in enumerate(points):
+            xv, yv = x[i, j], y[i, j]
             if np.isnan(xv) and np.isnan(yv):
                 continue
-            size = _size_for(key, image_sizes)
-            if size is None:
-                continue
-            w, h = size
             if not (0 <= xv <= w and 0 <= yv <= h):
+                label = "/".join(map(str, point[1:]))
                 warnings_.append(f"{key}: {label} at ({xv:.1f}, {yv:.1f}) is outside the {w}x{h} image")
     return warnings_
 

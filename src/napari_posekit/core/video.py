@@ -805,7 +805,7 @@ def parse_position(text: str, fps: float, n_frames: int) -> int:
         if text.isdigit():
             frame = int(text)
         else:
-            body = text[:-1] if text.endswith("s") else text
+            body = text.removesuffix("s")
             parts = body.split(":")
             if not 1 <= len(parts) <= 3 or (len(parts) == 1 and not text.endswith("s")):
                 raise ValueError
