@@ -43,6 +43,7 @@ def run_demo(output_dir: Path, screenshot: bool = False, show: bool = True) -> i
                                                          metadata={"skeleton": skeleton})))
     viewer.window.add_plugin_dock_widget("napari-posekit", "Video")
     viewer.window.add_plugin_dock_widget("napari-posekit", "Labeling")
+    viewer.window.add_plugin_dock_widget("napari-posekit", "Frames")
     viewer.dims.axis_labels = ("frame", "y", "x")
     viewer.dims.current_step = (2, 0, 0)
     viewer.reset_view()
