@@ -139,3 +139,23 @@ def test_sigkill_during_labeling_loses_no_edit(make_napari_viewer, project):
         pd.read_hdf(folder / "CollectedData_Pranav.h5"),
         pd.read_hdf(require_shared("dlc_openfield-Pranav-2018-10-30") / "labeled-data/m4s1/CollectedData_Pranav.h5"),
     )
+
+
+def test_skeleton_edited_in_the_widget_is_drawn_and_saved_to_the_config(make_napari_viewer, project):
+    from napari_posekit.core.project import read_config
+
+    folder = project / "labeled-data" / "m4s1"
+    viewer = make_napari_viewer()
+    viewer.open(str(folder), plugin="napari-posekit")
+    widget = LabelingWidget(viewer)
+    assert len(widget.skeleton_layer.data) == 0  # the openfield config has no skeleton
+    widget.skeleton_edit.setText("snout-leftear, snout-rightear, leftear-tailbase")
+    widget._on_skeleton_edited()
+    assert len(widget.skeleton_layer.data) == 3 * 116
+    widget.skeleton_edit.setText("snout-nose")
+    widget._on_skeleton_edited()  # unknown body part: refused, skeleton unchanged
+    assert len(widget.skeleton_layer.data) == 3 * 116
+    widget.save()
+    config = read_config(project / "config.yaml")
+    assert config["skeleton"] == [["snout", "leftear"], ["snout", "rightear"], ["leftear", "tailbase"]]
+    assert config["Task"] == "openfield" and config["pcutoff"] == 0.4  # the rest untouched

@@ -26,6 +26,7 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QListWidget,
+    QLineEdit,
     QListWidgetItem,
     QPushButton,
     QVBoxLayout,
@@ -103,6 +104,9 @@ class LabelingWidget(QWidget):
         self.recover_button = QPushButton("Recover unsaved edits")
         self.recover_button.clicked.connect(self.recover)
         self.recover_button.hide()
+        self.skeleton_edit = QLineEdit()
+        self.skeleton_edit.setPlaceholderText("skeleton: snout-leftear, snout-rightear, …")
+        self.skeleton_edit.returnPressed.connect(self._on_skeleton_edited)
         buttons = QHBoxLayout()
         self.undo_button = QPushButton("Undo")
         self.redo_button = QPushButton("Redo")
@@ -127,6 +131,7 @@ class LabelingWidget(QWidget):
         layout.addWidget(self.parts)
         layout.addWidget(self.progress)
         layout.addWidget(self.recover_button)
+        layout.addWidget(self.skeleton_edit)
         layout.addLayout(buttons)
         layout.addWidget(QLabel("<small>↓/↑ body part · D/A frame · N next unlabeled · C copy previous · "
                                 "Ctrl+Z / Ctrl+Shift+Z undo/redo</small>"))
@@ -181,6 +186,7 @@ class LabelingWidget(QWidget):
         self._bind_keys(layer)
         layer.mode = "add"
         self._ensure_skeleton()
+        self.skeleton_edit.setText(", ".join(f"{a}-{b}" for a, b in self._skeleton()))
         pending = 0
         try:
             pending = self.store.pending_recovery()
@@ -296,6 +302,16 @@ class LabelingWidget(QWidget):
             raise ValueError(f"skeleton edges name unknown body parts: {bad}")
         self.layer.metadata["skeleton"] = [list(e) for e in edges]
         self._update_skeleton()
+
+    def _on_skeleton_edited(self) -> None:
+        text = self.skeleton_edit.text().replace(";", ",")
+        try:
+            edges = [tuple(p.strip() for p in pair.split("-")) for pair in text.split(",") if pair.strip()]
+            if any(len(e) != 2 for e in edges):
+                raise ValueError("write edges as a-b, separated by commas")
+            self.set_skeleton(edges)
+        except ValueError as err:
+            show_error(f"Skeleton not changed: {err}")
 
     def _update_skeleton(self) -> None:
         if self.skeleton_layer is not None and self.store is not None:

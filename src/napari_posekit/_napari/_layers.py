@@ -15,6 +15,23 @@ def bodypart_colors(bodyparts: Sequence[str]) -> dict[str, tuple[float, float, f
     return {bp: (*colorsys.hsv_to_rgb(0.83 * k / max(n - 1, 1), 0.9, 1.0), 1.0) for k, bp in enumerate(bodyparts)}
 
 
+def colormap_colors(name: str, bodyparts: Sequence[str]) -> dict[str, tuple[float, float, float, float]]:
+    """Body-part colours sampled evenly from a napari colormap (DeepLabCut's ``colormap`` key).
+
+    Falls back to :func:`bodypart_colors` for names napari does not know (e.g. ``rainbow``).
+    """
+    from napari.utils.colormaps import ensure_colormap
+
+    try:
+        cmap = ensure_colormap(name)
+    except (KeyError, ValueError, TypeError):
+        return bodypart_colors(bodyparts)
+    if getattr(cmap, "name", name) != name:
+        return bodypart_colors(bodyparts)
+    values = cmap.map(np.linspace(0, 1, max(len(bodyparts), 1)))
+    return {bp: tuple(float(v) for v in values[k]) for k, bp in enumerate(bodyparts)}
+
+
 def keypoints_layer_data(
     xy: np.ndarray,
     bodyparts: Sequence[str],
@@ -24,6 +41,7 @@ def keypoints_layer_data(
     individual: str = "",
     size: float = 8.0,
     metadata: dict | None = None,
+    colors: dict | None = None,
 ) -> tuple:
     """Points layer data tuple from ``(T, K, 2)`` ``(x, y)`` keypoints (NaN = missing).
 
@@ -43,7 +61,7 @@ def keypoints_layer_data(
             "likelihood": like[present],
         }
     )
-    colors = bodypart_colors(bodyparts)
+    colors = colors or bodypart_colors(bodyparts)
     face = np.array([colors[bp] for bp in features["bodypart"]]).reshape(-1, 4)
     return (
         data.reshape(-1, 3),
@@ -55,7 +73,7 @@ def keypoints_layer_data(
             "border_color": "black",
             "border_width": 0.1,
             "size": size,
-            "metadata": {"bodyparts": list(bodyparts), **(metadata or {})},
+            "metadata": {"bodyparts": list(bodyparts), "colors": colors, **(metadata or {})},
         },
         "points",
     )

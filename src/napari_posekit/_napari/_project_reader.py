@@ -16,7 +16,7 @@ import dask.array as da
 import numpy as np
 from dask import delayed
 
-from napari_posekit._napari._layers import keypoints_layer_data
+from napari_posekit._napari._layers import colormap_colors, keypoints_layer_data
 from napari_posekit.core.labels import LabelStore, journal_path
 from napari_posekit.core.project import (
     ProjectError,
@@ -27,6 +27,7 @@ from napari_posekit.core.project import (
     read_collected,
     read_config,
     write_collected,
+    write_config,
 )
 from napari_posekit.core.project import (
     index_style as collected_index_style,
@@ -146,10 +147,11 @@ def folder_layers(folder: Path) -> list[tuple]:
         "journal": str(journal_path(target)),
         "index_style": index_style,
         "kept_rows": sorted(xy_by_image),  # images that had a row in the file stay in it
+        "config": str(project / "config.yaml") if project else None,
     }
     points = keypoints_layer_data(
         xy, bodyparts, name=f"{folder.name} keypoints", size=max(4.0, float((config or {}).get("dotsize", 8))),
-        metadata=metadata,
+        metadata=metadata, colors=colormap_colors(str((config or {}).get("colormap") or "rainbow"), bodyparts),
     )
     image = (stack, {"name": folder.name, "rgb": True, "metadata": {"folder": str(folder)}}, "image")
     return [image, points]
@@ -171,5 +173,11 @@ def save_labels(store: LabelStore, layer) -> tuple[Path, Path]:
         [store.images[i] for i in rows], store.bodyparts, xy[rows], meta["scorer"], index_style=meta["index_style"]
     )
     h5, csv = write_collected(df, meta["labels_file"], meta["scorer"])
+    if meta.get("config"):  # the skeleton is edited in the widget and belongs to the project
+        config = read_config(meta["config"])
+        skeleton = [list(e) for e in meta.get("skeleton", [])]
+        if [list(e) for e in config.get("skeleton") or []] != skeleton:
+            config["skeleton"] = skeleton
+            write_config(meta["config"], config)
     meta["kept_rows"] = sorted(store.images[i].split("/")[-1] for i in rows)
     return h5, csv
