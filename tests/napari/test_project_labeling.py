@@ -159,3 +159,38 @@ def test_skeleton_edited_in_the_widget_is_drawn_and_saved_to_the_config(make_nap
     config = read_config(project / "config.yaml")
     assert config["skeleton"] == [["snout", "leftear"], ["snout", "rightear"], ["leftear", "tailbase"]]
     assert config["Task"] == "openfield" and config["pcutoff"] == 0.4  # the rest untouched
+
+
+def test_machine_labels_fill_gaps_and_never_overwrite_human_labels(make_napari_viewer, project):
+    from napari_posekit.core.project import write_collected
+
+    folder = project / "labeled-data" / "m4s1"
+    original = pd.read_hdf(folder / "CollectedData_Pranav.h5")
+    human = original.copy()
+    human.iloc[:10] = np.nan  # frames 0-9 not labeled by a person yet
+    write_collected(human, folder)
+    machine = original.copy() + 3.0  # predictions, 3 px off everywhere
+    for bp in ["snout", "leftear", "rightear", "tailbase"]:
+        machine[("Pranav", bp, "likelihood")] = 0.9
+    machine = machine.sort_index(axis=1, level=1, sort_remaining=False)
+    machine.to_hdf(folder / "machinelabels-iter0.h5", key="df_with_missing", mode="w")
+
+    viewer = make_napari_viewer()
+    _, points = viewer.open(str(folder), plugin="napari-posekit")
+    widget = LabelingWidget(viewer)
+    assert points.data.shape == (464, 3)
+    assert len(widget.machine) == 40  # 10 frames x 4 body parts came from the machine
+    ringed = np.isclose(points.border_color[:, 0], 1.0) & np.isclose(points.border_color[:, 2], 0.0)
+    assert ringed.sum() == 40
+    # review one machine label: drag it
+    row = np.flatnonzero((points.data[:, 0] == 2) & (points.features["bodypart"] == "leftear").to_numpy())[0]
+    moved = points.data.copy()
+    moved[row, 1:] = [250.0, 60.0]
+    points.data = moved
+    assert len(widget.machine) == 39
+    widget.save()
+
+    saved = pd.read_hdf(folder / "CollectedData_Pranav.h5")
+    pd.testing.assert_frame_equal(saved.iloc[10:], original.iloc[10:], check_exact=True)  # humans untouched
+    assert saved.loc[saved.index[2], ("Pranav", "leftear", "x")] == 60.0
+    assert saved.loc[saved.index[3], ("Pranav", "snout", "x")] == original.loc[original.index[3], ("Pranav", "snout", "x")] + 3.0

@@ -173,6 +173,8 @@ class LabelingWidget(QWidget):
         self.layer = layer
         self.store = LabelStore([str(i) for i in images], bodyparts, xy, journal=journal)
         self.colors = {bp: tuple(c) for bp, c in (meta.get("colors") or bodypart_colors(bodyparts)).items()}
+        # cells shown from machine labels that nobody has touched yet: drawn with a yellow ring
+        self.machine = {tuple(c) for c in meta.get("machine_cells", [])}
         self.parts.blockSignals(True)
         self.parts.clear()
         for bp in bodyparts:
@@ -186,6 +188,7 @@ class LabelingWidget(QWidget):
         self._bind_keys(layer)
         layer.mode = "add"
         self._ensure_skeleton()
+        self._refresh_view()
         self.skeleton_edit.setText(", ".join(f"{a}-{b}" for a, b in self._skeleton()))
         pending = 0
         try:
@@ -236,6 +239,9 @@ class LabelingWidget(QWidget):
             show_error(f"{err}. The change was undone; free the folder or save elsewhere.")
             self._rebuild_layer()
             return
+        if edit is not None:
+            self.machine.difference_update(edit.cells)  # a touched machine label is now a human one
+            self.layer.metadata["machine_cells"] = sorted(self.machine)
         if len(duplicates):
             self._rebuild_layer()
         else:
@@ -264,7 +270,6 @@ class LabelingWidget(QWidget):
             self.layer.selected_data = set()
             self.layer.data = data
             self.layer.features = features
-            self.layer.face_color = np.array([self.colors[bp] for bp in names]).reshape(-1, 4)
         finally:
             self._syncing = False
         self._refresh_view()
@@ -272,9 +277,15 @@ class LabelingWidget(QWidget):
     def _refresh_view(self) -> None:
         if self.layer is not None and len(self.layer.data):
             names = self.layer.features["bodypart"].astype(object)
+            index = {bp: k for k, bp in enumerate(self.store.bodyparts)}
+            cells = [(int(round(f)), index.get(bp, -1)) for f, bp in zip(self.layer.data[:, 0], names)]
             self._syncing = True
             try:
                 self.layer.face_color = np.array([self.colors.get(bp, (1, 1, 1, 1)) for bp in names]).reshape(-1, 4)
+                self.layer.border_color = np.array(
+                    [(1.0, 0.85, 0.0, 1.0) if c in self.machine else (0.0, 0.0, 0.0, 1.0) for c in cells]
+                ).reshape(-1, 4)
+                self.layer.border_width = np.array([0.3 if c in self.machine else 0.1 for c in cells])
             finally:
                 self._syncing = False
         self._update_skeleton()

@@ -76,6 +76,16 @@ def napari_get_reader(path):
     return read
 
 
+def _latest_machine_labels(folder: Path) -> Path | None:
+    """The newest ``machinelabels-iter<N>.h5`` of a folder (DeepLabCut's refinement input)."""
+    def iteration(p: Path) -> int:
+        digits = "".join(ch for ch in p.stem.split("iter")[-1] if ch.isdigit())
+        return int(digits or -1)
+
+    found = sorted(folder.glob("machinelabels-iter*.h5"), key=iteration)
+    return found[-1] if found else None
+
+
 def _read_image(path: str) -> np.ndarray:
     from PIL import Image
 
@@ -107,7 +117,12 @@ def folder_layers(folder: Path) -> list[tuple]:
                 stacklevel=2,
             )
 
-    bodyparts = config_bodyparts(config) if config else list(file_bodyparts)
+    machine_xy, machine_bodyparts, machine_file = {}, [], _latest_machine_labels(folder)
+    if machine_file is not None:
+        mnames, machine_bodyparts, mxy = collected_to_arrays(read_collected(machine_file, likelihood=True))
+        machine_xy = {name.replace("\\", "/").split("/")[-1]: v for name, v in zip(mnames, mxy)}
+
+    bodyparts = config_bodyparts(config) if config else list(file_bodyparts or machine_bodyparts)
     extra = [bp for bp in file_bodyparts if bp not in bodyparts]
     if extra:
         warnings.warn(
@@ -128,6 +143,15 @@ def folder_layers(folder: Path) -> list[tuple]:
         if name in xy_by_image:
             for b, bp in enumerate(file_bodyparts):
                 xy[i, bodyparts.index(bp)] = xy_by_image[name][b]
+    # machine labels (DeepLabCut's machinelabels-iter<N>.h5) fill only what no human labeled
+    machine_cells = []
+    for i, name in enumerate(files):
+        for b, bp in enumerate(machine_bodyparts):
+            if name in machine_xy and bp in bodyparts:
+                k = bodyparts.index(bp)
+                if np.isnan(xy[i, k]).any() and not np.isnan(machine_xy[name][b]).any():
+                    xy[i, k] = machine_xy[name][b]
+                    machine_cells.append([i, k])
     outside = (xy[..., 0] < -0.5) | (xy[..., 0] > width - 0.5) | (xy[..., 1] < -0.5) | (xy[..., 1] > height - 0.5)
     if outside.any():
         warnings.warn(f"{folder}: {int(outside.sum())} labels lie outside the {width}x{height} images", stacklevel=2)
@@ -148,6 +172,7 @@ def folder_layers(folder: Path) -> list[tuple]:
         "index_style": index_style,
         "kept_rows": sorted(xy_by_image),  # images that had a row in the file stay in it
         "config": str(project / "config.yaml") if project else None,
+        "machine_cells": machine_cells,  # (image, body part) shown from machine labels, not yet reviewed
     }
     points = keypoints_layer_data(
         xy, bodyparts, name=f"{folder.name} keypoints", size=max(4.0, float((config or {}).get("dotsize", 8))),
