@@ -38,6 +38,44 @@ def _sample(args) -> int:
     return 0
 
 
+def _create_project(args) -> int:
+    from napari_posekit.core.project import ProjectError, create_project
+
+    skeleton = [tuple(edge.split("-", 1)) for edge in args.skeleton]
+    try:
+        config = create_project(args.folder, args.task, args.scorer, args.videos, args.bodyparts, skeleton,
+                                copy_videos=args.copy_videos)
+    except ProjectError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"project created: {config}")
+    return 0
+
+
+def _extract_frames(args) -> int:
+    from napari_posekit.core.frames import extract_frames, select_kmeans, select_uniform
+    from napari_posekit.core.project import read_config
+    from napari_posekit.core.video import VideoError, read_metadata
+
+    config = read_config(args.project)
+    k = args.n or int(config.get("numframes2pick") or 20)
+    status = 0
+    for video in args.videos:
+        try:
+            if args.method == "kmeans":
+                frames = select_kmeans(video, k, start=args.start, stop=args.stop, seed=args.seed)
+            else:
+                frames = select_uniform(read_metadata(video).n_frames, k, start=args.start, stop=args.stop)
+            result = extract_frames(video, frames, config.project_folder / "labeled-data")
+        except (VideoError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            status = 1
+            continue
+        print(f"{video}: {len(result.written)} frames written to {result.folder}"
+              + (f", {len(result.skipped)} existed and were kept" if result.skipped else ""))
+    return status
+
+
 def _demo(args) -> int:
     from napari_posekit.demo import run_demo
 
@@ -58,6 +96,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=300)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_sample)
+
+    p = sub.add_parser("create-project", help="create a DeepLabCut-compatible project")
+    p.add_argument("folder", help="where the project folder <task>-<scorer>-<date> is created")
+    p.add_argument("task")
+    p.add_argument("scorer")
+    p.add_argument("--videos", nargs="+", required=True)
+    p.add_argument("--bodyparts", nargs="+", required=True)
+    p.add_argument("--skeleton", nargs="*", default=[], metavar="A-B", help="edges such as snout-leftear")
+    p.add_argument("--copy-videos", action="store_true", help="copy instead of linking the videos")
+    p.set_defaults(func=_create_project)
+
+    p = sub.add_parser("extract-frames", help="pick frames (k-means or uniform) into labeled-data/<video>/")
+    p.add_argument("project", help="project folder or its config.yaml")
+    p.add_argument("videos", nargs="+")
+    p.add_argument("--n", type=int, default=None, help="frames per video (default: numframes2pick)")
+    p.add_argument("--method", choices=["kmeans", "uniform"], default="kmeans")
+    p.add_argument("--start", type=float, default=0.0, help="start of the range, fraction of the video")
+    p.add_argument("--stop", type=float, default=1.0, help="end of the range, fraction of the video")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_extract_frames)
 
     p = sub.add_parser("demo", help="open napari with the plugin's widgets and the sample")
     p.add_argument("--output-dir", default="outputs/demo", help="where the demo writes its files")

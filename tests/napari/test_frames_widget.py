@@ -23,12 +23,13 @@ def test_extract_kmeans_then_this_frame_then_label(make_napari_viewer, qtbot, tm
     widget.project.setText(str(project))
     widget.method.setCurrentText("kmeans")
     widget.count.setValue(5)
+    widget.start.setValue(50.0)
     worker = widget.extract()
     with qtbot.waitSignal(worker.finished, timeout=60_000):
         pass
     folder = project / "labeled-data" / "session1"
     pngs = sorted(folder.glob("img*.png"))
-    assert len(pngs) == 5
+    assert len(pngs) == 5 and all(int(p.stem[3:]) >= 75 for p in pngs)  # from the second half only
     assert "5 frames written" in widget.status.text()
     assert any(layer.name == "session1 keypoints" for layer in viewer.layers)
 

@@ -14,6 +14,7 @@ from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import (
     QComboBox,
+    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
@@ -29,15 +30,16 @@ from napari_posekit._napari._video_widget import video_layers
 from napari_posekit.core.frames import extract_frames, iter_select_kmeans, select_uniform
 
 
-def _select_and_extract(video: str, method: str, k: int, labeled_data: Path, frames: list[int] | None):
+def _select_and_extract(video: str, method: str, k: int, labeled_data: Path, frames: list[int] | None,
+                        start: float = 0.0, stop: float = 1.0):
     """Generator run in a worker: yields progress fractions, returns the extraction result."""
     if frames is None:
         if method == "kmeans":
-            frames = yield from iter_select_kmeans(video, k)
+            frames = yield from iter_select_kmeans(video, k, start=start, stop=stop)
         else:
             from napari_posekit.core.video import read_metadata
 
-            frames = select_uniform(read_metadata(video).n_frames, k)
+            frames = select_uniform(read_metadata(video).n_frames, k, start=start, stop=stop)
     return extract_frames(video, frames, labeled_data)
 
 
@@ -56,6 +58,12 @@ class FramesWidget(QWidget):
         self.count = QSpinBox()
         self.count.setRange(1, 10_000)
         self.count.setValue(20)
+        self.start = QDoubleSpinBox()
+        self.stop = QDoubleSpinBox()
+        for box, value in ((self.start, 0.0), (self.stop, 100.0)):
+            box.setRange(0.0, 100.0)
+            box.setSuffix(" %")
+            box.setValue(value)
         self.extract_button = QPushButton("Extract frames")
         self.extract_button.clicked.connect(self.extract)
         self.this_frame_button = QPushButton("Add this frame")
@@ -71,6 +79,11 @@ class FramesWidget(QWidget):
         form.addRow("Project:", row)
         form.addRow("Method:", self.method)
         form.addRow("Frames:", self.count)
+        span = QHBoxLayout()
+        span.addWidget(self.start)
+        span.addWidget(QLabel("to"))
+        span.addWidget(self.stop)
+        form.addRow("Part of video:", span)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         buttons = QHBoxLayout()
@@ -124,7 +137,7 @@ class FramesWidget(QWidget):
         video, labeled_data = target
         method, k = self.method.currentText(), self.count.value()
         worker = thread_worker(_select_and_extract, progress={"total": 100, "desc": "Selecting frames"})(
-            video, method, k, labeled_data, frames
+            video, method, k, labeled_data, frames, self.start.value() / 100, self.stop.value() / 100
         )
         worker.yielded.connect(lambda f: self.status.setText(f"Reading frames… {100 * f:.0f}%"))
         worker.returned.connect(self._done)
