@@ -1,0 +1,173 @@
+"""Tests for the training data pipeline and the training generator."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from napari_posekit.core.codec import HeatmapCodec
+from napari_posekit.core.data import Augmentation, LabeledImages, split_block, split_random
+from napari_posekit.core.synthetic import make_behaviour
+from napari_posekit.core.train import CheckpointError, evaluate, iter_train, load_checkpoint
+
+torch.set_num_threads(2)
+
+IDENTITY = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+
+
+@pytest.fixture(scope="module")
+def behaviour():
+    return make_behaviour(n_frames=12, height=64, width=64)
+
+
+def _run(gen):
+    progress = []
+    try:
+        while True:
+            progress.append(next(gen))
+    except StopIteration as done:
+        return progress, done.value
+
+
+# --------------------------------------------------------------------------- splits
+def test_split_random_is_deterministic_per_seed():
+    a = split_random(100, 0.8, seed=1)
+    b = split_random(100, 0.8, seed=1)
+    c = split_random(100, 0.8, seed=2)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not np.array_equal(a[0], c[0])
+    assert len(a[0]) == 80 and len(a[1]) == 20
+    assert sorted(np.concatenate(a)) == list(range(100))
+
+
+def test_split_block_is_contiguous():
+    train, test = split_block(116, 0.8)
+    assert np.array_equal(train, np.arange(93))
+    assert np.array_equal(test, np.arange(93, 116))
+
+
+# --------------------------------------------------------------------------- augmentation
+def _dot_image(points, size=64):
+    img = np.zeros((size, size, 3), np.uint8)
+    for x, y in points:
+        img[int(round(y)) - 1 : int(round(y)) + 2, int(round(x)) - 1 : int(round(x)) + 2] = 255
+    return img
+
+
+def test_augmentation_keeps_points_on_their_dots():
+    pts = np.array([[20.0, 30.0], [44.0, 36.0]])
+    imgs = [_dot_image(pts)] * 8
+    xy = np.stack([pts] * 8)
+    codec = HeatmapCodec((48, 48), stride=4)
+    aug = Augmentation(brightness=0, contrast=0, blur_probability=0, noise_std=0, crop_jitter=0.1)
+    ds = LabeledImages(imgs, xy, codec, *IDENTITY, augmentation=aug, seed=3)
+    for i in range(len(ds)):
+        s = ds[i]
+        image = s["image"][0].numpy()
+        for x, y in s["xy"].numpy():
+            if np.isnan(x):
+                continue
+            r, c = int(round(y)), int(round(x))
+            assert image[r, c] > 0.5, (i, x, y)
+
+
+def test_points_leaving_the_crop_are_masked():
+    pts = np.array([[5.0, 5.0], [58.0, 58.0]])
+    codec = HeatmapCodec((16, 16), stride=4)
+    ds = LabeledImages([_dot_image(pts)], pts[None], codec, *IDENTITY)
+    s = ds[0]
+    assert torch.isnan(s["xy"]).all()
+    assert float(s["weights"].sum()) == 0.0
+    assert float(s["heatmaps"].sum()) == 0.0
+
+
+def test_flip_swaps_symmetric_pairs():
+    pts = np.array([[32.0, 20.0], [24.0, 30.0], [40.0, 30.0]])  # snout, leftear, rightear
+    codec = HeatmapCodec((64, 64), stride=4)
+    aug = Augmentation(
+        scale=(1.0, 1.0), rotation_deg=0, crop_jitter=0, flip_probability=1.0,
+        brightness=0, contrast=0, blur_probability=0, noise_std=0,
+    )
+    ds = LabeledImages(
+        [_dot_image(pts)], pts[None], codec, *IDENTITY, augmentation=aug,
+        symmetric_pairs=[("leftear", "rightear")], bodyparts=["snout", "leftear", "rightear"],
+    )
+    out = ds[0]["xy"].numpy()
+    # mirrored about the snout's vertical line; the swapped left-ear label stays on the image's left
+    assert out[1, 0] < out[2, 0]
+    np.testing.assert_allclose(out[1, 0] + out[2, 0], 2 * out[0, 0], atol=1e-4)
+    # without symmetric pairs there is no flip
+    ds2 = LabeledImages([_dot_image(pts)], pts[None], codec, *IDENTITY, augmentation=aug)
+    assert ds2.sample_geometry(0, (64, 64))[1] is False
+
+
+# --------------------------------------------------------------------------- training
+def test_iter_train_end_to_end(behaviour, tmp_path):
+    kwargs = dict(
+        bodyparts=list(behaviour.bodyparts), backbone="resnet18", pretrained=False, head_stride=4,
+        batch_size=4, lr=3e-3, train_fraction=0.75, augmentation=False, device="cpu",
+    )
+    gen = iter_train(behaviour.frames, behaviour.keypoints, epochs=4, checkpoint_dir=tmp_path / "a", **kwargs)
+    progress, path = _run(gen)
+    steps = [p for p in progress if "event" not in p]
+    assert len(steps) == 4 * 3 and steps[-1]["step"] == steps[-1]["steps_total"] == 12
+    assert {"epoch", "step", "steps_total", "loss", "elapsed_s", "eta_s"} <= set(steps[0])
+    assert any("test_error_px" in p for p in progress)
+    first = np.mean([p["loss"] for p in steps[:3]])
+    last = np.mean([p["loss"] for p in steps[-3:]])
+    assert last < first
+
+    assert path.is_file()
+    model, codec, meta = load_checkpoint(path)
+    assert meta["epoch"] == 4 and meta["bodyparts"] == list(behaviour.bodyparts)
+    assert codec.stride == 4 and len(meta["split"]["test"]) == 3
+    test = meta["split"]["test"]
+    result = evaluate(model, codec, behaviour.frames[test], behaviour.keypoints[test], bodyparts=behaviour.bodyparts)
+    assert math.isfinite(result["mean_error_px"])
+    assert all(math.isfinite(v) for v in result["per_bodypart"].values())
+    assert {"pck@2", "pck@5", "pck@10"} <= set(result)
+
+    # resume continues from epoch 4 up to 6
+    progress2, path2 = _run(
+        iter_train(behaviour.frames, behaviour.keypoints, epochs=6, checkpoint_dir=tmp_path / "b", resume=path, **kwargs)
+    )
+    epochs = [p["epoch"] for p in progress2 if "event" not in p]
+    assert epochs[0] == 5 and epochs[-1] == 6
+    assert load_checkpoint(path2)[2]["epoch"] == 6
+
+
+def test_stopping_saves_a_checkpoint(behaviour, tmp_path):
+    kwargs = dict(
+        bodyparts=list(behaviour.bodyparts), backbone="resnet18", pretrained=False, head_stride=4,
+        batch_size=4, epochs=5, device="cpu", eval_every=0,
+    )
+    gen = iter_train(behaviour.frames, behaviour.keypoints, checkpoint_dir=tmp_path / "close", **kwargs)
+    next(gen)
+    gen.close()
+    assert (tmp_path / "close" / "checkpoint.pt").is_file()
+    load_checkpoint(tmp_path / "close" / "checkpoint.pt")
+
+    calls = iter(range(100))
+    progress, path = _run(
+        iter_train(
+            behaviour.frames, behaviour.keypoints, checkpoint_dir=tmp_path / "flag",
+            stop=lambda: next(calls) >= 2, **kwargs,
+        )
+    )
+    assert len(progress) == 2 and path.is_file()
+
+
+def test_load_checkpoint_rejects_other_files(tmp_path):
+    bad = tmp_path / "bad.pt"
+    torch.save({"hello": 1}, bad)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(bad)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError):
+        load_checkpoint(junk)
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "missing.pt")
