@@ -63,17 +63,19 @@ def keypoints_layer_data(
     )
     colors = colors or bodypart_colors(bodyparts)
     face = np.array([colors[bp] for bp in features["bodypart"]]).reshape(-1, 4)
-    return (
-        data.reshape(-1, 3),
-        {
-            "name": name,
-            "ndim": 3,
-            "features": features,
-            **({"face_color": face} if len(face) else {}),
-            "border_color": "black",
-            "border_width": 0.1,
-            "size": size,
-            "metadata": {"bodyparts": list(bodyparts), "colors": colors, **(metadata or {})},
-        },
-        "points",
-    )
+    metadata = {"bodyparts": list(bodyparts), "colors": colors, **(metadata or {})}
+    return data.reshape(-1, 3), points_kwargs(name, features, face, size, metadata), "points"
+
+
+def points_kwargs(name: str, features: pd.DataFrame, face: np.ndarray, size: float, metadata: dict) -> dict:
+    """Points layer kwargs shared by every keypoints layer (frame, y, x points)."""
+    return {
+        "name": name,
+        "ndim": 3,
+        "features": features,
+        **({"face_color": face} if len(face) else {}),
+        "border_color": "black",
+        "border_width": 0.1,
+        "size": size,
+        "metadata": metadata,
+    }

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from napari_posekit._napari._layers import bodypart_colors
+from napari_posekit._napari._layers import bodypart_colors, points_kwargs
 from napari_posekit._napari._reader import video_layer_data
 from napari_posekit.core.sleap import SleapLabels, load_slp
 from napari_posekit.core.video import VideoError, VideoReader
@@ -101,28 +101,16 @@ def keypoints_layer_data(labels: SleapLabels, *, name: str, size: float = 8.0) -
     colors = bodypart_colors(labels.node_names)
     palette = np.array([colors[n] for n in labels.node_names]).reshape(-1, 4)
     face = palette[table["node"].cat.codes.to_numpy()]
-    return (
-        data,
-        {
-            "name": name,
-            "ndim": 3,
-            "features": features,
-            **({"face_color": face} if len(face) else {}),
-            "border_color": "black",
-            "border_width": 0.1,
-            "size": size,
-            "metadata": {
-                "bodyparts": list(labels.node_names),
-                "skeleton": [list(e) for e in labels.edges],
-                "source": str(labels.path),
-                "individuals": _individual_order(labels),
-                # one Points layer holds several animals, which the single-animal
-                # Labeling widget would merge: it is shown, not edited there
-                "readonly": True,
-            },
-        },
-        "points",
-    )
+    metadata = {
+        "bodyparts": list(labels.node_names),
+        "skeleton": [list(e) for e in labels.edges],
+        "source": str(labels.path),
+        "individuals": _individual_order(labels),
+        # one Points layer holds several animals, which the single-animal
+        # Labeling widget would merge: it is shown, not edited there
+        "readonly": True,
+    }
+    return data, points_kwargs(name, features, face, size, metadata), "points"
 
 
 def skeleton_layer_data(labels: SleapLabels, *, name: str, width: float = 1.5) -> tuple:
