@@ -60,7 +60,11 @@ def napari_get_reader(path):
     """A reader for DeepLabCut project paths, or None (never raises)."""
     if not isinstance(path, (str, os.PathLike)):
         return None
-    folders = _label_folders(Path(path))
+    try:
+        folders = _label_folders(Path(path))
+    except OSError as err:  # an unreadable folder: napari's contract is None, never an exception
+        warnings.warn(f"PoseKit cannot read {path}: {err.strerror or err}", stacklevel=2)
+        return None
     if not folders:
         return None
 
