@@ -101,7 +101,48 @@ def test_flip_swaps_symmetric_pairs():
     np.testing.assert_allclose(out[1, 0] + out[2, 0], 2 * out[0, 0], atol=1e-4)
     # without symmetric pairs there is no flip
     ds2 = LabeledImages([_dot_image(pts)], pts[None], codec, *IDENTITY, augmentation=aug)
-    assert ds2.sample_geometry(0, (64, 64))[1] is False
+    assert ds2.sample_geometry(0, pts, (64, 64))["flip"] is False
+    out2 = ds2[0]["xy"].numpy()
+    np.testing.assert_allclose(out2 - out2[0], pts - pts[0], atol=1e-4)
+
+
+def _blob_image(points, shape=(80, 96), sigma=1.6):
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    img = np.zeros(shape)
+    for x, y in points:
+        img += np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * sigma**2))
+    return np.repeat((img * 255).clip(0, 255).astype(np.uint8)[..., None], 3, axis=-1)
+
+
+@pytest.mark.parametrize("input_scale", [1.0, 0.5])
+def test_augmented_keypoints_stay_on_their_blobs_to_a_tenth_of_a_pixel(input_scale):
+    """Image and keypoints go through the same transforms: blob centroids match the transformed points."""
+    pts = np.array([[30.3, 25.7], [61.8, 50.2]])
+    img = _blob_image(pts, sigma=1.6 / input_scale)
+    codec = HeatmapCodec((48, 56), stride=4)
+    aug = Augmentation(
+        scale=(0.8, 1.25), rotation_deg=40, crop_jitter=0.1, flip_probability=0.5,
+        brightness=0, contrast=0, blur_probability=0, noise_std=0,
+    )
+    ds = LabeledImages(
+        [img] * 24, np.stack([pts] * 24), codec, *IDENTITY, augmentation=aug, input_scale=input_scale,
+        symmetric_pairs=[(0, 1)], seed=5,
+    )
+    checked = flipped = 0
+    for i in range(len(ds)):
+        s = ds[i]
+        image = s["image"][0].numpy().astype(np.float64)
+        flipped += ds.sample_geometry(i, pts, img.shape[:2])["flip"]
+        for x, y in s["xy"].numpy():
+            if np.isnan(x) or not (6 <= x <= 56 - 7 and 6 <= y <= 48 - 7):
+                continue
+            r0, c0 = int(round(y)), int(round(x))
+            win = image[r0 - 5 : r0 + 6, c0 - 5 : c0 + 6]
+            rr, cc = np.mgrid[r0 - 5 : r0 + 6, c0 - 5 : c0 + 6]
+            cy, cx = (win * rr).sum() / win.sum(), (win * cc).sum() / win.sum()
+            assert abs(cx - x) < 0.1 and abs(cy - y) < 0.1, (i, x, y, cx, cy)
+            checked += 1
+    assert checked >= 24 and 0 < flipped < 24
 
 
 # --------------------------------------------------------------------------- training
@@ -113,8 +154,10 @@ def test_iter_train_end_to_end(behaviour, tmp_path):
     gen = iter_train(behaviour.frames, behaviour.keypoints, epochs=4, checkpoint_dir=tmp_path / "a", **kwargs)
     progress, path = _run(gen)
     steps = [p for p in progress if "event" not in p]
-    assert len(steps) == 4 * 3 and steps[-1]["step"] == steps[-1]["steps_total"] == 12
-    assert {"epoch", "step", "steps_total", "loss", "elapsed_s", "eta_s"} <= set(steps[0])
+    assert len(steps) == 4 * 3 and steps[-1]["step"] == 12 and steps[-1]["progress"] == 1.0
+    assert {"epoch", "step", "progress", "loss", "lr", "elapsed_s", "eta_s"} <= set(steps[0])
+    lrs = [p["lr"] for p in steps]
+    assert max(lrs) == pytest.approx(3e-3, rel=0.2) and lrs[-1] < 0.1 * max(lrs)  # warm-up, then cosine decay
     assert any("test_error_px" in p for p in progress)
     first = np.mean([p["loss"] for p in steps[:3]])
     last = np.mean([p["loss"] for p in steps[-3:]])
@@ -158,6 +201,23 @@ def test_stopping_saves_a_checkpoint(behaviour, tmp_path):
         )
     )
     assert len(progress) == 2 and path.is_file()
+
+
+def test_time_budget_stops_with_a_decayed_schedule_and_a_checkpoint(behaviour, tmp_path):
+    progress, path = _run(
+        iter_train(
+            behaviour.frames, behaviour.keypoints, bodyparts=list(behaviour.bodyparts), backbone="resnet18",
+            pretrained=False, head_stride=4, batch_size=4, epochs=None, max_minutes=0.05, lr=1e-3,
+            checkpoint_dir=tmp_path / "budget", device="cpu",
+        )
+    )
+    steps = [p for p in progress if "event" not in p]
+    assert 3 <= len(steps) and steps[-1]["elapsed_s"] < 3.0 + 6.0
+    assert steps[-1]["lr"] < 0.5e-3 and progress[-1]["event"] == "evaluated"
+    meta = load_checkpoint(path)[2]
+    assert meta["train_seconds"] >= 3.0 and meta["history"][-1]["test_error_px"] == progress[-1]["test_error_px"]
+    with pytest.raises(ValueError, match="epochs, max_minutes"):
+        next(iter_train(behaviour.frames, behaviour.keypoints, epochs=None, max_minutes=None))
 
 
 def test_load_checkpoint_rejects_other_files(tmp_path):

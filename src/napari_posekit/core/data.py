@@ -4,14 +4,18 @@ Coordinates follow :mod:`napari_posekit.core.codec`: keypoints are ``(x, y)``
 in pixels, the centre of pixel ``(row r, column c)`` is at ``x = c, y = r``,
 NaN marks a keypoint that is not labeled.
 
-Geometric augmentation is one affine matrix per sample (scale, rotation,
-optional left/right flip, and a crop of fixed size around the labels), applied
-to the image with :func:`torch.nn.functional.grid_sample` and to the keypoints
-with the same matrix, so image and labels cannot drift apart.  Keypoints that
-end up outside the crop become NaN (not labeled), and flipping swaps the labels
-of declared symmetric pairs (``leftear`` <-> ``rightear``).  Photometric
-augmentation (brightness, contrast, blur, noise) uses
-:mod:`torchvision.transforms.v2.functional`.
+Augmentation runs through :mod:`torchvision.transforms.v2`: the image and its
+keypoints (a :class:`torchvision.tv_tensors.KeyPoints`) go through the same
+functional calls (crop around the labels, affine scale + rotation, crop to
+the training size, left/right flip), so they cannot drift apart.  Keypoints
+that end up outside the crop become NaN (not labeled); a flip swaps the labels
+of declared symmetric pairs (``leftear`` <-> ``rightear``).  Brightness,
+contrast, blur and noise use the same library.
+
+torchvision's affine rotates the image about a point given in pixel-corner
+coordinates (pixel ``c`` spans ``[c, c + 1]``) while its flip uses pixel
+centres; keypoints are shifted by half a pixel around the affine and crop
+calls accordingly, and a test checks the alignment to a tenth of a pixel.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,14 +36,14 @@ from .codec import HeatmapCodec
 __all__ = [
     "Augmentation",
     "LabeledImages",
-    "affine_matrix",
     "load_image",
     "load_project_labels",
+    "scale_images",
+    "scale_points",
     "split_block",
     "split_random",
     "symmetric_pair_indices",
-    "transform_points",
-    "warp_image",
+    "unscale_points",
 ]
 
 
@@ -105,7 +110,28 @@ def load_image(source: np.ndarray | str | os.PathLike) -> np.ndarray:
 
 def _to_tensor(image: np.ndarray) -> torch.Tensor:
     """``(3, H, W)`` float32 in [0, 1] from an ``(H, W, 3)`` uint8 array."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).to(torch.float32) / 255.0
+    return torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1).to(torch.float32) / 255.0
+
+
+def scale_images(images: torch.Tensor, scale: float) -> torch.Tensor:
+    """Resize ``(B, C, H, W)`` float images by ``scale`` (bilinear); training and inference share it.
+
+    The output has ``floor(H * scale) x floor(W * scale)`` pixels and pixel
+    centres map as :func:`scale_points` says.
+    """
+    if scale == 1.0:
+        return images
+    return F.interpolate(images, scale_factor=float(scale), mode="bilinear", align_corners=False)
+
+
+def scale_points(xy: np.ndarray, scale: float) -> np.ndarray:
+    """Keypoints in the pixels of an image resized by :func:`scale_images`."""
+    return (np.asarray(xy, dtype=np.float64) + 0.5) * float(scale) - 0.5
+
+
+def unscale_points(xy: np.ndarray, scale: float) -> np.ndarray:
+    """Inverse of :func:`scale_points`."""
+    return (np.asarray(xy, dtype=np.float64) + 0.5) / float(scale) - 0.5
 
 
 # --------------------------------------------------------------------------- project
@@ -152,64 +178,6 @@ def symmetric_pair_indices(
             raise ValueError(f"a symmetric pair needs two different body parts, got {a!r}, {b!r}")
         out.append((ia, ib))
     return out
-
-
-# --------------------------------------------------------------------------- geometry
-def affine_matrix(
-    centre: tuple[float, float],
-    out_size: tuple[int, int],
-    *,
-    scale: float = 1.0,
-    rotation_deg: float = 0.0,
-    flip: bool = False,
-) -> np.ndarray:
-    """3x3 matrix mapping input ``(x, y, 1)`` to output pixel coordinates.
-
-    The input point ``centre`` lands on the centre of the ``out_size`` ``(H, W)``
-    output; around it the image is mirrored left/right (``flip``), scaled and
-    rotated by ``rotation_deg`` (counter-clockwise as displayed).
-    """
-    h, w = out_size
-    cx, cy = centre
-    to_origin = np.array([[1.0, 0.0, -cx], [0.0, 1.0, -cy], [0.0, 0.0, 1.0]])
-    mirror = np.diag([-1.0 if flip else 1.0, 1.0, 1.0])
-    a = math.radians(rotation_deg)
-    c, s = math.cos(a) * scale, math.sin(a) * scale
-    # y points down, so a counter-clockwise rotation as displayed uses -angle
-    rotate = np.array([[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]])
-    to_out = np.array([[1.0, 0.0, (w - 1) / 2.0], [0.0, 1.0, (h - 1) / 2.0], [0.0, 0.0, 1.0]])
-    return to_out @ rotate @ mirror @ to_origin
-
-
-def transform_points(xy: np.ndarray, matrix: np.ndarray, out_size: tuple[int, int] | None = None) -> np.ndarray:
-    """Apply ``matrix`` to ``(K, 2)`` points; with ``out_size``, points outside become NaN."""
-    xy = np.asarray(xy, dtype=np.float64)
-    out = xy @ matrix[:2, :2].T + matrix[:2, 2]
-    if out_size is not None:
-        h, w = out_size
-        outside = (out[:, 0] < -0.5) | (out[:, 0] > w - 0.5) | (out[:, 1] < -0.5) | (out[:, 1] > h - 0.5)
-        out[outside] = np.nan
-    return out
-
-
-def warp_image(image: torch.Tensor, matrix: np.ndarray, out_size: tuple[int, int]) -> torch.Tensor:
-    """Resample ``(C, H, W)`` ``image`` so that output pixel ``p`` shows input ``matrix^-1 p``.
-
-    Bilinear interpolation; outside the input is filled with zeros.
-    """
-    c, h_in, w_in = image.shape
-    h, w = out_size
-    inverse = torch.as_tensor(np.linalg.inv(matrix), dtype=torch.float32)
-    ys, xs = torch.meshgrid(
-        torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij"
-    )
-    ones = torch.ones_like(xs)
-    src = torch.einsum("ij,jhw->ihw", inverse, torch.stack([xs, ys, ones]))
-    # align_corners=True: -1 and +1 are the centres of the first and last pixels
-    gx = src[0] * (2.0 / max(w_in - 1, 1)) - 1.0
-    gy = src[1] * (2.0 / max(h_in - 1, 1)) - 1.0
-    grid = torch.stack([gx, gy], dim=-1)[None]
-    return F.grid_sample(image[None], grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0]
 
 
 # --------------------------------------------------------------------------- augmentation
@@ -296,6 +264,7 @@ class LabeledImages(torch.utils.data.Dataset):
         symmetric_pairs: Sequence[tuple[int, int]] | Sequence[tuple[str, str]] | None = None,
         bodyparts: Sequence[str] | None = None,
         seed: int = 0,
+        cache_bytes: int = 2 * 1024**3,
     ) -> None:
         self.images = images
         self.xy = np.asarray(xy, dtype=np.float64)
@@ -314,6 +283,9 @@ class LabeledImages(torch.utils.data.Dataset):
         self.symmetric_pairs = symmetric_pair_indices(names, symmetric_pairs)
         self.seed = int(seed)
         self.epoch = 0
+        self.cache_bytes = int(cache_bytes)
+        self._cache: dict[int, torch.Tensor] = {}
+        self._cached_bytes = 0
 
     def __len__(self) -> int:
         return len(self.xy)
@@ -329,41 +301,84 @@ class LabeledImages(torch.utils.data.Dataset):
             return (pts.min(axis=0) + pts.max(axis=0)) / 2.0
         return np.array([(shape[1] - 1) / 2.0, (shape[0] - 1) / 2.0])
 
-    def sample_geometry(self, index: int, image_shape: tuple[int, int]) -> tuple[np.ndarray, bool]:
-        """The affine matrix (image -> sample pixels) of sample ``index`` and whether it flips."""
-        xy = self.xy[index]
-        out_size = self.codec.input_size
-        centre = self._crop_centre(xy, image_shape)
-        aug = self.augmentation
-        if aug is None:
-            return affine_matrix(tuple(centre), out_size, scale=self.input_scale), False
-        rng = np.random.default_rng([self.seed, self.epoch, int(index), 1])
-        scale = self.input_scale * float(np.exp(rng.uniform(np.log(aug.scale[0]), np.log(aug.scale[1]))))
-        rotation = float(rng.uniform(-aug.rotation_deg, aug.rotation_deg))
-        flip = bool(self.symmetric_pairs) and bool(rng.random() < aug.flip_probability)
-        jitter = rng.uniform(-aug.crop_jitter, aug.crop_jitter, size=2) * np.array(out_size[::-1]) / scale
-        matrix = affine_matrix(tuple(centre + jitter), out_size, scale=scale, rotation_deg=rotation, flip=flip)
-        return matrix, flip
-
     def load(self, index: int) -> np.ndarray:
         """The raw ``(H, W, 3)`` uint8 image ``index``."""
         return load_image(self.images[index])
 
+    def scaled(self, index: int) -> tuple[torch.Tensor, np.ndarray]:
+        """Image ``index`` resized by ``input_scale`` as ``(3, h, w)`` float in [0, 1], and its keypoints.
+
+        Resizing is the one inference uses (:func:`scale_images`); resized
+        images are kept in memory up to ``cache_bytes``.
+        """
+        tensor = self._cache.get(index)
+        if tensor is None:
+            tensor = scale_images(_to_tensor(self.load(index))[None], self.input_scale)[0]
+            size = tensor.numel() * tensor.element_size()
+            if self._cached_bytes + size <= self.cache_bytes:
+                self._cache[index] = tensor
+                self._cached_bytes += size
+        return tensor, scale_points(self.xy[index], self.input_scale)
+
+    def sample_geometry(self, index: int, xy: np.ndarray, image_shape: tuple[int, int]) -> dict[str, Any]:
+        """Random draw of sample ``index``: crop centre, ``scale``, ``angle`` (degrees) and ``flip``."""
+        centre = self._crop_centre(xy, image_shape)
+        aug = self.augmentation
+        if aug is None:
+            return {"centre": centre, "scale": 1.0, "angle": 0.0, "flip": False}
+        rng = np.random.default_rng([self.seed, self.epoch, int(index), 1])
+        scale = float(np.exp(rng.uniform(np.log(aug.scale[0]), np.log(aug.scale[1]))))
+        angle = float(rng.uniform(-aug.rotation_deg, aug.rotation_deg))
+        flip = bool(self.symmetric_pairs) and bool(rng.random() < aug.flip_probability)
+        jitter = rng.uniform(-aug.crop_jitter, aug.crop_jitter, size=2) * np.array(self.codec.input_size[::-1]) / scale
+        return {"centre": centre + jitter, "scale": scale, "angle": angle, "flip": flip}
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        image = self.load(index)
-        matrix, flip = self.sample_geometry(index, image.shape[:2])
-        out_size = self.codec.input_size
-        xy = transform_points(self.xy[index], matrix, out_size)
-        if flip:
-            xy = xy.copy()
+        from torchvision import tv_tensors
+        from torchvision.transforms.v2 import InterpolationMode
+        from torchvision.transforms.v2 import functional as TF
+
+        image, xy = self.scaled(index)
+        g = self.sample_geometry(index, xy, tuple(image.shape[-2:]))
+        out_h, out_w = self.codec.input_size
+        scale, angle = g["scale"], g["angle"]
+        # a window around the crop centre big enough for any rotation of the output
+        turn = abs(math.sin(math.radians(angle))) + abs(math.cos(math.radians(angle)))
+        side = int(math.ceil(max(out_h, out_w) * turn / scale)) + 4
+        side = max(side, out_h, out_w)
+        # torchvision's affine and crop work in pixel-corner coordinates
+        cx, cy = float(g["centre"][0]) + 0.5, float(g["centre"][1]) + 0.5
+        top, left = int(math.floor(cy - side / 2)), int(math.floor(cx - side / 2))
+        img = tv_tensors.Image(image)
+        pts = tv_tensors.KeyPoints(torch.from_numpy(xy + 0.5), canvas_size=tuple(image.shape[-2:]))
+        img, pts = TF.crop(img, top, left, side, side), TF.crop(pts, top, left, side, side)
+        if scale != 1.0 or angle != 0.0:
+            centre = [cx - left, cy - top]
+            kwargs = dict(
+                angle=angle, translate=[side / 2 - centre[0], side / 2 - centre[1]], scale=scale,
+                shear=[0.0, 0.0], center=centre,
+            )
+            img = TF.affine(img, interpolation=InterpolationMode.BILINEAR, **kwargs)
+            pts = TF.affine(pts, **kwargs)
+        img, pts = TF.center_crop(img, [out_h, out_w]), TF.center_crop(pts, [out_h, out_w])
+        # back to pixel-centre coordinates; points outside the crop are not labeled
+        pts = tv_tensors.KeyPoints(pts.as_subclass(torch.Tensor) - 0.5, canvas_size=(out_h, out_w))
+        if g["flip"]:
+            img, pts = TF.horizontal_flip(img), TF.horizontal_flip(pts)
+        out_xy = pts.as_subclass(torch.Tensor).numpy().astype(np.float64)
+        outside = (
+            (out_xy[:, 0] < -0.5) | (out_xy[:, 0] > out_w - 0.5) | (out_xy[:, 1] < -0.5) | (out_xy[:, 1] > out_h - 0.5)
+        )
+        out_xy[outside] = np.nan
+        if g["flip"]:
             for a, b in self.symmetric_pairs:
-                xy[[a, b]] = xy[[b, a]]
-        tensor = warp_image(_to_tensor(image), matrix, out_size)
+                out_xy[[a, b]] = out_xy[[b, a]]
+        tensor = img.as_subclass(torch.Tensor)
         if self.augmentation is not None:
             rng = np.random.default_rng([self.seed, self.epoch, int(index), 2])
             tensor = _photometric(tensor, self.augmentation, rng)
-        targets = self.codec.encode(xy)
+        targets = self.codec.encode(out_xy)
         sample = {key: torch.from_numpy(value) for key, value in targets.items()}
         sample["image"] = (tensor - self.mean) / self.std
-        sample["xy"] = torch.from_numpy(xy.astype(np.float32))
+        sample["xy"] = torch.from_numpy(out_xy.astype(np.float32))
         return sample

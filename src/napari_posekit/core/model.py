@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 from urllib.parse import urlparse
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
@@ -189,13 +190,15 @@ def _weights_source_url(name: str) -> str | None:
 def create_backbone(
     name: str,
     pretrained: bool | str | os.PathLike = True,
-    out_indices: tuple[int, ...] = (-1,),
+    out_indices: tuple[int, ...] | None = (-1,),
 ) -> nn.Module:
     """A timm ``features_only`` backbone with weights as described in the module docstring."""
     import timm
 
     _check_model_name(name)
-    kwargs: dict[str, Any] = {"features_only": True, "out_indices": out_indices}
+    kwargs: dict[str, Any] = {"features_only": True}
+    if out_indices is not None:  # None: every feature level
+        kwargs["out_indices"] = out_indices
 
     if pretrained is False or pretrained is None:
         return timm.create_model(name, pretrained=False, **kwargs)
@@ -246,7 +249,7 @@ def create_backbone(
 
 # --------------------------------------------------------------------------- model
 class PoseModel(nn.Module):
-    """timm backbone + upsampling head predicting heatmap logits and location refinement.
+    """timm backbone + heatmap head predicting heatmap logits and location refinement.
 
     Parameters
     ----------
@@ -257,9 +260,16 @@ class PoseModel(nn.Module):
     pretrained:
         ``True``, ``False`` or a weight file path; see the module docstring.
     head_stride:
-        Output stride; the backbone's stride divided by a power of two.
+        Output stride (input pixels per heatmap cell), a power of two no
+        larger than the backbone's stride.
     head_channels:
-        Channels of the upsampling layers.
+        Channels of the head's layers.
+    head:
+        ``"fpn"`` (default): a feature pyramid over every backbone level from
+        ``head_stride`` up to the deepest one, fused top-down by bilinear
+        upsampling and addition, then a 3x3 convolution.  ``"deconv"``:
+        DeepLabCut's design, transposed convolutions from the deepest
+        features only.
 
     The forward pass takes normalised images ``(B, 3, H, W)`` (see
     :meth:`normalize`) and returns :class:`PoseOutput` with heatmaps
@@ -271,21 +281,26 @@ class PoseModel(nn.Module):
         backbone: str = "efficientnet_lite0",
         n_keypoints: int = 1,
         pretrained: bool | str | os.PathLike = True,
-        head_stride: int = 8,
-        head_channels: int = 128,
+        head_stride: int = 4,
+        head_channels: int = 64,
+        head: str = "fpn",
     ) -> None:
         super().__init__()
         if n_keypoints < 1:
             raise ValueError(f"n_keypoints must be at least 1, got {n_keypoints}")
+        if head not in ("fpn", "deconv"):
+            raise ValueError(f"head must be 'fpn' or 'deconv', got {head!r}")
         import timm
 
         self.backbone_name = backbone
         self.n_keypoints = int(n_keypoints)
         self.head_channels = int(head_channels)
-        self.backbone = create_backbone(backbone, pretrained=pretrained, out_indices=(-1,))
+        self.head_type = head
+        self.backbone = create_backbone(backbone, pretrained=pretrained, out_indices=None)
         info = self.backbone.feature_info
-        self.backbone_stride = int(info.reduction()[-1])
-        in_channels = int(info.channels()[-1])
+        reductions = [int(r) for r in info.reduction()]
+        channels_all = [int(c) for c in info.channels()]
+        self.backbone_stride = reductions[-1]
 
         ratio = self.backbone_stride / head_stride
         n_up = round(math.log2(ratio)) if ratio >= 1 else -1
@@ -296,16 +311,33 @@ class PoseModel(nn.Module):
             )
         self.stride = int(head_stride)
 
-        layers: list[nn.Module] = []
-        channels = in_channels
-        for _ in range(n_up):
-            layers += [
-                nn.ConvTranspose2d(channels, self.head_channels, kernel_size=4, stride=2, padding=1, bias=False),
-                nn.BatchNorm2d(self.head_channels),
-                nn.ReLU(inplace=True),
-            ]
-            channels = self.head_channels
-        self.upsample = nn.Sequential(*layers)
+        c = self.head_channels
+        if head == "fpn":
+            levels = [i for i, r in enumerate(reductions) if r >= head_stride]
+            if reductions[levels[0]] != head_stride:
+                raise ValueError(
+                    f"the backbone has no feature level at stride {head_stride} (levels: {reductions})"
+                )
+            self.levels = levels
+            self.lateral = nn.ModuleList(
+                nn.Sequential(nn.Conv2d(channels_all[i], c, 1, bias=False), nn.BatchNorm2d(c)) for i in levels
+            )
+            self.upsample = nn.Sequential(
+                nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)
+            )
+            channels = c
+        else:
+            self.levels = [len(reductions) - 1]
+            layers: list[nn.Module] = []
+            channels = channels_all[-1]
+            for _ in range(n_up):
+                layers += [
+                    nn.ConvTranspose2d(channels, c, kernel_size=4, stride=2, padding=1, bias=False),
+                    nn.BatchNorm2d(c),
+                    nn.ReLU(inplace=True),
+                ]
+                channels = c
+            self.upsample = nn.Sequential(*layers)
         self.heatmap_head = nn.Conv2d(channels, self.n_keypoints, kernel_size=1)
         self.locref_head = nn.Conv2d(channels, 2 * self.n_keypoints, kernel_size=1)
         # start with low heatmap probabilities and zero offsets: stable early training
@@ -328,8 +360,15 @@ class PoseModel(nn.Module):
 
     def forward(self, images: torch.Tensor) -> PoseOutput:
         """Heatmap logits and locref for normalised images ``(B, 3, H, W)``."""
-        features = self.backbone(images)[-1]
-        x = self.upsample(features)
+        features = self.backbone(images)
+        if self.head_type == "fpn":
+            x = self.lateral[-1](features[self.levels[-1]])
+            for lateral, level in zip(reversed(self.lateral[:-1]), reversed(self.levels[:-1])):
+                skip = lateral(features[level])
+                x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False) + skip
+            x = self.upsample(F.relu(x))
+        else:
+            x = self.upsample(features[-1])
         h = math.ceil(images.shape[-2] / self.stride)
         w = math.ceil(images.shape[-1] / self.stride)
         x = x[..., :h, :w]
@@ -342,9 +381,11 @@ class PoseModel(nn.Module):
             "n_keypoints": self.n_keypoints,
             "head_stride": self.stride,
             "head_channels": self.head_channels,
+            "head": self.head_type,
         }
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> PoseModel:
         """Randomly initialised model with the architecture of :meth:`config` (load weights after)."""
+        config = {"head": "deconv", **config}  # checkpoints from before the FPN head
         return cls(pretrained=False, **config)

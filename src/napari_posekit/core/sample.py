@@ -11,7 +11,7 @@ from napari_posekit.core.keypoints import to_dlc_dataframe
 from napari_posekit.core.synthetic import SyntheticBehaviour, make_behaviour
 from napari_posekit.core.video import write_video
 
-__all__ = ["SampleFiles", "write_sample"]
+__all__ = ["SampleFiles", "write_sample", "write_sample_project"]
 
 SAMPLE_NAME = "synthetic_mouse"
 GROUNDTRUTH_SCORER = "groundtruth"
@@ -55,3 +55,45 @@ def write_sample(
         df.to_csv(tmp)
         os.replace(tmp, csv)
     return SampleFiles(video=video, groundtruth_csv=csv, behaviour=behaviour)
+
+
+def write_sample_project(
+    folder: str | os.PathLike,
+    n_frames: int = 60,
+    height: int = 96,
+    width: int = 128,
+    *,
+    n_labeled: int | None = None,
+    seed: int = 0,
+    scorer: str = "sample",
+) -> Path:
+    """A DeepLabCut project with the sample video and ``n_labeled`` frames labeled from the ground truth.
+
+    The labeled frames are spread evenly over the video and written as PNGs
+    with ``CollectedData_<scorer>.h5/.csv`` (the ground truth, exact to the
+    pixel).  Returns the project's ``config.yaml``.
+    """
+    import numpy as np
+    from PIL import Image
+
+    from napari_posekit.core.frames import frame_image_name
+    from napari_posekit.core.project import arrays_to_collected, create_project, write_collected
+    from napari_posekit.core.synthetic import SKELETON
+
+    folder = Path(folder)
+    files = write_sample(folder / "videos-source", n_frames=n_frames, height=height, width=width, seed=seed)
+    behaviour = files.behaviour
+    config = create_project(
+        folder, "sample", scorer, [files.video], list(behaviour.bodyparts), SKELETON, copy_videos=True
+    )
+    labeled = config.parent / "labeled-data" / files.video.stem
+    n_labeled = n_frames if n_labeled is None else min(int(n_labeled), n_frames)
+    frames = np.unique(np.linspace(0, n_frames - 1, n_labeled).round().astype(int))
+    keys = []
+    for i in frames:
+        name = frame_image_name(int(i), n_frames)
+        Image.fromarray(behaviour.frames[i]).save(labeled / name)
+        keys.append(f"labeled-data/{files.video.stem}/{name}")
+    df = arrays_to_collected(keys, list(behaviour.bodyparts), behaviour.keypoints[frames], scorer)
+    write_collected(df, labeled, scorer)
+    return config

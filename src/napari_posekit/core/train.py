@@ -12,7 +12,7 @@ generator's return value (``StopIteration.value``; ``returned`` in napari).
 
 A checkpoint holds everything inference needs (model architecture and
 weights, codec, normalisation, body parts) plus the split, the optimiser and
-scheduler state for resuming, and a format version.  It is written atomically.
+training time for resuming, and a format version.  It is written atomically.
 """
 
 from __future__ import annotations
@@ -30,13 +30,23 @@ import torch
 import torch.nn.functional as F
 
 from .codec import HeatmapCodec
-from .data import Augmentation, LabeledImages, load_image, load_project_labels, split_block, split_random
+from .data import (
+    Augmentation,
+    LabeledImages,
+    load_image,
+    load_project_labels,
+    scale_images,
+    split_block,
+    split_random,
+    unscale_points,
+)
 from .model import PoseModel
 
 __all__ = [
     "CHECKPOINT_KIND",
     "CHECKPOINT_VERSION",
     "CheckpointError",
+    "TrainingMemoryError",
     "evaluate",
     "iter_train",
     "load_checkpoint",
@@ -80,17 +90,25 @@ def pose_loss(
     return total, {"heatmap_loss": float(heatmap_loss.detach()), "locref_loss": float(locref_loss.detach())}
 
 
-def _lr_lambda(steps_total: int, warmup_steps: int, min_factor: float = 0.01) -> Callable[[int], float]:
-    """Linear warm-up to 1, then cosine decay to ``min_factor``."""
+def lr_factor(progress: float, warmup_fraction: float = 0.05, min_factor: float = 0.01) -> float:
+    """Learning-rate multiplier at ``progress`` in [0, 1]: linear warm-up to 1, then cosine decay."""
+    if warmup_fraction > 0 and progress < warmup_fraction:
+        return max(progress / warmup_fraction, 1e-3)
+    span = max(1.0 - warmup_fraction, 1e-9)
+    p = min(max(progress - warmup_fraction, 0.0) / span, 1.0)
+    return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * p))
 
-    def factor(step: int) -> float:
-        if warmup_steps > 0 and step < warmup_steps:
-            return (step + 1) / warmup_steps
-        span = max(steps_total - warmup_steps, 1)
-        progress = min(max(step - warmup_steps, 0) / span, 1.0)
-        return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
-    return factor
+def _unused_path(path: Path) -> Path:
+    candidate, n = path, 1
+    while candidate.exists():
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+        n += 1
+    return candidate
+
+
+class TrainingMemoryError(MemoryError):
+    """A training step needed more memory than the device has."""
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
@@ -154,6 +172,13 @@ def load_checkpoint(
     return model, codec, meta
 
 
+def _is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, (MemoryError, getattr(torch, "OutOfMemoryError", MemoryError))):
+        return True
+    text = str(exc).lower()
+    return "out of memory" in text or "can't allocate memory" in text or "not enough memory" in text
+
+
 # --------------------------------------------------------------------------- evaluation
 @torch.no_grad()
 def predict_images(
@@ -183,16 +208,14 @@ def predict_images(
             batch.append(nxt)
         i += len(batch)
         x = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).to(device=device, dtype=torch.float32) / 255.0
-        if input_scale != 1.0:
-            x = F.interpolate(x, scale_factor=input_scale, mode="bilinear", align_corners=False)
+        x = scale_images(x, input_scale)
         h, w = x.shape[-2:]
         x = F.pad(x, (0, (-w) % pad_to, 0, (-h) % pad_to))
         x = model.normalize(x)
         heatmaps, locref = model(x)
         hc, wc = math.ceil(h / codec.stride), math.ceil(w / codec.stride)
         xy, conf = codec.decode(heatmaps[..., :hc, :wc], locref[..., :hc, :wc], from_logits=True)
-        # resampled pixel centres: x_scaled = (x + 0.5) * s - 0.5
-        xy = (xy.cpu().numpy().astype(np.float64) + 0.5) / input_scale - 0.5
+        xy = unscale_points(xy.cpu().numpy(), input_scale)
         xy_out.append(xy)
         conf_out.append(conf.cpu().numpy())
     model.train(was_training)
@@ -275,8 +298,8 @@ def iter_train(
     *,
     backbone: str = "efficientnet_lite0",
     pretrained: bool | str | os.PathLike = True,
-    head_stride: int = 8,
-    epochs: int = 50,
+    head_stride: int = 4,
+    epochs: int | None = 50,
     max_minutes: float | None = None,
     batch_size: int = 8,
     lr: float = 1e-3,
@@ -296,6 +319,7 @@ def iter_train(
     resume: str | os.PathLike | None = None,
     stop: Callable[[], bool] | None = None,
     device: torch.device | str | None = None,
+    keep_previous: bool = False,
 ) -> Generator[dict[str, Any], None, Path]:
     """Train a :class:`PoseModel`; yield progress after every step, return the checkpoint path.
 
@@ -308,11 +332,13 @@ def iter_train(
     backbone, pretrained, head_stride:
         Passed to :class:`PoseModel`.
     epochs, max_minutes:
-        Train for ``epochs`` epochs, or stop (saving a checkpoint) after
-        ``max_minutes`` of wall time.
+        Train for ``epochs`` epochs or ``max_minutes`` minutes of wall time,
+        whichever ends first (either may be None, not both).  The learning
+        rate schedule follows whichever is further along, so a time budget
+        gets a complete warm-up and decay.
     batch_size, lr, weight_decay, warmup_fraction:
-        AdamW with linear warm-up over ``warmup_fraction`` of the steps, then
-        cosine decay.
+        AdamW with linear warm-up over ``warmup_fraction`` of training, then
+        cosine decay to 1% of ``lr``.
     input_scale, input_size:
         Images are scaled by ``input_scale``; training crops are
         ``input_size`` ``(H, W)`` (default: the scaled image, at most 448).
@@ -329,20 +355,31 @@ def iter_train(
     checkpoint_dir:
         Folder of ``checkpoint.pt``, saved after every epoch and when stopped.
     resume:
-        A checkpoint to continue from: its weights, optimiser, scheduler, split
-        and completed epochs are restored and training goes on up to ``epochs``.
+        A checkpoint to continue from: its weights, optimiser, split,
+        completed epochs and training time are restored and training goes on up to
+        ``epochs`` / ``max_minutes`` (counted from the first session).
     stop:
         Called before every step; returning True stops training.
     device:
         Default: CUDA, else MPS, else CPU.
+    keep_previous:
+        Before the first save, rename an existing ``checkpoint.pt`` in
+        ``checkpoint_dir`` to ``checkpoint-<its time>.pt`` instead of
+        replacing it.
 
     Yields
     ------
-    dict with ``epoch`` (1-based, current), ``step``, ``steps_total``,
+    dict with ``epoch`` (1-based, current), ``step``, ``progress`` (0..1),
     ``loss``, ``lr``, ``elapsed_s``, ``eta_s`` and, after an evaluation,
     ``test_error_px`` (and ``event: "evaluated"``).
     """
     t0 = time.monotonic()
+    if epochs is None and max_minutes is None:
+        raise ValueError("give epochs, max_minutes or both")
+    if epochs is not None and int(epochs) < 1:
+        raise ValueError(f"epochs must be at least 1, got {epochs}")
+    if max_minutes is not None and not float(max_minutes) > 0:
+        raise ValueError(f"max_minutes must be positive, got {max_minutes}")
     images, bodyparts, xy = _resolve_data(data, xy, bodyparts)
     n = len(xy)
     if n == 0:
@@ -364,6 +401,7 @@ def iter_train(
         split_info = dict(resumed["split"])
         start_epoch = int(resumed["epoch"])
         history = list(resumed.get("history", []))
+        trained_s = float(resumed.get("train_seconds", 0.0))
     else:
         model = PoseModel(backbone, n_keypoints=len(bodyparts), pretrained=pretrained, head_stride=head_stride)
         size = tuple(input_size) if input_size else _default_input_size(load_image(images[0]), input_scale, 32)
@@ -377,9 +415,11 @@ def iter_train(
         split_info = {"kind": split, "train_fraction": float(train_fraction), "seed": int(seed)}
         start_epoch = 0
         history = []
+        trained_s = 0.0
     split_info["train"] = [int(i) for i in train_idx]
     split_info["test"] = [int(i) for i in test_idx]
-    model.to(device).train()
+    # channels-last runs the convolutions about a quarter faster on CPU
+    model.to(device=device, memory_format=torch.channels_last).train()
 
     if augmentation is True:
         augmentation = Augmentation()
@@ -398,18 +438,17 @@ def iter_train(
         seed=seed,
     )
     steps_per_epoch = math.ceil(len(dataset) / batch_size)
-    steps_total = steps_per_epoch * int(epochs)
+    steps_total = steps_per_epoch * int(epochs) if epochs is not None else None
+    budget_s = 60.0 * float(max_minutes) if max_minutes is not None else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    warmup = int(round(warmup_fraction * steps_total))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(steps_total, warmup))
     if resumed is not None and "optimizer" in resumed:
         optimizer.load_state_dict(resumed["optimizer"])
-        scheduler.load_state_dict(resumed["scheduler"])
     step = start_epoch * steps_per_epoch
     epoch = start_epoch
     train_config = {
         "backbone": model.backbone_name,
-        "epochs": int(epochs),
+        "epochs": int(epochs) if epochs is not None else None,
+        "max_minutes": float(max_minutes) if max_minutes is not None else None,
         "batch_size": int(batch_size),
         "lr": float(lr),
         "weight_decay": float(weight_decay),
@@ -420,7 +459,14 @@ def iter_train(
     }
     last_eval: dict[str, Any] = {}
 
+    saved = False
+
     def save() -> Path:
+        nonlocal saved
+        if keep_previous and not saved and checkpoint_path.is_file():
+            stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(checkpoint_path.stat().st_mtime))
+            os.replace(checkpoint_path, _unused_path(checkpoint_path.with_name(f"checkpoint-{stamp}.pt")))
+        saved = True
         return save_checkpoint(
             checkpoint_path,
             {
@@ -437,22 +483,34 @@ def iter_train(
                 "epoch": int(epoch),
                 "step": int(step),
                 "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
+                "train_seconds": trained_s + (time.monotonic() - t0),
                 "history": history,
                 "test_error_px": last_eval.get("mean_error_px"),
                 "train_config": train_config,
             },
         )
 
+    def progress() -> float:
+        """How far along training is (0..1): steps or time, whichever is further."""
+        p = step / steps_total if steps_total else 0.0
+        if budget_s is not None:
+            p = max(p, (trained_s + time.monotonic() - t0) / budget_s)
+        return min(p, 1.0)
+
     def should_stop() -> bool:
         if stop is not None and stop():
             return True
-        return max_minutes is not None and time.monotonic() - t0 > 60.0 * max_minutes
+        return budget_s is not None and trained_s + time.monotonic() - t0 >= budget_s
 
+    def eta() -> float:
+        p = progress()
+        return (time.monotonic() - t0) * (1.0 - p) / max(p - start_progress, 1e-9)
+
+    start_progress = progress()
+    last_epoch = int(epochs) if epochs is not None else 2**31
     loader_gen = torch.Generator().manual_seed(seed)
-    session_steps = 0
     try:
-        for epoch_index in range(start_epoch, int(epochs)):
+        for epoch_index in range(start_epoch, last_epoch):
             dataset.set_epoch(epoch_index)
             loader_gen.manual_seed(seed * 100_003 + epoch_index)
             loader = torch.utils.data.DataLoader(
@@ -461,33 +519,46 @@ def iter_train(
             losses = []
             for batch in loader:
                 if should_stop():
-                    return save()
-                batch = {k: v.to(device) for k, v in batch.items()}
-                outputs = model(batch["image"])
-                loss, parts = pose_loss(outputs, batch, locref_loss_weight)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
+                    break  # the partial epoch is evaluated and saved like a full one
+                current_lr = lr * lr_factor(progress(), warmup_fraction)
+                for group in optimizer.param_groups:
+                    group["lr"] = current_lr
+                try:
+                    batch = {k: v.to(device) for k, v in batch.items()}
+                    outputs = model(batch["image"].contiguous(memory_format=torch.channels_last))
+                    loss, parts = pose_loss(outputs, batch, locref_loss_weight)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                except (RuntimeError, MemoryError) as exc:
+                    if not _is_out_of_memory(exc):
+                        raise
+                    raise TrainingMemoryError(
+                        f"not enough {device.type.upper()} memory for batch size {batch_size} at input "
+                        f"{codec.input_size[1]}x{codec.input_size[0]}: use a smaller batch size or input size "
+                        f"(checkpoints already written are unchanged)"
+                    ) from exc
                 step += 1
-                session_steps += 1
                 losses.append(float(loss.detach()))
-                elapsed = time.monotonic() - t0
-                eta = elapsed / session_steps * (steps_total - step)
                 yield {
                     "epoch": epoch_index + 1,
-                    "epochs": int(epochs),
+                    "epochs": int(epochs) if epochs is not None else None,
                     "step": step,
-                    "steps_total": steps_total,
+                    "progress": progress(),
                     "loss": losses[-1],
                     **parts,
-                    "lr": float(scheduler.get_last_lr()[0]),
-                    "elapsed_s": elapsed,
-                    "eta_s": eta,
+                    "lr": current_lr,
+                    "elapsed_s": time.monotonic() - t0,
+                    "eta_s": eta(),
                 }
             epoch = epoch_index + 1
-            record: dict[str, Any] = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan")}
-            if eval_every and len(test_idx) and (epoch % eval_every == 0 or epoch == int(epochs)):
+            record: dict[str, Any] = {
+                "epoch": epoch,
+                "loss": float(np.mean(losses)) if losses else float("nan"),
+                "train_seconds": trained_s + time.monotonic() - t0,
+            }
+            final = epoch == last_epoch or should_stop()
+            if eval_every and len(test_idx) and (epoch % eval_every == 0 or final):
                 last_eval = evaluate(
                     model, codec, [images[i] for i in test_idx], xy[test_idx],
                     bodyparts=bodyparts, input_scale=input_scale, batch_size=batch_size, device=device,
@@ -497,18 +568,20 @@ def iter_train(
             history.append(record)
             save()
             if "test_error_px" in record:
-                elapsed = time.monotonic() - t0
                 yield {
                     "event": "evaluated",
                     "epoch": epoch,
-                    "epochs": int(epochs),
+                    "epochs": int(epochs) if epochs is not None else None,
                     "step": step,
-                    "steps_total": steps_total,
+                    "progress": progress(),
                     "loss": record["loss"],
                     "test_error_px": record["test_error_px"],
-                    "elapsed_s": elapsed,
-                    "eta_s": elapsed / max(session_steps, 1) * (steps_total - step),
+                    "train_seconds": record["train_seconds"],
+                    "elapsed_s": time.monotonic() - t0,
+                    "eta_s": eta(),
                 }
+            if final:
+                break
     except GeneratorExit:
         save()
         raise

@@ -1,0 +1,145 @@
+"""Training accuracy vs time on the real openfield project (DeepLabCut's example data).
+
+Trains with the project's labels through the same code as ``posekit train``
+and records the test error after every evaluation, the final train and test
+errors (per body part, PCK) and the training throughput::
+
+    python benchmarks/train_openfield.py --split random --minutes 10
+    python benchmarks/train_openfield.py --split block --minutes 15 --json out.json
+
+Random split: DeepLabCut's protocol (95 % train, seed 0).  Block split: the
+first 80 % of the labeled frames train, the rest test (93 / 23 frames here).
+Run on an otherwise idle machine: the budget is wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from napari_posekit.core.data import load_project_labels
+from napari_posekit.core.train import evaluate, iter_train, load_checkpoint
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_PROJECT = Path(
+    os.environ.get("POSEKIT_SHARED_DATA", HERE.parent.parent / "shared" / "data")
+) / "dlc_openfield-Pranav-2018-10-30"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--project", type=Path, default=DEFAULT_PROJECT)
+    ap.add_argument("--split", choices=["random", "block"], default="random")
+    ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--backbone", default="efficientnet_lite0")
+    ap.add_argument("--input-scale", type=float, default=None)
+    ap.add_argument("--crop", type=int, default=None, help="square training crop in pixels")
+    ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--head-stride", type=int, default=None)
+    ap.add_argument("--sigma", type=float, default=None)
+    ap.add_argument("--eval-every", type=int, default=4)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", type=Path, default=None, help="write the results here")
+    ap.add_argument("--keep", type=Path, default=None, help="copy the final checkpoint here")
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    kwargs: dict = {}
+    for name, key in [
+        ("input_scale", "input_scale"), ("batch_size", "batch_size"), ("lr", "lr"),
+        ("head_stride", "head_stride"), ("sigma", "sigma"),
+    ]:
+        value = getattr(args, name)
+        if value is not None:
+            kwargs[key] = value
+    if args.crop:
+        kwargs["input_size"] = (args.crop, args.crop)
+
+    images, bodyparts, xy = load_project_labels(args.project)
+    workdir = Path(tempfile.mkdtemp(prefix="posekit-train-bench-"))
+    curve = []
+    t0 = time.monotonic()
+    n_steps = 0
+    batch = None
+    try:
+        gen = iter_train(
+            args.project,
+            backbone=args.backbone,
+            epochs=None,
+            max_minutes=args.minutes,
+            split=args.split,
+            seed=args.seed,
+            eval_every=args.eval_every,
+            symmetric_pairs=[("leftear", "rightear")],
+            checkpoint_dir=workdir,
+            device="cpu",
+            **kwargs,
+        )
+        while True:
+            try:
+                p = next(gen)
+            except StopIteration as done:
+                checkpoint = done.value
+                break
+            if p.get("event") == "evaluated":
+                curve.append({"train_seconds": round(p["train_seconds"], 1), "test_error_px": p["test_error_px"]})
+                print(f"{p['train_seconds']:7.1f} s  epoch {p['epoch']:4d}  loss {p['loss']:.4f}  "
+                      f"test error {p['test_error_px']:.3f} px", flush=True)
+            else:
+                n_steps += 1
+        wall = time.monotonic() - t0
+        model, codec, meta = load_checkpoint(checkpoint)
+        split = meta["split"]
+        train_config = meta["train_config"]
+        batch = train_config["batch_size"]
+        results = {}
+        for part in ("train", "test"):
+            idx = split[part]
+            r = evaluate(
+                model, codec, [images[i] for i in idx], xy[idx], bodyparts=bodyparts,
+                input_scale=meta["input_scale"],
+            )
+            r.pop("predictions")
+            results[part] = r
+        images_per_s = n_steps * batch / meta["train_seconds"]
+        if args.keep:
+            shutil.copy(checkpoint, args.keep)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    report = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
+        "split": args.split,
+        "n_train": len(split["train"]),
+        "n_test": len(split["test"]),
+        "minutes": args.minutes,
+        "wall_s": round(wall, 1),
+        "train_config": train_config,
+        "input_scale": meta["input_scale"],
+        "input_size": list(codec.input_size),
+        "stride": codec.stride,
+        "images_per_s_including_evaluation": round(images_per_s, 2),
+        "curve": curve,
+        "train": results["train"],
+        "test": results["test"],
+    }
+    print(json.dumps({k: v for k, v in report.items() if k != "curve"}, indent=1, default=float))
+    print(f"TEST mean error {results['test']['mean_error_px']:.3f} px, train {results['train']['mean_error_px']:.3f} px, "
+          f"{images_per_s:.1f} images/s, {len(curve)} evaluations")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

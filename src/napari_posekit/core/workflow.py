@@ -1,0 +1,371 @@
+"""Project-level training and evaluation: what ``posekit train`` / ``posekit evaluate`` and the widget run.
+
+Models live inside the DeepLabCut project folder, one folder per training
+set and shuffle, as DeepLabCut does::
+
+    <project>/posekit-models/iteration-<i>/<Task><date>-trainset<pct>shuffle<n>[-block]/
+        train/checkpoint.pt                  the model (latest state)
+        train/checkpoint-<time>.pt           earlier runs, kept when a new run starts
+        evaluation/evaluation-results.csv    summary: train/test error, p-cutoff, per body part, PCK
+        evaluation/per-image-errors.csv      every labeled image: split, errors, predictions
+
+:func:`latest_checkpoint` finds the most recently written ``checkpoint.pt``
+from the project path alone.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .data import load_project_labels
+from .project import (
+    ProjectError,
+    atomic_write_text,
+    check_image_sizes,
+    config_bodyparts,
+    missing_images,
+    read_collected,
+    read_config,
+)
+
+__all__ = [
+    "MODELS_FOLDER",
+    "Evaluation",
+    "evaluate_project",
+    "format_evaluation",
+    "infer_symmetric_pairs",
+    "latest_checkpoint",
+    "model_folder",
+    "project_training_data",
+    "train_project",
+]
+
+MODELS_FOLDER = "posekit-models"
+
+
+def _project_root(project: str | os.PathLike) -> Path:
+    path = Path(project).expanduser().resolve()
+    if path.is_file() and path.name.endswith(".yaml"):
+        path = path.parent
+    if not (path / "config.yaml").is_file():
+        raise ProjectError("not a DeepLabCut project folder (no config.yaml)", path)
+    return path
+
+
+def model_folder(
+    project: str | os.PathLike, *, train_fraction: float | None = None, shuffle: int = 1, split: str = "random"
+) -> Path:
+    """The model folder of a training set, named as DeepLabCut names its ``dlc-models`` folders."""
+    root = _project_root(project)
+    config = read_config(root)
+    if train_fraction is None:
+        train_fraction = _config_train_fraction(config)
+    name = f"{config.get('Task', 'project')}{config.get('date', '')}-trainset{int(round(100 * train_fraction))}shuffle{shuffle}"
+    if split == "block":
+        name += "-block"
+    return root / MODELS_FOLDER / f"iteration-{int(config.get('iteration', 0) or 0)}" / name
+
+
+def _config_train_fraction(config) -> float:
+    value = config.get("TrainingFraction", [0.95])
+    if isinstance(value, (list, tuple)):
+        value = value[0] if value else 0.95
+    return float(value)
+
+
+def latest_checkpoint(project: str | os.PathLike) -> Path:
+    """The most recently written ``checkpoint.pt`` under the project's models folder."""
+    root = _project_root(project)
+    found = [p for p in (root / MODELS_FOLDER).glob("iteration-*/*/train/checkpoint.pt") if p.is_file()]
+    if not found:
+        raise ProjectError(f"no trained model yet (nothing in {MODELS_FOLDER}/); run 'posekit train' first", root)
+    return max(found, key=lambda p: p.stat().st_mtime_ns)
+
+
+def infer_symmetric_pairs(bodyparts: Sequence[str]) -> list[tuple[str, str]]:
+    """Left/right pairs by name: ``leftear``/``rightear``, ``left_paw``/``right_paw``, ``L_ear``/``R_ear``..."""
+    pairs: list[tuple[str, str]] = []
+    lowered = {bp.lower(): bp for bp in bodyparts}
+    for bp in bodyparts:
+        low = bp.lower()
+        for left, right in (("left", "right"), ("l_", "r_"), ("_l", "_r")):
+            if left in low:
+                other = low.replace(left, right, 1) if left != "_l" or low.endswith("_l") else None
+                if other and other in lowered and other != low:
+                    pairs.append((bp, lowered[other]))
+                break
+    return pairs
+
+
+# --------------------------------------------------------------------------- training
+@dataclass
+class TrainingData:
+    """Labeled images of a project, checked for training."""
+
+    images: list[Path]
+    bodyparts: list[str]
+    xy: np.ndarray
+    warnings: list[str]
+
+
+def project_training_data(project: str | os.PathLike) -> TrainingData:
+    """Load and check a project's human labels for training.
+
+    Raises :class:`ProjectError` for a project without labeled frames, a
+    body part that is never labeled, missing image files, images of
+    different sizes in one folder, or infinite coordinates.  Labels outside
+    their image are left out of training (each listed in ``warnings``).
+    """
+    root = _project_root(project)
+    config = read_config(root)
+    bodyparts = config_bodyparts(config)
+    folders = sorted(p.parent for p in (root / "labeled-data").glob("*/CollectedData_*.h5"))
+    for folder in folders:
+        check_image_sizes(folder)
+        missing = missing_images(read_collected(next(folder.glob("CollectedData_*.h5"))), root)
+        if missing:
+            more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+            raise ProjectError(f"labeled images missing on disk: {', '.join(missing[:3])}{more}", folder)
+    images, parts, xy = load_project_labels(root)
+    if parts != list(bodyparts):
+        raise ProjectError(f"body parts {parts} differ from config.yaml's {list(bodyparts)}", root)
+    labeled = ~np.isnan(xy).any(axis=-1)
+    if not labeled.any():
+        raise ProjectError("no labeled frames: label some frames before training", root)
+    never = [bp for k, bp in enumerate(bodyparts) if not labeled[:, k].any()]
+    if never:
+        raise ProjectError(
+            f"body part(s) {', '.join(never)} never labeled: label them on some frames or remove them from config.yaml",
+            root,
+        )
+    if np.isinf(xy).any():
+        n, k = np.argwhere(np.isinf(xy).any(axis=-1))[0]
+        raise ProjectError(f"infinite coordinate for {bodyparts[k]} in {images[n]}", root)
+    notes: list[str] = []
+    keep = [i for i in range(len(images)) if labeled[i].any()]
+    sizes: dict[Path, tuple[int, int]] = {}
+    xy = xy.copy()
+    for i in keep:
+        from PIL import Image
+
+        size = sizes.get(images[i].parent)
+        if size is None:
+            with Image.open(images[i]) as im:
+                size = sizes[images[i].parent] = im.size
+        w, h = size
+        for k in np.flatnonzero(labeled[i]):
+            x, y = xy[i, k]
+            if not (0 <= x <= w and 0 <= y <= h):
+                notes.append(
+                    f"{images[i].relative_to(root).as_posix()}: {bodyparts[k]} at ({x:.1f}, {y:.1f}) is outside "
+                    f"the {w}x{h} image; left out of training"
+                )
+                xy[i, k] = np.nan
+    return TrainingData([images[i] for i in keep], list(bodyparts), xy[keep], notes)
+
+
+def train_project(
+    project: str | os.PathLike,
+    *,
+    split: str = "random",
+    train_fraction: float | None = None,
+    shuffle: int = 1,
+    resume: bool | str | os.PathLike = False,
+    symmetric_pairs: Sequence[tuple[str, str]] | None = None,
+    **kwargs: Any,
+) -> Generator[dict[str, Any], None, Path]:
+    """Train on a project's labels; a generator like :func:`~napari_posekit.core.train.iter_train`.
+
+    The model goes to :func:`model_folder`'s ``train/checkpoint.pt``;
+    ``train_fraction`` defaults to the config's ``TrainingFraction``.
+    ``resume=True`` continues that folder's checkpoint (a path: that
+    checkpoint).  A fresh run keeps an earlier ``checkpoint.pt`` as
+    ``checkpoint-<time>.pt`` when it writes its first checkpoint.
+    Symmetric pairs default to :func:`infer_symmetric_pairs`.  Label
+    problems that do not stop training are yielded first as
+    ``{"event": "warning", "message": ...}``.  Other keyword arguments go to
+    ``iter_train``.
+    """
+    from .train import CHECKPOINT_NAME, iter_train
+
+    data = project_training_data(project)
+    root = _project_root(project)
+    if train_fraction is None:
+        train_fraction = _config_train_fraction(read_config(root))
+    folder = model_folder(root, train_fraction=train_fraction, shuffle=shuffle, split=split)
+    checkpoint_dir = folder / "train"
+    resume_from = None
+    if resume is True:
+        resume_from = checkpoint_dir / CHECKPOINT_NAME
+        if not resume_from.is_file():
+            raise ProjectError("nothing to resume: no checkpoint yet", checkpoint_dir)
+    elif resume:
+        resume_from = Path(resume)
+    if symmetric_pairs is None:
+        symmetric_pairs = infer_symmetric_pairs(data.bodyparts)
+    for message in data.warnings:
+        yield {"event": "warning", "message": message}
+    return (
+        yield from iter_train(
+            data.images,
+            data.xy,
+            data.bodyparts,
+            split=split,
+            train_fraction=train_fraction,
+            symmetric_pairs=symmetric_pairs,
+            checkpoint_dir=checkpoint_dir,
+            resume=resume_from,
+            keep_previous=resume_from is None,
+            **kwargs,
+        )
+    )
+
+
+# --------------------------------------------------------------------------- evaluation
+@dataclass
+class Evaluation:
+    """Result of :func:`evaluate_project`.
+
+    ``summary``: one row per split (train, test) with mean errors, errors
+    with the p-cutoff, per body part and PCK.  ``per_image``: one row per
+    labeled image with its split, mean error, per-body-part errors, predicted
+    x/y/likelihood.  ``worst_test``: ``per_image`` test rows, worst first.
+    """
+
+    checkpoint: Path
+    summary: pd.DataFrame
+    per_image: pd.DataFrame
+    pcutoff: float
+    files: list[Path]
+
+    @property
+    def worst_test(self) -> pd.DataFrame:
+        test = self.per_image[self.per_image["split"] == "test"]
+        return test.sort_values("mean_error_px", ascending=False, na_position="last")
+
+    def error(self, split: str, pcutoff: bool = False) -> float:
+        column = "mean_error_px_pcutoff" if pcutoff else "mean_error_px"
+        rows = self.summary[self.summary["split"] == split]
+        return float(rows[column].iloc[0]) if len(rows) else float("nan")
+
+
+def _mean(values: np.ndarray) -> float:
+    values = values[~np.isnan(values)]
+    return float(values.mean()) if values.size else float("nan")
+
+
+def evaluate_project(
+    project: str | os.PathLike,
+    checkpoint: str | os.PathLike | None = None,
+    *,
+    pcutoff: float | None = None,
+    thresholds: Sequence[float] = (2.0, 5.0, 10.0),
+    device: str | None = "cpu",
+    write: bool = True,
+) -> Evaluation:
+    """Evaluate a checkpoint (default: :func:`latest_checkpoint`) on the project's labeled images.
+
+    The train/test split is the one stored in the checkpoint.  Errors are
+    Euclidean pixel distances averaged over labeled keypoints (DeepLabCut's
+    "RMSE"); "with p-cutoff" averages only keypoints predicted with
+    likelihood >= ``pcutoff`` (default: the config's ``pcutoff``, else 0.6).
+    With ``write``, the tables go to the model folder's ``evaluation/``.
+    """
+    from .train import load_checkpoint, predict_images
+
+    root = _project_root(project)
+    checkpoint = Path(checkpoint) if checkpoint is not None else latest_checkpoint(root)
+    model, codec, meta = load_checkpoint(checkpoint, device=device)
+    if pcutoff is None:
+        pcutoff = float(read_config(root).get("pcutoff", 0.6) or 0.6)
+    data = project_training_data(root)
+    if list(meta["bodyparts"]) != data.bodyparts:
+        raise ProjectError(f"{checkpoint}: the model's body parts {meta['bodyparts']} differ from the project's", root)
+    n = len(data.images)
+    split = np.full(n, "unused", dtype=object)
+    train_idx = np.asarray(meta["split"]["train"], dtype=np.int64)
+    test_idx = np.asarray(meta["split"]["test"], dtype=np.int64)
+    if (train_idx.size and train_idx.max() >= n) or (test_idx.size and test_idx.max() >= n):
+        raise ProjectError(
+            f"{checkpoint}: the model was trained on {int(max(train_idx.max(initial=-1), test_idx.max(initial=-1))) + 1}+ "
+            f"labeled images but the project has {n} now; retrain or evaluate another checkpoint",
+            root,
+        )
+    split[train_idx] = "train"
+    split[test_idx] = "test"
+    pred, conf = predict_images(model, codec, data.images, input_scale=float(meta.get("input_scale", 1.0)))
+    err = np.linalg.norm(pred - data.xy, axis=-1)  # (N, K), NaN where not labeled
+    confident = conf >= pcutoff
+    err_cut = np.where(confident, err, np.nan)
+    bodyparts = data.bodyparts
+
+    rows = []
+    for name in ("train", "test"):
+        sel = split == name
+        e, ec = err[sel], err_cut[sel]
+        row: dict[str, Any] = {
+            "split": name,
+            "images": int(sel.sum()),
+            "keypoints": int((~np.isnan(e)).sum()),
+            "mean_error_px": _mean(e.ravel()),
+            "mean_error_px_pcutoff": _mean(ec.ravel()),
+            "pcutoff": pcutoff,
+        }
+        for t in thresholds:
+            values = e[~np.isnan(e)]
+            row[f"pck@{t:g}px"] = float((values <= t).mean()) if values.size else float("nan")
+        for k, bp in enumerate(bodyparts):
+            row[f"{bp}_error_px"] = _mean(e[:, k])
+        rows.append(row)
+    summary = pd.DataFrame(rows)
+    summary.insert(0, "epochs", int(meta.get("epoch", 0)))
+    summary.insert(1, "train_fraction", float(meta["split"].get("train_fraction", float("nan"))))
+    summary.insert(2, "split_kind", meta["split"].get("kind", ""))
+
+    per_image = pd.DataFrame(
+        {
+            "image": [p.relative_to(root).as_posix() if p.is_relative_to(root) else str(p) for p in data.images],
+            "split": split,
+            "mean_error_px": [_mean(row) for row in err],
+        }
+    )
+    for k, bp in enumerate(bodyparts):
+        per_image[f"{bp}_error_px"] = err[:, k]
+    for k, bp in enumerate(bodyparts):
+        per_image[f"{bp}_x"] = pred[:, k, 0]
+        per_image[f"{bp}_y"] = pred[:, k, 1]
+        per_image[f"{bp}_likelihood"] = conf[:, k]
+
+    files: list[Path] = []
+    if write:
+        out = checkpoint.parent.parent / "evaluation"
+        if checkpoint.parent.name != "train":
+            out = checkpoint.parent / "evaluation"
+        out.mkdir(parents=True, exist_ok=True)
+        files.append(atomic_write_text(out / "evaluation-results.csv", summary.to_csv(index=False)))
+        files.append(atomic_write_text(out / "per-image-errors.csv", per_image.to_csv(index=False)))
+    return Evaluation(checkpoint, summary, per_image, pcutoff, files)
+
+
+def format_evaluation(evaluation: Evaluation) -> str:
+    """A short text report: train/test error (also with the p-cutoff), per body part, PCK."""
+    s = evaluation.summary
+    lines = [f"checkpoint: {evaluation.checkpoint}"]
+    for _, row in s.iterrows():
+        parts = ", ".join(
+            f"{c[:-len('_error_px')]} {row[c]:.2f}" for c in s.columns if c.endswith("_error_px") and c != "mean_error_px"
+        )
+        pck = ", ".join(f"{c} {row[c]:.0%}" for c in s.columns if c.startswith("pck@"))
+        lines.append(
+            f"{row['split']:5s} ({row['images']} images): mean error {row['mean_error_px']:.2f} px, "
+            f"with p-cutoff {row['pcutoff']:g}: {row['mean_error_px_pcutoff']:.2f} px"
+        )
+        lines.append(f"      per body part (px): {parts}; {pck}")
+    return "\n".join(lines)

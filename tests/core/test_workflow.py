@@ -1,0 +1,187 @@
+"""Project-level training and evaluation (models inside the project) and the train/evaluate CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from napari_posekit.cli import main
+from napari_posekit.core.model import UnknownBackboneError
+from napari_posekit.core.project import ProjectError, read_collected, write_collected
+from napari_posekit.core.sample import write_sample_project
+from napari_posekit.core.train import TrainingMemoryError, load_checkpoint
+from napari_posekit.core.workflow import (
+    MODELS_FOLDER,
+    evaluate_project,
+    infer_symmetric_pairs,
+    latest_checkpoint,
+    project_training_data,
+    train_project,
+)
+
+torch.set_num_threads(2)
+
+FAST = dict(backbone="resnet18", pretrained=False, batch_size=4, input_size=(64, 64), device="cpu")
+
+
+@pytest.fixture()
+def project(tmp_path):
+    return write_sample_project(tmp_path, n_frames=16, height=64, width=96).parent
+
+
+def _run(gen):
+    events = []
+    try:
+        while True:
+            events.append(next(gen))
+    except StopIteration as done:
+        return events, done.value
+
+
+def _collected(project):
+    path = next((project / "labeled-data").glob("*/CollectedData_*.h5"))
+    return path, read_collected(path)
+
+
+def _digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_infer_symmetric_pairs():
+    assert infer_symmetric_pairs(["snout", "leftear", "rightear", "tailbase"]) == [("leftear", "rightear")]
+    assert infer_symmetric_pairs(["L_paw", "R_paw", "left_hip", "right_hip", "nose"]) == [
+        ("L_paw", "R_paw"), ("left_hip", "right_hip")
+    ]
+    assert infer_symmetric_pairs(["leftear", "nose"]) == []
+
+
+def test_train_evaluate_and_find_the_latest_model_from_the_project(project):
+    events, checkpoint = _run(train_project(project, epochs=3, **FAST))
+    assert checkpoint == latest_checkpoint(project)
+    rel = checkpoint.relative_to(project).as_posix()
+    assert re.fullmatch(rf"{MODELS_FOLDER}/iteration-0/sample[A-Z][a-z]{{2}}\d+-trainset95shuffle1/train/checkpoint\.pt", rel)
+    _, _, meta = load_checkpoint(checkpoint)
+    assert meta["epoch"] == 3 and meta["train_config"]["symmetric_pairs"] == [["leftear", "rightear"]]
+    assert len(meta["split"]["train"]) == 15 and len(meta["split"]["test"]) == 1
+
+    evaluation = evaluate_project(project)
+    assert evaluation.checkpoint == checkpoint
+    summary = evaluation.summary
+    assert list(summary["split"]) == ["train", "test"] and list(summary["images"]) == [15, 1]
+    for column in ["mean_error_px", "mean_error_px_pcutoff", "pck@2px", "pck@5px", "pck@10px", "snout_error_px"]:
+        assert column in summary
+    assert math.isfinite(evaluation.error("train")) and math.isfinite(evaluation.error("test"))
+    # mean over keypoints equals the mean of the per-image table's errors
+    errors = evaluation.per_image[[f"{bp}_error_px" for bp in ["snout", "leftear", "rightear", "tailbase"]]]
+    train_rows = evaluation.per_image["split"] == "train"
+    assert evaluation.error("train") == pytest.approx(np.nanmean(errors[train_rows].to_numpy()))
+    assert len(evaluation.per_image) == 16 and len(evaluation.worst_test) == 1
+    written = {p.name for p in evaluation.files}
+    assert written == {"evaluation-results.csv", "per-image-errors.csv"}
+    table = pd.read_csv(evaluation.files[0])
+    assert table["mean_error_px"].tolist() == pytest.approx(summary["mean_error_px"].tolist())
+
+
+def test_a_new_run_keeps_the_previous_checkpoint_and_resume_continues(project):
+    _, first = _run(train_project(project, epochs=1, **FAST))
+    first_digest = _digest(first)
+    _, second = _run(train_project(project, epochs=1, **FAST))
+    kept = sorted(first.parent.glob("checkpoint-*.pt"))
+    assert second == first and len(kept) == 1 and _digest(kept[0]) == first_digest
+    events, resumed = _run(train_project(project, epochs=3, resume=True, **FAST))
+    assert [e["epoch"] for e in events if "event" not in e][0] == 2
+    assert load_checkpoint(resumed)[2]["epoch"] == 3
+
+
+def test_project_problems_are_clear_errors_and_write_nothing(project, monkeypatch):
+    path, df = _collected(project)
+    models = project / MODELS_FOLDER
+
+    # a body part never labeled
+    broken = df.copy()
+    broken.loc[:, broken.columns.get_level_values("bodyparts") == "tailbase"] = np.nan
+    write_collected(broken, path.parent)
+    with pytest.raises(ProjectError, match="tailbase never labeled"):
+        _run(train_project(project, epochs=1, **FAST))
+
+    # no labeled frames at all
+    write_collected(df * np.nan, path.parent)
+    with pytest.raises(ProjectError, match="no labeled frames"):
+        _run(train_project(project, epochs=1, **FAST))
+
+    # infinite coordinates
+    broken = df.copy()
+    broken.iloc[2, 0] = np.inf
+    write_collected(broken, path.parent)
+    with pytest.raises(ProjectError, match="infinite"):
+        _run(train_project(project, epochs=1, **FAST))
+
+    # images of mixed sizes in one folder
+    write_collected(df, path.parent)
+    image = next(path.parent.glob("*.png"))
+    original = image.read_bytes()
+    Image.new("RGB", (50, 40)).save(image)
+    with pytest.raises(ProjectError, match="different sizes"):
+        _run(train_project(project, epochs=1, **FAST))
+    image.write_bytes(original)
+
+    # a labeled image missing on disk
+    image.rename(image.with_suffix(".bak"))
+    with pytest.raises(ProjectError, match="missing on disk"):
+        _run(train_project(project, epochs=1, **FAST))
+    image.with_suffix(".bak").rename(image)
+
+    # unknown backbone
+    with pytest.raises(UnknownBackboneError, match="resnet19"):
+        _run(train_project(project, epochs=1, **{**FAST, "backbone": "resnet19"}))
+    assert not models.exists()
+
+    # labels outside the image: a warning, and those keypoints are left out
+    broken = df.copy()
+    broken.iloc[3, 0] = 500.0
+    write_collected(broken, path.parent)
+    data = project_training_data(project)
+    assert len(data.warnings) == 1 and "outside the 96x64 image" in data.warnings[0]
+    assert np.isnan(data.xy[3, 0]).all() and not np.isnan(data.xy[3, 1]).any()
+    events, checkpoint = _run(train_project(project, epochs=1, **FAST))
+    assert events[0] == {"event": "warning", "message": data.warnings[0]}
+    before = _digest(checkpoint)
+
+    # not enough memory for the batch: clear error, the earlier checkpoint is untouched
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr("napari_posekit.core.train.pose_loss", out_of_memory)
+    with pytest.raises(TrainingMemoryError, match="batch size 4"):
+        _run(train_project(project, epochs=1, **FAST))
+    assert _digest(checkpoint) == before and not list(checkpoint.parent.glob("checkpoint-*.pt"))
+
+
+def test_evaluate_without_a_model_is_a_clear_error(project):
+    with pytest.raises(ProjectError, match="no trained model"):
+        evaluate_project(project)
+
+
+def test_cli_train_and_evaluate(project, capsys):
+    code = main([
+        "train", str(project / "config.yaml"), "--backbone", "resnet18", "--no-pretrained", "--epochs", "2",
+        "--batch-size", "4", "--crop", "64", "--split", "block", "--device", "cpu",
+    ])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "model saved:" in out.out and "test" in out.out and "mean error" in out.out
+    assert "-block/train/checkpoint.pt" in out.out
+    code = main(["evaluate", str(project), "--pcutoff", "0.1"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "with p-cutoff 0.1" in out.out and "evaluation-results.csv" in out.out
+
+    code = main(["train", str(project), "--backbone", "resnet19", "--epochs", "1"])
+    assert code == 1 and "unknown timm backbone 'resnet19'" in capsys.readouterr().err
