@@ -105,3 +105,18 @@ def test_dict_round_trip():
         HeatmapCodec.from_dict({**data, "type": "Other"})
     with pytest.raises(ValueError):
         HeatmapCodec((64, 64), stride=0)
+
+
+def test_decode_averages_the_votes_around_the_peak_weighted_by_the_heatmap():
+    codec = HeatmapCodec((32, 32), stride=4, refine_radius=1)
+    hm = np.zeros((1, 1, 8, 8), np.float32)
+    lr = np.zeros((1, 2, 8, 8), np.float32)
+    hm[0, 0, 3, 3], hm[0, 0, 3, 4], hm[0, 0, 6, 6] = 0.9, 0.3, 0.2  # (6, 6) is outside the 3x3 window
+    lr[0, 0, 3, 3] = 1.0 / codec.locref_std  # peak cell votes x + 1
+    lr[0, 0, 3, 4] = -2.0 / codec.locref_std  # its right neighbour votes its own centre - 2
+    xy, conf = codec.decode(hm, lr)
+    peak_x, right_x = 3 * 4 + 1.5 + 1.0, 4 * 4 + 1.5 - 2.0
+    assert xy[0, 0, 0] == pytest.approx((0.9 * peak_x + 0.3 * right_x) / 1.2, abs=1e-5)
+    assert xy[0, 0, 1] == pytest.approx(3 * 4 + 1.5, abs=1e-5) and conf[0, 0] == pytest.approx(0.9)
+    single = HeatmapCodec((32, 32), stride=4, refine_radius=0).decode(hm, lr)[0]
+    assert single[0, 0, 0] == pytest.approx(peak_x, abs=1e-5)

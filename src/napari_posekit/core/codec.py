@@ -37,8 +37,9 @@ are: only the part of their Gaussian that falls on the grid remains.
 Decoding
 --------
 :meth:`HeatmapCodec.decode` takes the cell with the largest heatmap value
-per keypoint, reads the locref offsets there and returns
-``cell centre + offset * locref_std``.  The confidence is the heatmap value at
+per keypoint; every cell within ``refine_radius`` of it votes for
+``cell centre + offset * locref_std`` and the votes are averaged with the
+heatmap values as weights (``refine_radius=0``: the peak cell's vote).  The confidence is the heatmap value at
 that cell (apply a sigmoid first, or pass ``from_logits=True``, when the
 network gives logits).  A position is always returned; a keypoint whose
 confidence is below ``min_confidence`` gets NaN coordinates.
@@ -73,6 +74,10 @@ class HeatmapCodec:
     locref_radius:
         Radius, in heatmap cells, around each keypoint within which locref
         targets are defined.
+    refine_radius:
+        Decoding averages the locref votes of the cells within this many
+        cells of the peak (Chebyshev distance), weighted by their heatmap
+        values; 0 uses the peak cell alone.
     """
 
     input_size: tuple[int, int]
@@ -80,6 +85,7 @@ class HeatmapCodec:
     sigma: float = 2.0
     locref_std: float = 7.2801
     locref_radius: float = 3.0
+    refine_radius: int = 1
 
     def __post_init__(self) -> None:
         h, w = (int(v) for v in self.input_size)
@@ -94,6 +100,9 @@ class HeatmapCodec:
         object.__setattr__(self, "sigma", float(self.sigma))
         object.__setattr__(self, "locref_std", float(self.locref_std))
         object.__setattr__(self, "locref_radius", float(self.locref_radius))
+        if int(self.refine_radius) != self.refine_radius or not 0 <= self.refine_radius < self.locref_radius:
+            raise ValueError(f"refine_radius must be an integer in [0, locref_radius), got {self.refine_radius!r}")
+        object.__setattr__(self, "refine_radius", int(self.refine_radius))
 
     # ------------------------------------------------------------------ geometry
     @property
@@ -216,10 +225,24 @@ class HeatmapCodec:
             if lr.shape != (b, 2 * k, h, w):
                 raise ValueError(f"locref must have shape {(b, 2 * k, h, w)}, got {tuple(lr.shape)}")
             lr = lr.reshape(b, k, 2, h * w)
-            idx = flat[:, :, None, None].expand(b, k, 2, 1)
-            off = lr.gather(-1, idx)[..., 0] * self.locref_std  # (B, K, 2)
-            x = x + off[..., 0]
-            y = y + off[..., 1]
+            flat_hm = hm.reshape(b, k, h * w)
+            r = self.refine_radius
+            sum_w = torch.zeros_like(x)
+            sum_x = torch.zeros_like(x)
+            sum_y = torch.zeros_like(y)
+            for dr in range(-r, r + 1):
+                for dc in range(-r, r + 1):
+                    rr, cc = row + dr, col + dc
+                    valid = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
+                    index = (rr.clamp(0, h - 1) * w + cc.clamp(0, w - 1))[..., None]  # (B, K, 1)
+                    weight = flat_hm.gather(-1, index)[..., 0] * valid
+                    off = lr.gather(-1, index[:, :, None, :].expand(b, k, 2, 1))[..., 0] * self.locref_std
+                    sum_w = sum_w + weight
+                    sum_x = sum_x + weight * (x + dc * self.stride + off[..., 0])
+                    sum_y = sum_y + weight * (y + dr * self.stride + off[..., 1])
+            ok = sum_w > 0
+            x = torch.where(ok, sum_x / sum_w.clamp(min=1e-12), x)
+            y = torch.where(ok, sum_y / sum_w.clamp(min=1e-12), y)
 
         xy = torch.stack([x, y], dim=-1)
         if min_confidence is not None:
@@ -238,6 +261,7 @@ class HeatmapCodec:
             "sigma": self.sigma,
             "locref_std": self.locref_std,
             "locref_radius": self.locref_radius,
+            "refine_radius": self.refine_radius,
         }
 
     @classmethod
