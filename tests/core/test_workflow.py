@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import require_shared
 from napari_posekit.cli import main
 from napari_posekit.core.model import UnknownBackboneError
 from napari_posekit.core.project import ProjectError, read_collected, write_collected
@@ -185,3 +187,35 @@ def test_cli_train_and_evaluate(project, capsys):
 
     code = main(["train", str(project), "--backbone", "resnet19", "--epochs", "1"])
     assert code == 1 and "unknown timm backbone 'resnet19'" in capsys.readouterr().err
+
+
+def test_default_pretrained_backbone_trains_with_augmentation(project):
+    """The default path: packaged ImageNet EfficientNet-Lite0, augmentation on, flips with symmetric pairs."""
+    events, checkpoint = _run(
+        train_project(project, epochs=1, batch_size=4, input_size=(64, 64), device="cpu", eval_every=1)
+    )
+    model, _, meta = load_checkpoint(checkpoint)
+    assert meta["model_config"]["backbone"] == "efficientnet_lite0" and meta["model_config"]["head"] == "fpn"
+    assert model.stride == 4 and meta["input_scale"] == 1.0
+    assert math.isfinite(events[-1]["test_error_px"])
+
+
+def test_cli_trains_and_evaluates_the_real_openfield_project(tmp_path, capsys):
+    """From the real DeepLabCut project with ImageNet weights offline (one short epoch)."""
+    source = require_shared("dlc_openfield-Pranav-2018-10-30")
+    project = tmp_path / source.name
+    project.mkdir()
+    shutil.copy(source / "config.yaml", project / "config.yaml")
+    shutil.copytree(source / "labeled-data", project / "labeled-data")
+    before = _digest(project / "config.yaml")
+    code = main(["train", str(project), "--epochs", "1", "--crop", "128", "--device", "cpu"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    checkpoint = latest_checkpoint(project)
+    assert checkpoint.parent.parent.name == "openfieldOct30-trainset95shuffle1"
+    meta = load_checkpoint(checkpoint)[2]
+    assert meta["epoch"] == 1 and len(meta["split"]["train"]) == 110 and len(meta["split"]["test"]) == 6
+    assert meta["bodyparts"] == ["snout", "leftear", "rightear", "tailbase"]
+    table = pd.read_csv(checkpoint.parent.parent / "evaluation" / "evaluation-results.csv")
+    assert table["images"].tolist() == [110, 6] and table["mean_error_px"].notna().all()
+    assert _digest(project / "config.yaml") == before  # training leaves the project's files alone

@@ -282,7 +282,7 @@ def _resolve_data(data, xy, bodyparts):
     return data, list(bodyparts), xy
 
 
-def _default_input_size(first: np.ndarray, scale: float, stride: int, cap: int = 448) -> tuple[int, int]:
+def _default_input_size(first: np.ndarray, scale: float, stride: int, cap: int = 224) -> tuple[int, int]:
     h, w = first.shape[:2]
     size = []
     for v in (h, w):
@@ -341,7 +341,8 @@ def iter_train(
         cosine decay to 1% of ``lr``.
     input_scale, input_size:
         Images are scaled by ``input_scale``; training crops are
-        ``input_size`` ``(H, W)`` (default: the scaled image, at most 448).
+        ``input_size`` ``(H, W)`` (default: the scaled image, at most 224 x 224:
+        crops around the labels keep full resolution at a small cost per step).
     augmentation:
         True (default :class:`Augmentation`), an :class:`Augmentation`, or
         False/None for none.
