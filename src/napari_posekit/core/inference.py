@@ -1,0 +1,607 @@
+"""Inference: a trained model over videos and images.
+
+:class:`Predictor` wraps a checkpoint (model, codec, input scale, body parts,
+the project's skeleton) and predicts keypoints for batches of frames, either on
+the whole frame or on crops at full resolution.  :func:`iter_analyze` is a
+generator over a video (a file, a :class:`~napari_posekit.core.video.VideoReader`
+or any ``(N, H, W[, 3])`` array such as a napari layer's dask array) that
+yields :class:`AnalysisChunk` results as they are ready; decoding runs in a
+background thread while the network works.  :func:`analyze_video` writes
+DeepLabCut-compatible prediction files, in chunks, resuming an interrupted run.
+
+Fast mode (``fast=True``) works the way DeepLabCut-Live's dynamic cropping
+does: frames are processed in blocks of ``block`` frames; each block is cropped
+around where the animal was at the end of the previous block (or, without a
+confident previous pose, where a low-resolution pass over the block's first
+frame finds it) and the network runs at full resolution on the crop only.
+A frame whose crop result is not confident, or whose keypoints reach the crop's
+border, is redone on the whole frame.  Crop decisions depend on the block, not
+on the batch size, so results do not depend on ``batch_size``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import re
+import threading
+import time
+import warnings
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .codec import HeatmapCodec
+from .data import scale_images
+from .model import PoseModel
+
+__all__ = [
+    "AnalysisChunk",
+    "AnalysisError",
+    "Predictor",
+    "analyze_video",
+    "iter_analyze",
+    "output_paths",
+]
+
+
+class AnalysisError(RuntimeError):
+    """A video cannot be analysed with this model (the message says why)."""
+
+
+# --------------------------------------------------------------------------- predictor
+class Predictor:
+    """A trained model ready for inference.
+
+    Use :meth:`load` with a project folder (its latest checkpoint), a
+    ``config.yaml`` or a checkpoint file.  :meth:`predict` returns keypoints in
+    frame pixels ``(x, y)`` and likelihoods in [0, 1].
+    """
+
+    def __init__(
+        self,
+        model: PoseModel,
+        codec: HeatmapCodec,
+        meta: dict[str, Any],
+        *,
+        checkpoint: str | os.PathLike | None = None,
+        skeleton: Sequence[tuple[str, str]] = (),
+        device: torch.device | str | None = None,
+        precision: str = "auto",
+        freeze: bool = True,
+    ) -> None:
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.model = model.to(self.device).eval().to(memory_format=torch.channels_last)
+        if precision not in ("auto", "float32", "bfloat16"):
+            raise ValueError(f"precision must be 'auto', 'float32' or 'bfloat16', not {precision!r}")
+        if precision == "auto":
+            precision = "bfloat16" if _fast_bfloat16(self.device) else "float32"
+        self.precision = precision
+        self.freeze = bool(freeze)
+        self._graphs: dict[tuple[int, int], Any] = {}
+        self.codec = codec
+        self.meta = meta
+        self.bodyparts: list[str] = list(meta["bodyparts"])
+        self.input_scale = float(meta.get("input_scale", 1.0))
+        self.checkpoint = Path(checkpoint) if checkpoint is not None else None
+        self.skeleton = [tuple(edge) for edge in skeleton]
+        self.pad_to = max(int(getattr(model, "backbone_stride", 32)), codec.stride)
+        if model.n_keypoints != len(self.bodyparts):
+            raise AnalysisError(
+                f"checkpoint predicts {model.n_keypoints} keypoints but names {len(self.bodyparts)} body parts"
+            )
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, source: str | os.PathLike, *, device: torch.device | str | None = "cpu", **options: Any) -> Predictor:
+        """Predictor from a project folder / ``config.yaml`` (latest model) or a checkpoint file.
+
+        Raises :class:`FileNotFoundError` for a missing path,
+        :class:`~napari_posekit.core.train.CheckpointError` for a file that is
+        not a compatible checkpoint and :class:`AnalysisError` for a model
+        whose body parts differ from its project's.  ``options`` go to the
+        constructor (``precision``, ``freeze``).
+        """
+        from .project import read_config
+        from .train import load_checkpoint
+        from .workflow import MODELS_FOLDER, latest_checkpoint
+
+        path = Path(source).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such project or checkpoint")
+        if path.is_dir() or path.suffix in (".yaml", ".yml"):
+            checkpoint = latest_checkpoint(path)
+        else:
+            checkpoint = path
+        model, codec, meta = load_checkpoint(checkpoint, device=device)
+        skeleton: list[tuple[str, str]] = []
+        project = next((p for p in checkpoint.resolve().parents if p.name == MODELS_FOLDER), None)
+        if project is not None and (project.parent / "config.yaml").is_file():
+            config = read_config(project.parent)
+            if config.bodyparts and list(config.bodyparts) != list(meta["bodyparts"]):
+                raise AnalysisError(
+                    f"{checkpoint}: the model was trained for body parts {list(meta['bodyparts'])} but the project "
+                    f"now has {list(config.bodyparts)}; train a new model"
+                )
+            skeleton = [tuple(e) for e in (config.get("skeleton") or []) if len(e) == 2]
+        return cls(model, codec, meta, checkpoint=checkpoint, skeleton=skeleton, device=device, **options)
+
+    @property
+    def scorer(self) -> str:
+        """DeepLabCut-style scorer name, e.g. ``DLC_efficientnetlite0_openfieldOct30shuffle1_4200``."""
+        backbone = str(self.meta.get("model_config", {}).get("backbone", "model")).replace("_", "")
+        name = "posekit"
+        if self.checkpoint is not None:
+            folder = self.checkpoint.resolve().parent.parent.name
+            match = re.fullmatch(r"(.*)-trainset\d+(shuffle\d+)(-block)?", folder)
+            name = f"{match.group(1)}{match.group(2)}{match.group(3) or ''}" if match else folder
+        return f"DLC_{backbone}_{name}_{int(self.meta.get('step', 0))}"
+
+    # ------------------------------------------------------------------ prediction
+    def _to_tensor(self, frames: np.ndarray) -> torch.Tensor:
+        frames = np.asarray(frames)
+        if frames.ndim == 3:  # (B, H, W) grayscale
+            frames = np.repeat(frames[..., None], 3, axis=-1)
+        if frames.ndim != 4 or frames.shape[-1] not in (3, 4):
+            raise ValueError(f"frames must be (B, H, W, 3) or (B, H, W), got shape {frames.shape}")
+        frames = frames[..., :3]
+        if frames.dtype != np.uint8:
+            frames = np.clip(frames, 0, 255).astype(np.uint8)
+        x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device)
+        return x.permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
+
+    @torch.inference_mode()
+    def _run(self, x: torch.Tensor, scale: float) -> tuple[np.ndarray, np.ndarray]:
+        """Keypoints for float images ``(B, 3, h, w)``, in their own pixels."""
+        x = scale_images(x, scale)
+        h, w = x.shape[-2:]
+        x = F.pad(x, (0, (-w) % self.pad_to, 0, (-h) % self.pad_to))
+        x = self.model.normalize(x).contiguous(memory_format=torch.channels_last)
+        heatmaps, locref = self._network(x)
+        hc, wc = math.ceil(h / self.codec.stride), math.ceil(w / self.codec.stride)
+        xy, conf = self.codec.decode(heatmaps[..., :hc, :wc], locref[..., :hc, :wc], from_logits=True)
+        xy = (xy.double().cpu().numpy() + 0.5) / scale - 0.5
+        return xy, conf.double().cpu().numpy()
+
+    def _network(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model's outputs in float32, through a frozen graph per input size when ``freeze``."""
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16")
+        with autocast:
+            if not self.freeze:
+                out = self.model(x)
+            else:
+                key = tuple(x.shape[-2:])
+                graph = self._graphs.get(key)
+                if graph is None:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")  # trace warnings about sizes fixed per graph
+                        graph = torch.jit.freeze(torch.jit.trace(self.model, x[:1], check_trace=False).eval())
+                    self._graphs[key] = graph
+                out = graph(x)
+        return out[0].float(), out[1].float()
+
+    def predict(self, frames: np.ndarray, *, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
+        """``(xy (B, K, 2), likelihood (B, K))`` for whole frames ``(B, H, W, 3)`` uint8."""
+        out_xy, out_p = [], []
+        for i in range(0, len(frames), max(1, batch_size)):
+            xy, p = self._run(self._to_tensor(frames[i : i + batch_size]), self.input_scale)
+            out_xy.append(xy)
+            out_p.append(p)
+        if not out_xy:
+            k = len(self.bodyparts)
+            return np.zeros((0, k, 2)), np.zeros((0, k))
+        return np.concatenate(out_xy), np.concatenate(out_p)
+
+    def predict_crops(
+        self, frames: np.ndarray, origin: tuple[int, int], size: tuple[int, int], *, batch_size: int = 8
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Keypoints from the window ``origin=(x0, y0)``, ``size=(w, h)`` (frame pixels) of every frame."""
+        x0, y0 = origin
+        w, h = size
+        out_xy, out_p = [], []
+        for i in range(0, len(frames), max(1, batch_size)):
+            crop = np.asarray(frames[i : i + batch_size])[:, y0 : y0 + h, x0 : x0 + w]
+            xy, p = self._run(self._to_tensor(crop), self.input_scale)
+            out_xy.append(xy + np.array([x0, y0], dtype=np.float64))
+            out_p.append(p)
+        return np.concatenate(out_xy), np.concatenate(out_p)
+
+    def locate(self, frame: np.ndarray, *, scale: float = 0.5, min_likelihood: float = 0.1) -> np.ndarray | None:
+        """Rough ``(x, y)`` of the animal's confident keypoints from one low-resolution pass, or None."""
+        xy, p = self._run(self._to_tensor(np.asarray(frame)[None]), self.input_scale * scale)
+        good = p[0] >= min_likelihood
+        return xy[0][good] if good.any() else None
+
+
+def _fast_bfloat16(device: torch.device) -> bool:
+    """Whether bfloat16 convolutions run natively here (CPUs with AVX512-BF16/AMX; CUDA)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        try:
+            return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False
+
+
+# --------------------------------------------------------------------------- frames
+def _frame_source(video: Any) -> tuple[Callable[[int], np.ndarray], int, Callable[[], None], str]:
+    """``(get(i), n_frames, close(), name)`` for a path, a VideoReader or an array."""
+    from .video import VideoReader
+
+    if isinstance(video, (str, os.PathLike)):
+        reader = VideoReader(video, readahead=0, cache_bytes=0, max_decoders=1)
+        return reader.get, len(reader), reader.close, Path(video).name
+    if isinstance(video, VideoReader):
+        return video.get, len(video), (lambda: None), Path(video.path).name
+    shape = getattr(video, "shape", None)
+    if shape is None or len(shape) not in (3, 4):
+        raise ValueError(f"expected a video path, a VideoReader or an (N, H, W[, 3]) array, got {type(video).__name__}")
+    return (lambda i: np.asarray(video[i])), int(shape[0]), (lambda: None), "array"
+
+
+def _decode_ahead(
+    get: Callable[[int], np.ndarray], blocks: list[range], out: queue.Queue, stop: threading.Event
+) -> None:
+    """Decode ``blocks`` of frames into ``out`` as ``(block, frames, failed)``; ``None`` ends."""
+    shape = None
+    try:
+        for block in blocks:
+            frames, failed = [], {}
+            for i in block:
+                try:
+                    frame = np.asarray(get(i))
+                    shape = frame.shape
+                except Exception as exc:  # noqa: BLE001 - a corrupt or missing frame is reported, not fatal
+                    failed[i] = f"{type(exc).__name__}: {exc}"
+                    frame = None
+                frames.append(frame)
+            if shape is not None:
+                frames = [np.zeros(shape, np.uint8) if f is None else f for f in frames]
+            while not stop.is_set():
+                try:
+                    out.put((block, frames, failed), timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if stop.is_set():
+                return
+        out.put(None)
+    except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+        out.put(exc)
+
+
+@dataclass
+class AnalysisChunk:
+    """Predictions for frames ``start .. start + len(xy) - 1``.
+
+    ``failed`` maps frames that could not be decoded to the reason (their
+    coordinates are NaN and likelihood 0).  ``full_frames`` counts the frames
+    processed on the whole frame (in fast mode: the fallbacks and
+    localisations).
+    """
+
+    start: int
+    xy: np.ndarray
+    likelihood: np.ndarray
+    failed: dict[int, str] = field(default_factory=dict)
+    full_frames: int = 0
+
+    @property
+    def stop(self) -> int:
+        return self.start + len(self.xy)
+
+
+def _crop_window(points: np.ndarray, frame_shape: tuple[int, int], size: int, margin: int, align: int,
+                 step: int | None = None):
+    """Origin and size of a crop holding ``points`` with ``margin``, at least ``size`` square, inside the frame.
+
+    Sizes are multiples of ``step`` (default ``align``) and the origin is a
+    multiple of ``align`` where the frame allows, so the crop sees the same
+    pixel grid as the whole frame does.
+    """
+    h, w = frame_shape
+    step = step or align
+    lo = points.min(axis=0) - margin
+    hi = points.max(axis=0) + margin
+    extent = np.ceil(np.maximum(hi - lo, size) / step) * step
+    cw, ch = int(min(extent[0], w)), int(min(extent[1], h))
+    centre = (lo + hi) / 2
+    x0 = int(np.clip(round((centre[0] - cw / 2) / align) * align, 0, w - cw))
+    y0 = int(np.clip(round((centre[1] - ch / 2) / align) * align, 0, h - ch))
+    return (x0, y0), (cw, ch)
+
+
+def iter_analyze(
+    predictor: Predictor,
+    video: Any,
+    *,
+    start: int = 0,
+    stop: int | None = None,
+    batch_size: int = 8,
+    fast: bool = False,
+    block: int = 16,
+    crop_size: int = 192,
+    margin: int = 32,
+    fallback_likelihood: float = 0.5,
+    locate_scale: float = 0.5,
+    track: bool = True,
+    should_stop: Callable[[], bool] | None = None,
+) -> Iterator[AnalysisChunk]:
+    """Predict frames ``start .. stop - 1`` of ``video``, one :class:`AnalysisChunk` per block.
+
+    ``video`` is a path, a :class:`~napari_posekit.core.video.VideoReader` or
+    an ``(N, H, W[, 3])`` array (numpy or dask).  Frames are decoded in a
+    background thread up to a few blocks ahead.  ``fast`` crops around the
+    animal (see the module docstring): ``crop_size`` is the smallest crop side in
+    frame pixels, ``margin`` the room around the previous block's keypoints,
+    ``fallback_likelihood`` the mean likelihood below which a frame is redone
+    on the whole frame.  ``track=False`` locates the animal afresh in every
+    block instead of following it (for unrelated images).  The generator stops between blocks when
+    ``should_stop()`` is true or when it is closed.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if block < 1:
+        raise ValueError(f"block must be at least 1, got {block}")
+    get, n, close, _ = _frame_source(video)
+    stop = n if stop is None else min(int(stop), n)
+    start = max(0, int(start))
+    k = len(predictor.bodyparts)
+    blocks = [range(s, min(s + block, stop)) for s in range(start, stop, block)]
+    frames_q: queue.Queue = queue.Queue(maxsize=3)
+    halt = threading.Event()
+    thread = threading.Thread(target=_decode_ahead, args=(get, blocks, frames_q, halt), daemon=True,
+                              name="posekit-decode")
+    thread.start()
+    previous: np.ndarray | None = None  # where the animal will be in the next block (see _anchor)
+    try:
+        while True:
+            if should_stop is not None and should_stop():
+                return
+            item = frames_q.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            rng, frames, failed = item
+            xy = np.full((len(rng), k, 2), np.nan)
+            p = np.zeros((len(rng), k))
+            good = np.array([i not in failed for i in rng])
+            full = 0
+            if good.any():
+                stack = np.stack([frames[j] for j in np.flatnonzero(good)])
+                if fast:
+                    sub_xy, sub_p, full = _fast_block(
+                        predictor, stack, previous, batch_size=batch_size, crop_size=crop_size, margin=margin,
+                        fallback_likelihood=fallback_likelihood, locate_scale=locate_scale,
+                    )
+                else:
+                    sub_xy, sub_p = predictor.predict(stack, batch_size=batch_size)
+                    full = len(stack)
+                xy[good], p[good] = sub_xy, sub_p
+                previous = _anchor(sub_xy, sub_p, fallback_likelihood) if track else None
+            yield AnalysisChunk(rng.start, xy, p, failed, full)
+    finally:
+        halt.set()
+        close_thread = thread.is_alive()
+        while close_thread:
+            try:
+                frames_q.get_nowait()
+            except queue.Empty:
+                pass
+            thread.join(timeout=0.05)
+            close_thread = thread.is_alive()
+        close()
+
+
+def _anchor(xy: np.ndarray, p: np.ndarray, min_likelihood: float) -> np.ndarray | None:
+    """Confident keypoints of a block's last frame plus where they will be a block later.
+
+    The motion over the block (mean displacement per frame of the confident
+    keypoints) is extrapolated, so the next crop covers the path the animal
+    is on.  None when fewer than half of the keypoints are confident.
+    """
+    n, k = p.shape
+    ok = p[-1] >= min_likelihood
+    if ok.sum() < max(1, k // 2):
+        return None
+    last = xy[-1][ok]
+    both = (p[0] >= min_likelihood) & ok
+    if n > 1 and both.any():
+        velocity = (xy[-1][both] - xy[0][both]).mean(axis=0) / (n - 1)
+        return np.concatenate([last, last + velocity * n])
+    return last
+
+
+def _fast_block(predictor: Predictor, frames: np.ndarray, previous: np.ndarray | None, *, batch_size: int,
+                crop_size: int, margin: int, fallback_likelihood: float, locate_scale: float):
+    """Crop-mode predictions for one block (see :func:`iter_analyze`)."""
+    h, w = frames.shape[1:3]
+    full = 0
+    anchor = previous
+    if anchor is None or len(anchor) == 0:
+        anchor = predictor.locate(frames[0], scale=locate_scale)
+        full += 1
+    if anchor is None:
+        xy, p = predictor.predict(frames, batch_size=batch_size)
+        return xy, p, full + len(frames)
+    align = max(1, int(math.ceil(predictor.pad_to / predictor.input_scale)))
+    # crop sides in steps of two alignment units: fewer distinct input sizes, fewer frozen graphs
+    origin, size = _crop_window(anchor, (h, w), crop_size, margin, align, step=2 * align)
+    xy, p = predictor.predict_crops(frames, origin, size, batch_size=batch_size)
+    # redo frames whose crop result is unsure or touches the crop's border (the animal may be leaving it)
+    x0, y0 = origin
+    edge = max(4.0, 2.0 * predictor.codec.stride)
+    confident = p >= fallback_likelihood
+    near_border = (
+        (xy[..., 0] < x0 + edge) & (x0 > 0) | (xy[..., 0] > x0 + size[0] - edge) & (x0 + size[0] < w)
+        | (xy[..., 1] < y0 + edge) & (y0 > 0) | (xy[..., 1] > y0 + size[1] - edge) & (y0 + size[1] < h)
+    ) & confident
+    redo = (p.mean(axis=1) < fallback_likelihood) | near_border.any(axis=1)
+    if redo.any():
+        if (size[0], size[1]) == (w, h):
+            return xy, p, full  # the crop is the whole frame already
+        xy_full, p_full = predictor.predict(frames[redo], batch_size=batch_size)
+        xy[redo], p[redo] = xy_full, p_full
+        full += int(redo.sum())
+    return xy, p, full
+
+
+# --------------------------------------------------------------------------- files
+def output_paths(video: str | os.PathLike, scorer: str, output_dir: str | os.PathLike | None = None) -> dict[str, Path]:
+    """Where :func:`analyze_video` writes: ``h5``, ``csv``, ``meta`` and the resumable ``partial`` state."""
+    video = Path(video)
+    folder = Path(output_dir) if output_dir is not None else video.parent
+    stem = f"{video.stem}{scorer}"
+    return {
+        "h5": folder / f"{stem}.h5",
+        "csv": folder / f"{stem}.csv",
+        "meta": folder / f"{stem}_meta.json",
+        "partial": folder / f".{stem}.posekit-partial.npy",
+        "partial_state": folder / f".{stem}.posekit-partial.json",
+    }
+
+
+def _check_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".posekit-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise AnalysisError(f"cannot write the predictions to {folder}: {exc.strerror or exc}") from exc
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    import json
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def analyze_video(
+    model: Predictor | str | os.PathLike,
+    video: str | os.PathLike,
+    *,
+    output_dir: str | os.PathLike | None = None,
+    batch_size: int = 8,
+    fast: bool = True,
+    chunk_frames: int = 512,
+    overwrite: bool = False,
+    csv: bool = True,
+    device: torch.device | str | None = "cpu",
+    should_stop: Callable[[], bool] | None = None,
+    **options: Any,
+) -> Generator[dict[str, Any], None, Path | None]:
+    """Analyse a whole video file into DeepLabCut-compatible predictions; a generator.
+
+    Yields ``{"event": "progress", "done", "total", "fps", "chunk"}`` after
+    every block and returns the ``.h5`` path (``None`` when stopped early).
+    Results go to ``<video stem><scorer>.h5`` (+ ``.csv``, ``_meta.json``) in
+    ``output_dir`` (default: beside the video); an existing result is kept
+    and returned at once unless ``overwrite``.  Progress is kept in a hidden
+    memory-mapped file flushed every ``chunk_frames`` frames, so memory does
+    not grow with the video and a rerun after an interruption resumes where it
+    stopped.  The final files appear atomically.  Frames that cannot be
+    decoded come out NaN with likelihood 0 and are listed in the metadata
+    (``failed_frames``).  Other keyword arguments go to :func:`iter_analyze`.
+    """
+    import json
+
+    from .predictions import write_predictions
+    from .video import read_metadata
+
+    predictor = model if isinstance(model, Predictor) else Predictor.load(model, device=device)
+    video = Path(video)
+    if not video.is_file():
+        raise FileNotFoundError(f"{video}: no such video")
+    paths = output_paths(video, predictor.scorer, output_dir)
+    if paths["h5"].is_file() and not overwrite:
+        return paths["h5"]
+    _check_writable(paths["h5"].parent)
+    meta = read_metadata(video)
+    n, k = meta.n_frames, len(predictor.bodyparts)
+    identity = {
+        "video": str(video.resolve()),
+        "n_frames": n,
+        "checkpoint": str(predictor.checkpoint.resolve()) if predictor.checkpoint else None,
+        "step": int(predictor.meta.get("step", 0)),
+        "bodyparts": predictor.bodyparts,
+    }
+    done, failed = 0, {}
+    state_path, partial_path = paths["partial_state"], paths["partial"]
+    results = None
+    if partial_path.is_file() and state_path.is_file() and not overwrite:
+        try:
+            state = json.loads(state_path.read_text())
+            if state.get("identity") == identity:
+                results = np.lib.format.open_memmap(partial_path, mode="r+")
+                if results.shape != (n, k, 3):
+                    results = None
+                else:
+                    done = int(state["done"])
+                    failed = {int(i): r for i, r in state.get("failed", {}).items()}
+        except (OSError, ValueError, KeyError):
+            results = None
+    if results is None:
+        results = np.lib.format.open_memmap(partial_path, mode="w+", dtype=np.float32, shape=(n, k, 3))
+        results[:] = np.nan
+        done, failed = 0, {}
+
+    t0, frames0 = time.monotonic(), done
+    since_flush = 0
+
+    def flush() -> None:
+        results.flush()
+        _write_json_atomic(state_path, {"identity": identity, "done": done, "failed": failed})
+
+    for chunk in iter_analyze(predictor, video, start=done, batch_size=batch_size, fast=fast,
+                              should_stop=should_stop, **options):
+        results[chunk.start : chunk.stop, :, :2] = chunk.xy
+        results[chunk.start : chunk.stop, :, 2] = chunk.likelihood
+        failed.update(chunk.failed)
+        done = chunk.stop
+        since_flush += len(chunk.xy)
+        if since_flush >= chunk_frames:
+            flush()
+            since_flush = 0
+        elapsed = time.monotonic() - t0
+        yield {"event": "progress", "done": done, "total": n, "fps": (done - frames0) / max(elapsed, 1e-9),
+               "chunk": chunk}
+    if done < n:
+        flush()
+        return None
+    failed_list = sorted(failed)
+    write_predictions(
+        paths["h5"],
+        np.asarray(results[:, :, :2], dtype=np.float64),
+        np.asarray(results[:, :, 2], dtype=np.float64),
+        predictor.bodyparts,
+        predictor.scorer,
+        csv=csv,
+        metadata={
+            **identity,
+            "scorer": predictor.scorer,
+            "fps": meta.fps,
+            "width": meta.width,
+            "height": meta.height,
+            "fast": bool(fast),
+            "skeleton": [list(e) for e in predictor.skeleton],
+            "failed_frames": failed_list,
+            "failed_reasons": {str(i): failed[i] for i in failed_list[:100]},
+            "seconds": time.monotonic() - t0,
+        },
+    )
+    del results
+    partial_path.unlink(missing_ok=True)
+    state_path.unlink(missing_ok=True)
+    return paths["h5"]
