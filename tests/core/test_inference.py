@@ -158,7 +158,7 @@ def test_analyze_video_writes_deeplabcut_files(spot_video, tmp_path):
     except StopIteration as done:
         h5 = done.value
     assert h5 == output_paths(path, predictor.scorer, tmp_path / "out")["h5"]
-    assert h5.name == "spotsDLC_spotmodel_posekit_7.h5"
+    assert h5.name == "spotsDLC_spotmodel_posekitshuffle1_7.h5"
     assert events[-1]["done"] == events[-1]["total"] == 36
     pred = read_predictions(h5)
     assert pred.bodyparts == ["spot0", "spot1"] and pred.scorer == predictor.scorer

@@ -136,11 +136,12 @@ class Predictor:
     def scorer(self) -> str:
         """DeepLabCut-style scorer name, e.g. ``DLC_efficientnetlite0_openfieldOct30shuffle1_4200``."""
         backbone = str(self.meta.get("model_config", {}).get("backbone", "model")).replace("_", "")
-        name = "posekit"
+        name = "posekitshuffle1"
         if self.checkpoint is not None:
             folder = self.checkpoint.resolve().parent.parent.name
             match = re.fullmatch(r"(.*)-trainset\d+(shuffle\d+)(-block)?", folder)
-            name = f"{match.group(1)}{match.group(2)}{match.group(3) or ''}" if match else folder
+            # DeepLabCut's names always hold "shuffle<n>"; tools (and our reader) look for it
+            name = f"{match.group(1)}{match.group(2)}{match.group(3) or ''}" if match else f"{self.checkpoint.stem}shuffle1"
         return f"DLC_{backbone}_{name}_{int(self.meta.get('step', 0))}"
 
     # ------------------------------------------------------------------ prediction
