@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--head-stride", type=int, default=None)
     ap.add_argument("--sigma", type=float, default=None)
+    ap.add_argument("--train-fraction", type=float, default=None,
+                    help="default: 0.95 for the random split, 0.8 for the block split (93 / 23 frames)")
     ap.add_argument("--eval-every", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
@@ -78,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             epochs=None,
             max_minutes=args.minutes,
             split=args.split,
+            train_fraction=args.train_fraction or (0.95 if args.split == "random" else 0.8),
             seed=args.seed,
             eval_every=args.eval_every,
             symmetric_pairs=[("leftear", "rightear")],

@@ -182,6 +182,38 @@ def test_iter_train_end_to_end(behaviour, tmp_path):
     assert load_checkpoint(path2)[2]["epoch"] == 6
 
 
+def test_fine_tuning_starts_from_a_checkpoints_weights_with_a_fresh_schedule(behaviour, tmp_path):
+    kwargs = dict(
+        backbone="resnet18", pretrained=False, head_stride=4, batch_size=4, lr=3e-3, augmentation=False,
+        device="cpu", eval_every=0,
+    )
+    frames, keypoints, bodyparts = behaviour.frames[:8], behaviour.keypoints[:8], list(behaviour.bodyparts)
+    _, trained = _run(iter_train(frames, keypoints, bodyparts, epochs=2, checkpoint_dir=tmp_path / "a", **kwargs))
+
+    def first_step(**options):
+        gen = iter_train(frames, keypoints, bodyparts, epochs=5, **{**kwargs, **options})
+        step = next(gen)  # the loss of the first batch, before any update
+        gen.close()  # saves a checkpoint
+        return step
+
+    scratch = first_step(checkpoint_dir=tmp_path / "b")
+    # the architecture comes from the checkpoint, whatever backbone is asked for
+    fine = first_step(checkpoint_dir=tmp_path / "c", init_weights=trained, backbone="resnet34")
+    assert fine["loss"] < scratch["loss"]  # the same data and seed: only the starting weights differ
+    assert fine["epoch"] == 1 and fine["step"] == 1  # a new run, not a continuation
+    assert fine["lr"] == pytest.approx(scratch["lr"]) and fine["lr"] < 0.2 * kwargs["lr"]  # a new warm-up
+    meta = load_checkpoint(tmp_path / "c" / "checkpoint.pt")[2]
+    assert meta["model_config"]["backbone"] == "resnet18" and meta["train_config"]["init_weights"] == str(trained)
+    assert meta["history"] == [] and load_checkpoint(trained)[2]["epoch"] == 2
+
+    with pytest.raises(CheckpointError, match="body parts"):
+        next(iter_train(frames, keypoints, ["snout", "leftear", "rightear", "tail"], epochs=1,
+                        checkpoint_dir=tmp_path / "d", init_weights=trained, **kwargs))
+    with pytest.raises(ValueError, match="not both"):
+        next(iter_train(frames, keypoints, bodyparts, epochs=1, checkpoint_dir=tmp_path / "e", init_weights=trained,
+                        resume=trained, **kwargs))
+
+
 def test_stopping_saves_a_checkpoint(behaviour, tmp_path):
     kwargs = dict(
         bodyparts=list(behaviour.bodyparts), backbone="resnet18", pretrained=False, head_stride=4,

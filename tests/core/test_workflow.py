@@ -102,6 +102,20 @@ def test_a_new_run_keeps_the_previous_checkpoint_and_resume_continues(project):
     assert load_checkpoint(resumed)[2]["epoch"] == 3
 
 
+def test_fine_tuning_from_the_latest_model_is_a_new_run_that_keeps_the_old_checkpoint(project):
+    _, first = _run(train_project(project, epochs=1, eval_every=0, **FAST))
+    first_digest = _digest(first)
+    events, tuned = _run(train_project(project, epochs=1, init_from=True, eval_every=0, **FAST))
+    assert tuned == first == latest_checkpoint(project)
+    kept = sorted(first.parent.glob("checkpoint-*.pt"))
+    assert len(kept) == 1 and _digest(kept[0]) == first_digest  # the model it started from is kept
+    meta = load_checkpoint(tuned)[2]
+    assert [e["epoch"] for e in events if "event" not in e][0] == 1 and meta["epoch"] == 1
+    assert meta["train_config"]["init_weights"] == str(kept[0])
+    with pytest.raises(ValueError, match="not both"):
+        next(train_project(project, epochs=1, init_from=True, resume=True, **FAST))
+
+
 def test_project_problems_are_clear_errors_and_write_nothing(project, monkeypatch):
     path, df = _collected(project)
     models = project / MODELS_FOLDER

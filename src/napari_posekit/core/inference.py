@@ -233,39 +233,37 @@ def _fast_bfloat16(device: torch.device) -> bool:
 
 
 # --------------------------------------------------------------------------- frames
-def _frame_source(video: Any) -> tuple[Callable[[int], np.ndarray], int, Callable[[], None], str]:
-    """``(get(i), n_frames, close(), name)`` for a path, a VideoReader or an array."""
+def _frame_source(video: Any) -> tuple[Callable[[int], np.ndarray], int, Callable[[], None]]:
+    """``(get(i), n_frames, close())`` for a path, a VideoReader or an array."""
     from .video import VideoReader
 
     if isinstance(video, (str, os.PathLike)):
         reader = VideoReader(video, readahead=0, cache_bytes=0, max_decoders=1)
-        return reader.get, len(reader), reader.close, Path(video).name
+        return reader.get, len(reader), reader.close
     if isinstance(video, VideoReader):
-        return video.get, len(video), (lambda: None), Path(video.path).name
+        return video.get, len(video), (lambda: None)
     shape = getattr(video, "shape", None)
     if shape is None or len(shape) not in (3, 4):
         raise ValueError(f"expected a video path, a VideoReader or an (N, H, W[, 3]) array, got {type(video).__name__}")
-    return (lambda i: np.asarray(video[i])), int(shape[0]), (lambda: None), "array"
+    return (lambda i: np.asarray(video[i])), int(shape[0]), (lambda: None)
 
 
 def _decode_ahead(
     get: Callable[[int], np.ndarray], blocks: list[range], out: queue.Queue, stop: threading.Event
 ) -> None:
-    """Decode ``blocks`` of frames into ``out`` as ``(block, frames, failed)``; ``None`` ends."""
-    shape = None
+    """Decode ``blocks`` of frames into ``out`` as ``(block, frames, failed)``; ``None`` ends.
+
+    A frame that cannot be read is None in ``frames`` and its reason is in ``failed``.
+    """
     try:
         for block in blocks:
             frames, failed = [], {}
             for i in block:
                 try:
-                    frame = np.asarray(get(i))
-                    shape = frame.shape
+                    frames.append(np.asarray(get(i)))
                 except Exception as exc:  # noqa: BLE001 - a corrupt or missing frame is reported, not fatal
                     failed[i] = f"{type(exc).__name__}: {exc}"
-                    frame = None
-                frames.append(frame)
-            if shape is not None:
-                frames = [np.zeros(shape, np.uint8) if f is None else f for f in frames]
+                    frames.append(None)
             while not stop.is_set():
                 try:
                     out.put((block, frames, failed), timeout=0.1)
@@ -352,7 +350,7 @@ def iter_analyze(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if block < 1:
         raise ValueError(f"block must be at least 1, got {block}")
-    get, n, close, _ = _frame_source(video)
+    get, n, close = _frame_source(video)
     stop = n if stop is None else min(int(stop), n)
     start = max(0, int(start))
     k = len(predictor.bodyparts)

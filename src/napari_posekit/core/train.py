@@ -320,6 +320,7 @@ def iter_train(
     stop: Callable[[], bool] | None = None,
     device: torch.device | str | None = None,
     keep_previous: bool = False,
+    init_weights: str | os.PathLike | None = None,
 ) -> Generator[dict[str, Any], None, Path]:
     """Train a :class:`PoseModel`; yield progress after every step, return the checkpoint path.
 
@@ -367,6 +368,14 @@ def iter_train(
         Before the first save, rename an existing ``checkpoint.pt`` in
         ``checkpoint_dir`` to ``checkpoint-<its time>.pt`` instead of
         replacing it.
+    init_weights:
+        Fine-tune: a checkpoint whose weights start a new training run. Its
+        architecture, codec (input size, sigma, stride) and input scale are
+        used (``backbone``, ``pretrained``, ``head_stride``, ``input_size``,
+        ``sigma`` and ``input_scale`` are then ignored); the optimiser,
+        learning-rate schedule, epochs, history and split are new, unlike
+        ``resume``. Its body parts must be ``bodyparts``
+        (:class:`CheckpointError` otherwise).
 
     Yields
     ------
@@ -388,7 +397,15 @@ def iter_train(
     device = torch.device(device) if device is not None else default_device()
     checkpoint_path = Path(checkpoint_dir) / CHECKPOINT_NAME
 
+    if resume is not None and init_weights is not None:
+        raise ValueError("give resume (continue a run) or init_weights (a new run from its weights), not both")
     resumed: dict[str, Any] | None = _read_checkpoint(resume) if resume is not None else None
+    init: dict[str, Any] | None = _read_checkpoint(init_weights) if init_weights is not None else None
+    if init is not None and list(init["bodyparts"]) != list(bodyparts):
+        raise CheckpointError(
+            f"{init_weights}: cannot fine-tune, the model was trained for body parts {list(init['bodyparts'])} "
+            f"but the labels have {list(bodyparts)}; train from scratch"
+        )
     torch.manual_seed(seed)
     if resumed is not None:
         if list(resumed["bodyparts"]) != list(bodyparts):
@@ -404,9 +421,18 @@ def iter_train(
         history = list(resumed.get("history", []))
         trained_s = float(resumed.get("train_seconds", 0.0))
     else:
-        model = PoseModel(backbone, n_keypoints=len(bodyparts), pretrained=pretrained, head_stride=head_stride)
-        size = tuple(input_size) if input_size else _default_input_size(load_image(images[0]), input_scale, 32)
-        codec = HeatmapCodec(input_size=size, stride=model.stride, sigma=sigma)
+        if init is not None:
+            model = PoseModel.from_config(init["model_config"])
+            try:
+                model.load_state_dict(init["state_dict"])
+            except (RuntimeError, TypeError, ValueError) as exc:
+                raise CheckpointError(f"{init_weights}: weights do not fit the stored architecture: {exc}") from exc
+            codec = HeatmapCodec.from_dict(init["codec"])
+            input_scale = float(init.get("input_scale", input_scale))
+        else:
+            model = PoseModel(backbone, n_keypoints=len(bodyparts), pretrained=pretrained, head_stride=head_stride)
+            size = tuple(input_size) if input_size else _default_input_size(load_image(images[0]), input_scale, 32)
+            codec = HeatmapCodec(input_size=size, stride=model.stride, sigma=sigma)
         if split == "random":
             train_idx, test_idx = split_random(n, train_fraction, seed)
         elif split == "block":
@@ -458,6 +484,10 @@ def iter_train(
         "symmetric_pairs": [list(p) for p in symmetric_pairs or ()],
         "seed": int(seed),
     }
+    if init_weights is not None:
+        train_config["init_weights"] = str(init_weights)
+    elif resumed is not None and "init_weights" in resumed.get("train_config", {}):
+        train_config["init_weights"] = resumed["train_config"]["init_weights"]
     last_eval: dict[str, Any] = {}
 
     saved = False
@@ -466,7 +496,11 @@ def iter_train(
         nonlocal saved
         if keep_previous and not saved and checkpoint_path.is_file():
             stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(checkpoint_path.stat().st_mtime))
-            os.replace(checkpoint_path, _unused_path(checkpoint_path.with_name(f"checkpoint-{stamp}.pt")))
+            kept = _unused_path(checkpoint_path.with_name(f"checkpoint-{stamp}.pt"))
+            starts_from_it = init_weights is not None and Path(init_weights).resolve() == checkpoint_path.resolve()
+            os.replace(checkpoint_path, kept)
+            if starts_from_it:
+                train_config["init_weights"] = str(kept)  # the weights fine-tuned from, under their new name
         saved = True
         return save_checkpoint(
             checkpoint_path,

@@ -178,6 +178,7 @@ def train_project(
     train_fraction: float | None = None,
     shuffle: int = 1,
     resume: bool | str | os.PathLike = False,
+    init_from: bool | str | os.PathLike | None = None,
     symmetric_pairs: Sequence[tuple[str, str]] | None = None,
     **kwargs: Any,
 ) -> Generator[dict[str, Any], None, Path]:
@@ -186,8 +187,13 @@ def train_project(
     The model goes to :func:`model_folder`'s ``train/checkpoint.pt``;
     ``train_fraction`` defaults to the config's ``TrainingFraction``.
     ``resume=True`` continues that folder's checkpoint (a path: that
-    checkpoint).  A fresh run keeps an earlier ``checkpoint.pt`` as
-    ``checkpoint-<time>.pt`` when it writes its first checkpoint.
+    checkpoint).  ``init_from`` fine-tunes: a new run for the current
+    iteration that starts from that checkpoint's weights (True: the
+    project's :func:`latest_checkpoint`) with a fresh optimiser, schedule
+    and split, on the labels as they are now (``init_weights`` of
+    ``iter_train``).  A fresh or fine-tuning run keeps an earlier
+    ``checkpoint.pt`` as ``checkpoint-<time>.pt`` when it writes its first
+    checkpoint.
     Symmetric pairs default to :func:`infer_symmetric_pairs`.  Label
     problems that do not stop training are yielded first as
     ``{"event": "warning", "message": ...}``.  Other keyword arguments go to
@@ -208,6 +214,13 @@ def train_project(
             raise ProjectError("nothing to resume: no checkpoint yet", checkpoint_dir)
     elif resume:
         resume_from = Path(resume)
+    init_weights = None
+    if init_from is True:
+        init_weights = latest_checkpoint(root)
+    elif init_from:
+        init_weights = Path(init_from)
+    if resume_from is not None and init_weights is not None:
+        raise ValueError("give resume (continue a run) or init_from (fine-tune in a new run), not both")
     if symmetric_pairs is None:
         symmetric_pairs = infer_symmetric_pairs(data.bodyparts)
     for message in data.warnings:
@@ -222,6 +235,7 @@ def train_project(
             symmetric_pairs=symmetric_pairs,
             checkpoint_dir=checkpoint_dir,
             resume=resume_from,
+            init_weights=init_weights,
             keep_previous=resume_from is None,
             **kwargs,
         )
