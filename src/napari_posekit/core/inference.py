@@ -233,7 +233,7 @@ def _fast_bfloat16(device: torch.device) -> bool:
 
 
 # --------------------------------------------------------------------------- frames
-def _frame_source(video: Any) -> tuple[Callable[[int], np.ndarray], int, Callable[[], None]]:
+def frame_source(video: Any) -> tuple[Callable[[int], np.ndarray], int, Callable[[], None]]:
     """``(get(i), n_frames, close())`` for a path, a VideoReader or an array."""
     from .video import VideoReader
 
@@ -350,7 +350,7 @@ def iter_analyze(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if block < 1:
         raise ValueError(f"block must be at least 1, got {block}")
-    get, n, close = _frame_source(video)
+    get, n, close = frame_source(video)
     stop = n if stop is None else min(int(stop), n)
     start = max(0, int(start))
     k = len(predictor.bodyparts)

@@ -260,21 +260,6 @@ def outlier_scores(
 # --------------------------------------------------------------------------------------
 
 
-def _frame_getter(video: Any) -> tuple[Callable[[int], np.ndarray], int, Callable[[], None]]:
-    """``(get(i), n_frames, close())`` for a video path, a VideoReader or an ``(N, H, W[, 3])`` array."""
-    from .video import VideoReader
-
-    if isinstance(video, (str, os.PathLike)):
-        reader = VideoReader(video, readahead=0, cache_bytes=0, max_decoders=1)
-        return reader.get, len(reader), reader.close
-    if isinstance(video, VideoReader):
-        return video.get, len(video), (lambda: None)
-    shape = getattr(video, "shape", None)
-    if shape is None or len(shape) not in (3, 4):
-        raise ValueError(f"expected a video path, a VideoReader or an (N, H, W[, 3]) array, got {type(video).__name__}")
-    return (lambda i: np.asarray(video[i])), int(shape[0]), (lambda: None)
-
-
 def _candidate_pool(ranking: np.ndarray, exclude: set[int], size: int, min_separation: int) -> list[int]:
     """The best-ranked frames not in ``exclude``, each more than ``min_separation`` frames from better ones."""
     pool: list[int] = []
@@ -327,7 +312,9 @@ def iter_select_outliers(
 
     from .video import FrameDecodeError
 
-    get, n_frames, close = _frame_getter(video)
+    from .inference import frame_source
+
+    get, n_frames, close = frame_source(video)
     try:
         if n_frames != scores.n_frames:
             raise OutlierError(f"the scores cover {scores.n_frames} frames but the video has {n_frames}")

@@ -45,6 +45,8 @@ import pandas as pd
 
 from napari_posekit.core.project import COLLECTED_KEY, COLUMN_NAMES, COLUMN_NAMES_MULTIANIMAL
 
+from .project import _fsync_dir, _fsync_path
+
 __all__ = [
     "COORDS",
     "PREDICTIONS_KEY",
@@ -302,24 +304,6 @@ def _temp_path(target: Path) -> Path:
     return tmp
 
 
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _atomic_write(writers: Mapping[Path, Callable[[Path], None]]) -> None:
     """Write every file to a temporary file first, then move them into place in the given order.
 
@@ -338,7 +322,7 @@ def _atomic_write(writers: Mapping[Path, Callable[[Path], None]]) -> None:
             try:
                 temps[target] = tmp = _temp_path(target)
                 write(tmp)
-                _fsync(tmp)
+                _fsync_path(tmp)
             except OSError as err:
                 raise _write_error(err, target) from err
             except Exception as err:  # e.g. PyTables' HDF5ExtError on a full disk
