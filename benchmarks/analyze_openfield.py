@@ -140,12 +140,14 @@ def memory_run(model: Path, video: Path, minutes: float, workdir: Path) -> dict:
     subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-stream_loop", str(loops - 1),
                     "-i", str(video), "-c", "copy", str(looped)], check=True)
     code = (
-        "import resource, sys, time\n"
+        "import time\n"
         "from napari_posekit.core.inference import analyze_video\n"
         "t = time.perf_counter(); n = 0\n"
         f"gen = analyze_video({str(model)!r}, {str(looped)!r}, output_dir={str(workdir)!r}, overwrite=True)\n"
         "for e in gen: n = e['done']\n"
-        "print(n, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        # VmHWM: this process's peak resident memory (ru_maxrss can carry the parent's over exec)
+        "hwm = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
+        "print(n, time.perf_counter() - t, hwm)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()
     looped.unlink()
