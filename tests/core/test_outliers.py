@@ -19,8 +19,9 @@ from napari_posekit.core.outliers import (
     iter_extract_outliers,
     outlier_scores,
     select_outliers,
+    write_outlier_frames,
 )
-from napari_posekit.core.predictions import write_predictions
+from napari_posekit.core.predictions import read_predictions, write_predictions
 from napari_posekit.core.project import read_collected, read_config
 from napari_posekit.core.refine import MACHINE_CSV, load_refinement, machinelabels_path, read_machinelabels
 from napari_posekit.core.sample import write_sample, write_sample_project
@@ -232,6 +233,28 @@ def test_a_video_outside_the_config_is_added_to_video_sets(project, tmp_path):
     sets = read_config(project)["video_sets"]
     assert sets[str(other.resolve())] == {"crop": f"0, {WIDTH}, 0, {HEIGHT}"} and len(sets) == 2
     assert isinstance(read_machinelabels(result.machinelabels).index, pd.MultiIndex)  # DeepLabCut's default
+
+
+def test_write_outlier_frames_adds_chosen_frames_and_keeps_earlier_machine_rows(project):
+    video = _video(project)
+    folder = project / "labeled-data" / video.stem
+    pred = read_predictions(
+        _groundtruth_predictions(project, project / "preds.h5")
+    )
+    args = (pred.xy, pred.likelihood, pred.bodyparts, pred.scorer)
+    images, path = write_outlier_frames(project, video, [31, 5], *args)
+    assert [p.name for p in images] == [frame_image_name(31, N_FRAMES), frame_image_name(5, N_FRAMES)]
+    first = read_machinelabels(path)
+    assert [k[-1] for k in first.index] == [frame_image_name(f, N_FRAMES) for f in (5, 31)]
+    # a later call adds rows and never rewrites existing ones, even with other predictions
+    images, path = write_outlier_frames(project, video, [5, 20], pred.xy + 3.0, *args[1:])
+    merged = read_machinelabels(path)
+    assert len(merged) == 3
+    pd.testing.assert_frame_equal(merged.loc[first.index], first)
+    before = sorted(p.name for p in folder.iterdir())
+    with pytest.raises(OutlierError, match=r"frames \[40\] are outside the predictions"):
+        write_outlier_frames(project, video, [3, N_FRAMES], *args)
+    assert sorted(p.name for p in folder.iterdir()) == before  # nothing written
 
 
 def test_cli_extract_outliers(project, capsys):

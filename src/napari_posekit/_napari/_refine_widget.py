@@ -44,7 +44,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from napari.layers import Image, Points
 from napari.qt.threading import thread_worker
 from napari.utils import progress as napari_progress
@@ -377,62 +376,19 @@ def _retrain_job(task: dict[str, Any], should_stop: Callable[[], bool]):
 
 # --------------------------------------------------------------------------- writing accepted frames
 def write_outlier_frames(project: Path, video: Path, frames: list[int], predictions: Predictions) -> tuple[Path, Path]:
-    """Write ``frames`` of ``video`` as PNGs into ``labeled-data/<stem>/``, their predictions as machine labels.
+    """Write the chosen ``frames`` with their predictions as machine labels (the end of ``extract_outliers``).
 
-    The step :func:`~napari_posekit.core.outliers.extract_outliers` ends with,
-    for frames the person chose: existing images are never overwritten,
-    machine-label rows of other frames are kept, the folder's index style is
-    followed, and the video is added to the config's ``video_sets``. Returns
-    ``(folder, machine-label file)``.
+    Returns ``(folder, machine-label file)``; the video is added to the
+    config's ``video_sets`` as DeepLabCut requires.
     """
-    from napari_posekit.core.frames import extract_frames, frame_image_name
-    from napari_posekit.core.project import (
-        COLUMN_NAMES,
-        index_style,
-        read_collected,
-        read_config,
-        to_multi_index,
-        to_string_index,
-        write_config,
+    from napari_posekit.core.outliers import add_video_set
+    from napari_posekit.core.outliers import write_outlier_frames as write_frames
+
+    _, machine = write_frames(
+        project, video, frames, predictions.xy, predictions.likelihood, predictions.bodyparts, predictions.scorer
     )
-    from napari_posekit.core.refine import machinelabels_path, read_machinelabels, write_machinelabels
-    from napari_posekit.core.video import read_metadata
-
-    config = read_config(project)
-    meta = read_metadata(video)
-    frames = sorted({int(f) for f in frames})
-    folder = project / "labeled-data" / video.stem
-    extract_frames(video, frames, project / "labeled-data")
-
-    keys = [f"labeled-data/{video.stem}/{frame_image_name(f, meta.n_frames)}" for f in frames]
-    columns = pd.MultiIndex.from_tuples(
-        [(predictions.scorer, bp, c) for bp in predictions.bodyparts for c in ("x", "y", "likelihood")],
-        names=COLUMN_NAMES,
-    )
-    rows = np.concatenate([predictions.xy[frames], predictions.likelihood[frames][..., None]], axis=2)
-    machine = pd.DataFrame(rows.reshape(len(frames), -1), index=pd.Index(keys), columns=columns)
-    path = machinelabels_path(folder, int(config.get("iteration", 0) or 0))
-    if path.is_file():
-        old = read_machinelabels(path)
-        scorer = str(old.columns.get_level_values("scorer")[0])
-        machine.columns = machine.columns.set_levels([scorer], level="scorer")
-        machine = to_multi_index(machine) if index_style(old) == "multi" else machine
-        if set(old.columns) >= set(machine.columns):
-            machine = machine.reindex(columns=old.columns)
-        combined = pd.concat([old, machine])
-        combined = combined[~combined.index.duplicated(keep="first")]
-    else:
-        collected = sorted(folder.glob("CollectedData_*.h5")) or sorted(folder.glob("CollectedData_*.csv"))
-        style = index_style(read_collected(collected[0])) if collected else "multi"
-        combined = to_multi_index(machine) if style == "multi" else to_string_index(machine)
-    write_machinelabels(combined.sort_index(), path)
-
-    sets = dict(config.get("video_sets") or {})
-    if not any(Path(str(key).replace("\\", "/")).stem == video.stem for key in sets):
-        sets[str(video.resolve())] = {"crop": f"0, {meta.width}, 0, {meta.height}"}
-        config["video_sets"] = sets
-        write_config(project / "config.yaml", config)
-    return folder, path
+    add_video_set(project, video)
+    return machine.parent, machine
 
 
 def _pending_edits(layer: Points) -> int:

@@ -117,7 +117,7 @@ class OutlierScores:
 
     @property
     def n_frames(self) -> int:
-        return int(len(self.combined))
+        return len(self.combined)
 
     @property
     def flagged(self) -> np.ndarray:
@@ -310,9 +310,8 @@ def iter_select_outliers(
         yield 1.0
         return pool
 
-    from .video import FrameDecodeError
-
     from .inference import frame_source
+    from .video import FrameDecodeError
 
     get, n_frames, close = frame_source(video)
     try:
@@ -495,6 +494,27 @@ def _in_video_sets(config, video: Path) -> bool:
     return any(Path(str(key).replace("\\", "/")).stem == video.stem for key in sets)
 
 
+def add_video_set(project: str | os.PathLike, video: str | os.PathLike) -> bool:
+    """Add ``video`` with its full-frame crop to the config's ``video_sets``; False when it is listed already.
+
+    DeepLabCut's training-set tools only look at the labeled-data folders of
+    listed videos, so a video that frames are taken from must be there.
+    """
+    from .video import read_metadata
+
+    root = _project(project)
+    video = Path(video)
+    config = read_config(root)
+    if _in_video_sets(config, video):
+        return False
+    meta = read_metadata(video)
+    sets = dict(config.get("video_sets") or {})
+    sets[str(video.resolve())] = {"crop": f"0, {meta.width}, 0, {meta.height}"}
+    config["video_sets"] = sets
+    write_config(root / "config.yaml", config)
+    return True
+
+
 def _machine_frame(
     xy: np.ndarray, likelihood: np.ndarray, frames: Sequence[int], n_frames: int, video: Path,
     bodyparts: Sequence[str], scorer: str,
@@ -506,6 +526,59 @@ def _machine_frame(
     )
     rows = np.concatenate([xy[list(frames)], likelihood[list(frames)][..., None]], axis=2)
     return pd.DataFrame(rows.reshape(len(frames), -1), index=pd.Index(keys), columns=columns)
+
+
+def write_outlier_frames(
+    project: str | os.PathLike,
+    video: str | os.PathLike,
+    frames: Sequence[int],
+    xy: np.ndarray,
+    likelihood: np.ndarray,
+    bodyparts: Sequence[str],
+    scorer: str,
+    *,
+    n_frames: int | None = None,
+) -> tuple[list[Path], Path]:
+    """Write ``frames`` of ``video`` as PNGs into ``labeled-data/<stem>/`` with their predictions as machine labels.
+
+    ``xy`` ``(n_frames, K, 2)`` and ``likelihood`` ``(n_frames, K)`` are the
+    whole video's predictions for ``bodyparts``.  Existing images are never
+    overwritten, machine-label rows of other frames are kept (an existing
+    row for a frame wins), and the file follows the folder's index style
+    (that of the machine-label file, else of CollectedData, else
+    DeepLabCut's multi-index).  Returns the images, in the order of
+    ``frames``, and the machine-label file.
+    """
+    from .video import read_metadata
+
+    root = _project(project)
+    video = Path(video)
+    config = read_config(root)
+    if n_frames is None:
+        n_frames = read_metadata(video).n_frames
+    frames = [int(f) for f in frames]
+    bad = [f for f in frames if not 0 <= f < len(xy)]
+    if bad:
+        raise OutlierError(f"frames {bad} are outside the predictions ({len(xy)} frames)", video)
+    folder = root / "labeled-data" / video.stem
+    _, collected = _frames_in_folder(folder)
+    written = extract_frames(video, frames, root / "labeled-data")
+    by_frame = dict(zip(written.frames, written.paths))
+
+    machine = _machine_frame(xy, likelihood, sorted(set(frames)), n_frames, video, bodyparts, scorer)
+    path = machinelabels_path(folder, int(config.get("iteration", 0) or 0))
+    if path.is_file():
+        old = read_machinelabels(path)
+        old_scorer = str(old.columns.get_level_values("scorer")[0])
+        machine.columns = machine.columns.set_levels([old_scorer], level="scorer")
+        machine = to_multi_index(machine) if index_style(old) == "multi" else machine
+        machine = machine.reindex(columns=old.columns) if set(old.columns) >= set(machine.columns) else machine
+        combined = pd.concat([old, machine])
+        combined = combined[~combined.index.duplicated(keep="first")]
+    else:
+        style = index_style(collected) if collected is not None else "multi"
+        combined = to_multi_index(machine) if style == "multi" else to_string_index(machine)
+    return [by_frame[f] for f in frames], write_machinelabels(combined.sort_index(), path)
 
 
 def iter_extract_outliers(
@@ -622,7 +695,7 @@ def iter_extract_outliers(
         xy, likelihood, epsilon=epsilon, p_bound=p_bound, window=window, smoother=smoother, methods=methods
     )
     folder = root / "labeled-data" / video.stem
-    already, collected = _frames_in_folder(folder)
+    already, _ = _frames_in_folder(folder)
     excluded = sorted(f for f in already if f < meta.n_frames and scores.combined[f] > 0)
     work = iter_select_outliers(
         video, None, None, n, scores=scores, candidates=candidates, exclude=already, min_separation=min_separation,
@@ -644,34 +717,13 @@ def iter_extract_outliers(
         return result
 
     # DeepLabCut adds the video to the config when outlier frames are extracted from it
-    if add_to_config and not _in_video_sets(config, video):
-        sets = dict(config.get("video_sets") or {})
-        sets[str(video.resolve())] = {"crop": f"0, {meta.width}, 0, {meta.height}"}
-        config["video_sets"] = sets
-        write_config(root / "config.yaml", config)
-        result.added_video = True
+    if add_to_config:
+        result.added_video = add_video_set(root, video)
 
     yield {"event": "write", "progress": 0.0}
-    written = extract_frames(video, frames, root / "labeled-data")
-    by_frame = dict(zip(written.frames, written.paths))
-    result.images = [by_frame[f] for f in frames]
-
-    machine = _machine_frame(xy, likelihood, sorted(frames), meta.n_frames, video, bodyparts, pred.scorer)
-    path = machinelabels_path(folder, int(config.get("iteration", 0) or 0))
-    if path.is_file():
-        old = read_machinelabels(path)
-        style = index_style(old)
-        scorer = str(old.columns.get_level_values("scorer")[0])
-        machine.columns = machine.columns.set_levels([scorer], level="scorer")
-        machine = to_multi_index(machine) if style == "multi" else machine
-        machine = machine.reindex(columns=old.columns) if set(old.columns) >= set(machine.columns) else machine
-        combined = pd.concat([old, machine])
-        combined = combined[~combined.index.duplicated(keep="first")]
-    else:
-        style = index_style(collected) if collected is not None else "multi"
-        combined = to_multi_index(machine) if style == "multi" else to_string_index(machine)
-    combined = combined.sort_index()
-    result.machinelabels = write_machinelabels(combined, path)
+    result.images, result.machinelabels = write_outlier_frames(
+        root, video, frames, xy, likelihood, bodyparts, pred.scorer, n_frames=meta.n_frames
+    )
     yield {"event": "write", "progress": 1.0}
     return result
 
