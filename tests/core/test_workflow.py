@@ -116,6 +116,42 @@ def test_fine_tuning_from_the_latest_model_is_a_new_run_that_keeps_the_old_check
         next(train_project(project, epochs=1, init_from=True, resume=True, **FAST))
 
 
+def _add_labeled_copies(project, n):
+    """Label ``n`` more images (copies of labeled ones) whose names sort first, shifting every position."""
+    path, df = _collected(project)
+    added = df.iloc[:n].copy()
+    names = []
+    for i, key in enumerate(added.index):
+        name = f"img0000{i}a.png"
+        shutil.copy(project / "/".join(key), project / key[0] / key[1] / name)
+        names.append((key[0], key[1], name))
+    added.index = pd.MultiIndex.from_tuples(names)
+    write_collected(pd.concat([added, df]), path)
+    return {f"{k[1]}/{k[2]}" for k in names}
+
+
+def test_splits_are_kept_by_image_name_and_fine_tuning_keeps_the_held_out_images(project):
+    _, first = _run(train_project(project, epochs=1, eval_every=0, train_fraction=0.75, **FAST))
+    split = load_checkpoint(first)[2]["split"]
+    assert len(split["test_images"]) == len(split["test"]) >= 2
+    before = evaluate_project(project, first, write=False)
+    added = _add_labeled_copies(project, 3)
+
+    # the old model is evaluated on the same held-out images, although every position moved
+    after_adding = evaluate_project(project, first, write=False)
+    held_out = after_adding.per_image[after_adding.per_image["split"] == "test"]
+    assert sorted(held_out["image"].map(lambda s: "/".join(s.split("/")[-2:]))) == sorted(split["test_images"])
+    assert after_adding.error("test") == pytest.approx(before.error("test"))
+    assert (after_adding.per_image["split"] == "unused").sum() == 3
+
+    # fine-tuning holds out the same images; the new ones train
+    _, tuned = _run(train_project(project, epochs=1, init_from=True, eval_every=0, **FAST))
+    tuned_split = load_checkpoint(tuned)[2]["split"]
+    assert sorted(tuned_split["test_images"]) == sorted(split["test_images"])
+    assert added <= set(tuned_split["train_images"])
+    assert len(tuned_split["train_images"]) == len(split["train_images"]) + 3
+
+
 def test_project_problems_are_clear_errors_and_write_nothing(project, monkeypatch):
     path, df = _collected(project)
     models = project / MODELS_FOLDER

@@ -221,6 +221,13 @@ def test_find_correct_save_retrain_loop(make_napari_viewer, qtbot, tmp_path, mon
     assert errors_px == pytest.approx([comparison["before"]["corrected"], comparison["after"]["corrected"]])
     assert not widget.eval_table.isHidden() and widget.eval_table.rowCount() == 2
     assert float(widget.eval_table.item(1, 0).text()) == pytest.approx(errors_px[1], abs=0.01)
+    # both models measured on the same held-out images: the fine-tune kept its parent's test set
+    held_out = [evaluate_project(project, c, write=False) for c in (start, new_model)]
+    tests = [set(e.per_image.loc[e.per_image["split"] == "test", "image"]) for e in held_out]
+    assert tests[0] == tests[1] and tests[0] and not tests[0] & corrected
+    assert float(widget.eval_table.item(1, 1).text()) == pytest.approx(held_out[1].error("test"), abs=0.01)
+    assert comparison["before"]["test"] == pytest.approx(held_out[0].error("test"))
+    assert "on the same frames" in widget.eval_label.text()
     # re-analysed with the new model: a layer with its predictions, new scores over the old curve
     predictions = widget.predictions_layer
     assert predictions is not None and predictions.metadata["checkpoint"] == str(new_model)

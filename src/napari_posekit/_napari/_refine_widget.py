@@ -1552,8 +1552,10 @@ class RefineWidget(QWidget):
             other, n_other = self._mean_error(evaluation, None, exclude=corrected)
             every, n_all = self._mean_error(evaluation, None)
             self.comparison[name] = {"corrected": corr, "earlier": other, "all": every,
+                                     "test": evaluation.error("test"),
                                      "n_corrected": n_corr, "n_earlier": n_other, "n_all": n_all}
         columns = [("corrected", "corrected frames px", "mean error on the frames corrected here"),
+                   ("test", "held-out px", "mean error on the test images, which neither model trained on"),
                    ("earlier", "other labels px", "mean error on the other labeled frames"),
                    ("all", "all labels px", "mean error on every labeled frame")]
         table = self.eval_table
@@ -1580,6 +1582,12 @@ class RefineWidget(QWidget):
         after = result.after
         test = after.error("test")
         text = f"{_model_name(result.checkpoint)}: test error {test:.2f} px on its held-out frames"
+        if result.before is not None:
+            def held_out(evaluation):
+                return set(evaluation.per_image.loc[evaluation.per_image["split"] == "test", "image"])
+
+            same = held_out(result.before) == held_out(after)
+            text += f" (before: {result.before.error('test'):.2f} px on {'the same' if same else 'its own'} frames)"
         n = self.comparison.get("after", {}).get("n_corrected", 0)
         text += f"; {n} corrected frames" if n else "; no corrected frames yet"
         if result.before is None and result.before_error:

@@ -282,6 +282,42 @@ def _resolve_data(data, xy, bodyparts):
     return data, list(bodyparts), xy
 
 
+def image_keys(images: Sequence[Any]) -> list[str] | None:
+    """``<folder>/<file>`` names of image files (as in ``labeled-data/<video>/<image>``), None for arrays.
+
+    Splits are stored with these names too, so they survive images being
+    added to the project (which shifts positions).
+    """
+    if not all(isinstance(im, (str, os.PathLike)) for im in images):
+        return None
+    return [f"{Path(im).parent.name}/{Path(im).name}" for im in images]
+
+
+def split_by_keys(split_info: dict[str, Any], keys: Sequence[str] | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(train, test)`` positions of a stored split among ``n`` images named ``keys``.
+
+    By image name when the split has names and ``keys`` are given (images the
+    split never saw are in neither), by position otherwise.
+    """
+    if keys is not None and "test_images" in split_info:
+        where = {k: i for i, k in enumerate(keys)}
+        train = [where[k] for k in split_info.get("train_images", []) if k in where]
+        test = [where[k] for k in split_info["test_images"] if k in where]
+        return np.asarray(sorted(train), dtype=np.int64), np.asarray(sorted(test), dtype=np.int64)
+    return (np.asarray(split_info["train"], dtype=np.int64), np.asarray(split_info["test"], dtype=np.int64))
+
+
+def _inherited_test(parent: dict[str, Any], keys: Sequence[str] | None) -> np.ndarray | None:
+    """Boolean mask of the images the parent checkpoint held out, or None when that cannot be known."""
+    if keys is None or "test_images" not in parent.get("split", {}):
+        return None
+    held_out = set(parent["split"]["test_images"])
+    mask = np.array([k in held_out for k in keys], dtype=bool)
+    if not mask.any() or mask.all():
+        return None
+    return mask
+
+
 def _default_input_size(first: np.ndarray, scale: float, stride: int, cap: int = 224) -> tuple[int, int]:
     h, w = first.shape[:2]
     size = []
@@ -373,9 +409,13 @@ def iter_train(
         architecture, codec (input size, sigma, stride) and input scale are
         used (``backbone``, ``pretrained``, ``head_stride``, ``input_size``,
         ``sigma`` and ``input_scale`` are then ignored); the optimiser,
-        learning-rate schedule, epochs, history and split are new, unlike
-        ``resume``. Its body parts must be ``bodyparts``
-        (:class:`CheckpointError` otherwise).
+        learning-rate schedule, epochs and history are new, unlike
+        ``resume``. The images it held out for testing stay held out and
+        every other image trains (so the test error before and after is
+        measured on the same images); when the checkpoint's split has no
+        image names, or the images are arrays, the split is made afresh.
+        Its body parts must be ``bodyparts`` (:class:`CheckpointError`
+        otherwise).
 
     Yields
     ------
@@ -392,6 +432,7 @@ def iter_train(
         raise ValueError(f"max_minutes must be positive, got {max_minutes}")
     images, bodyparts, xy = _resolve_data(data, xy, bodyparts)
     n = len(xy)
+    keys = image_keys(images)
     if n == 0:
         raise ValueError("no labeled images to train on")
     device = torch.device(device) if device is not None else default_device()
@@ -414,8 +455,7 @@ def iter_train(
         model.load_state_dict(resumed["state_dict"])
         codec = HeatmapCodec.from_dict(resumed["codec"])
         input_scale = float(resumed.get("input_scale", input_scale))
-        train_idx = np.asarray(resumed["split"]["train"], dtype=np.int64)
-        test_idx = np.asarray(resumed["split"]["test"], dtype=np.int64)
+        train_idx, test_idx = split_by_keys(resumed["split"], keys, n)
         split_info = dict(resumed["split"])
         start_epoch = int(resumed["epoch"])
         history = list(resumed.get("history", []))
@@ -440,11 +480,20 @@ def iter_train(
         else:
             raise ValueError(f"split must be 'random' or 'block', got {split!r}")
         split_info = {"kind": split, "train_fraction": float(train_fraction), "seed": int(seed)}
+        inherited = _inherited_test(init, keys) if init is not None else None
+        if inherited is not None:
+            # fine-tuning keeps the parent's held-out images held out (a fair before/after); new images train
+            test_idx = np.flatnonzero(inherited)
+            train_idx = np.flatnonzero(~inherited)
+            split_info["inherited_from"] = str(init_weights)
         start_epoch = 0
         history = []
         trained_s = 0.0
     split_info["train"] = [int(i) for i in train_idx]
     split_info["test"] = [int(i) for i in test_idx]
+    if keys is not None:
+        split_info["train_images"] = [keys[i] for i in train_idx]
+        split_info["test_images"] = [keys[i] for i in test_idx]
     # channels-last runs the convolutions about a quarter faster on CPU
     model.to(device=device, memory_format=torch.channels_last).train()
 

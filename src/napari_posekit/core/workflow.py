@@ -286,13 +286,14 @@ def evaluate_project(
 ) -> Evaluation:
     """Evaluate a checkpoint (default: :func:`latest_checkpoint`) on the project's labeled images.
 
-    The train/test split is the one stored in the checkpoint.  Errors are
+    The train/test split is the one stored in the checkpoint, by image name
+    (images labeled since the model was trained count as neither).  Errors are
     Euclidean pixel distances averaged over labeled keypoints (DeepLabCut's
     "RMSE"); "with p-cutoff" averages only keypoints predicted with
     likelihood >= ``pcutoff`` (default: the config's ``pcutoff``, else 0.6).
     With ``write``, the tables go to the model folder's ``evaluation/``.
     """
-    from .train import load_checkpoint, predict_images
+    from .train import image_keys, load_checkpoint, predict_images, split_by_keys
 
     root = _project_root(project)
     checkpoint = Path(checkpoint) if checkpoint is not None else latest_checkpoint(root)
@@ -304,8 +305,7 @@ def evaluate_project(
         raise ProjectError(f"{checkpoint}: the model's body parts {meta['bodyparts']} differ from the project's", root)
     n = len(data.images)
     split = np.full(n, "unused", dtype=object)
-    train_idx = np.asarray(meta["split"]["train"], dtype=np.int64)
-    test_idx = np.asarray(meta["split"]["test"], dtype=np.int64)
+    train_idx, test_idx = split_by_keys(meta["split"], image_keys(data.images), n)
     if (train_idx.size and train_idx.max() >= n) or (test_idx.size and test_idx.max() >= n):
         raise ProjectError(
             f"{checkpoint}: the model was trained on {int(max(train_idx.max(initial=-1), test_idx.max(initial=-1))) + 1}+ "
