@@ -140,27 +140,34 @@ def memory_run(model: Path, video: Path, minutes: float, workdir: Path) -> dict:
     subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-stream_loop", str(loops - 1),
                     "-i", str(video), "-c", "copy", str(looped)], check=True)
     code = (
-        "import time\n"
+        "import json, time\n"
         "from napari_posekit.core.inference import analyze_video\n"
-        "t = time.perf_counter(); n = 0\n"
-        f"gen = analyze_video({str(model)!r}, {str(looped)!r}, output_dir={str(workdir)!r}, overwrite=True)\n"
-        "for e in gen: n = e['done']\n"
         # VmHWM: this process's peak resident memory (ru_maxrss can carry the parent's over exec)
-        "hwm = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
-        "print(n, time.perf_counter() - t, hwm)\n"
+        "def mem():\n"
+        "    d = {l.split(':')[0]: int(l.split()[1]) for l in open('/proc/self/status') if l[:5] in ('VmRSS', 'VmHWM')}\n"
+        "    return round(d['VmRSS'] / 1024), round(d['VmHWM'] / 1024)\n"
+        "t = time.perf_counter(); n = 0; samples = []; every = None\n"
+        f"gen = analyze_video({str(model)!r}, {str(looped)!r}, output_dir={str(workdir)!r}, overwrite=True)\n"
+        "for e in gen:\n"
+        "    n = e['done']; every = every or max(1, e['total'] // 10)\n"
+        "    if n >= (len(samples) + 1) * every: samples.append((n, *mem()))\n"
+        "rss, hwm = mem()\n"
+        "print(json.dumps({'frames': n, 'seconds': time.perf_counter() - t, 'hwm': hwm, 'samples': samples}))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()
+    out = json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                                    text=True).stdout.splitlines()[-1])
     looped.unlink()
-    n, seconds, rss_kib = int(out[0]), float(out[1]), int(out[2])
-    return {"minutes": round(n / meta.fps / 60, 1), "frames": n, "fps": round(n / seconds, 1),
-            "peak_rss_mib": round(rss_kib / 1024, 1)}
+    n = out["frames"]
+    # (frames done, resident MiB, peak-so-far MiB) at every tenth of the video; the peak includes the final write
+    return {"minutes": round(n / meta.fps / 60, 1), "frames": n, "fps": round(n / out["seconds"], 1),
+            "peak_rss_mib": out["hwm"], "rss_over_time_mib": out["samples"]}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, required=True, help="checkpoint (e.g. from train_openfield.py --keep)")
     ap.add_argument("--video", type=Path, default=VIDEO)
-    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=3, help="speed repetitions (0: accuracy and memory only)")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--reference-frames", type=int, default=48)
     ap.add_argument("--no-full", action="store_true", help="skip the whole-frame posekit mode")
@@ -190,14 +197,19 @@ def main(argv: list[str] | None = None) -> int:
             times["reference"].append(run_reference(reference, args.video, args.reference_frames,
                                                     predictor.bodyparts, workdir))
             print(f"rep {rep}: " + ", ".join(f"{k} {v[-1]:.2f} frames/s" for k, v in times.items() if v), flush=True)
-        report["frames_per_s"] = {k: {"median": round(statistics.median(v), 2), "all": [round(x, 2) for x in v]}
-                                  for k, v in times.items() if v}
-        report["extra"] = extra
-        ref = statistics.median(times["reference"])
-        fast = statistics.median(times["fast"])
-        report["ratios"] = {"fast/reference": round(fast / ref, 1), "fast/DLC cspnext_s (7.1 frames/s)": round(fast / 7.1, 1),
-                            "fast/DLC resnet50 (1.06 frames/s)": round(fast / 1.06, 1)}
-        report["memory"] = [memory_run(args.model, args.video, m, workdir) for m in args.memory_minutes]
+        if args.reps > 0:
+            report["frames_per_s"] = {k: {"median": round(statistics.median(v), 2), "all": [round(x, 2) for x in v]}
+                                      for k, v in times.items() if v}
+            report["extra"] = extra
+            ref = statistics.median(times["reference"])
+            fast = statistics.median(times["fast"])
+            report["ratios"] = {"fast/reference": round(fast / ref, 1),
+                                "fast/DLC cspnext_s (7.1 frames/s)": round(fast / 7.1, 1),
+                                "fast/DLC resnet50 (1.06 frames/s)": round(fast / 1.06, 1)}
+        report["memory"] = []
+        for minutes in args.memory_minutes:
+            report["memory"].append(memory_run(args.model, args.video, minutes, workdir))
+            print(json.dumps(report["memory"][-1]), flush=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     report["peak_rss_benchmark_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

@@ -15,6 +15,7 @@ Run on an otherwise idle machine: the budget is wall time.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -26,7 +27,9 @@ from pathlib import Path
 
 import torch
 
-from napari_posekit.core.data import load_project_labels
+import numpy as np
+
+from napari_posekit.core.data import Augmentation, load_project_labels
 from napari_posekit.core.train import evaluate, iter_train, load_checkpoint
 
 HERE = Path(__file__).resolve().parent
@@ -47,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--head-stride", type=int, default=None)
     ap.add_argument("--sigma", type=float, default=None)
+    ap.add_argument("--ema-decay", default=None, help="weight averaging decay per step, or 'none'")
+    ap.add_argument("--rotation", type=float, default=None, help="augmentation: rotation range in degrees")
+    ap.add_argument("--scale-range", type=float, nargs=2, default=None, help="augmentation: scale range")
     ap.add_argument("--train-fraction", type=float, default=None,
                     help="default: 0.95 for the random split, 0.8 for the block split (93 / 23 frames)")
     ap.add_argument("--eval-every", type=int, default=4)
@@ -66,6 +72,15 @@ def main(argv: list[str] | None = None) -> int:
             kwargs[key] = value
     if args.crop:
         kwargs["input_size"] = (args.crop, args.crop)
+    if args.ema_decay is not None:
+        kwargs["ema_decay"] = None if args.ema_decay == "none" else float(args.ema_decay)
+    if args.rotation is not None or args.scale_range is not None:
+        default = Augmentation()
+        kwargs["augmentation"] = dataclasses.replace(
+            default,
+            rotation_deg=args.rotation if args.rotation is not None else default.rotation_deg,
+            scale=tuple(args.scale_range) if args.scale_range is not None else default.scale,
+        )
 
     images, bodyparts, xy = load_project_labels(args.project)
     workdir = Path(tempfile.mkdtemp(prefix="posekit-train-bench-"))
@@ -112,7 +127,10 @@ def main(argv: list[str] | None = None) -> int:
                 model, codec, [images[i] for i in idx], xy[idx], bodyparts=bodyparts,
                 input_scale=meta["input_scale"],
             )
-            r.pop("predictions")
+            pred = np.asarray(r.pop("predictions"))
+            if part == "test":  # per image and body part, to see where the error comes from
+                err = np.linalg.norm(pred - xy[idx], axis=-1)
+                r["per_image_px"] = {images[i].name: [round(float(e), 2) for e in row] for i, row in zip(idx, err)}
             results[part] = r
         images_per_s = n_steps * batch / meta["train_seconds"]
         if args.keep:

@@ -11,7 +11,7 @@ import torch
 from napari_posekit.core.codec import HeatmapCodec
 from napari_posekit.core.data import Augmentation, LabeledImages, split_block, split_random
 from napari_posekit.core.synthetic import make_behaviour
-from napari_posekit.core.train import CheckpointError, evaluate, iter_train, load_checkpoint
+from napari_posekit.core.train import CheckpointError, WeightAverage, evaluate, iter_train, load_checkpoint
 
 torch.set_num_threads(2)
 
@@ -212,6 +212,48 @@ def test_fine_tuning_starts_from_a_checkpoints_weights_with_a_fresh_schedule(beh
     with pytest.raises(ValueError, match="not both"):
         next(iter_train(frames, keypoints, bodyparts, epochs=1, checkpoint_dir=tmp_path / "e", init_weights=trained,
                         resume=trained, **kwargs))
+
+
+def test_weight_average_follows_the_weights_with_a_warmed_up_decay():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    average = WeightAverage(model, decay=0.9)
+    start = model[0].weight.detach().clone()
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    model[1].num_batches_tracked.fill_(7)
+    average.update(model)  # first update: decay min(0.9, 2 / 11)
+    d = 2 / 11
+    assert torch.allclose(average.model[0].weight, d * start + (1 - d) * model[0].weight)
+    assert int(average.model[1].num_batches_tracked) == 7  # integer buffers are copied
+    for _ in range(200):
+        average.update(model)
+    assert torch.allclose(average.model[0].weight, model[0].weight, atol=1e-6)
+    assert not any(p.requires_grad for p in average.model.parameters())
+
+
+def test_checkpoints_serve_the_averaged_weights_and_resume_from_the_raw_ones(behaviour, tmp_path):
+    kwargs = dict(
+        bodyparts=list(behaviour.bodyparts), backbone="resnet18", pretrained=False, head_stride=4,
+        batch_size=4, lr=3e-3, augmentation=False, device="cpu", eval_every=0,
+    )
+    _, path = _run(iter_train(behaviour.frames, behaviour.keypoints, epochs=2, checkpoint_dir=tmp_path / "a",
+                              ema_decay=0.5, **kwargs))
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    name = "head.heatmap.weight" if "head.heatmap.weight" in state["state_dict"] else next(
+        k for k, v in state["state_dict"].items() if v.is_floating_point() and v.ndim == 4)
+    assert not torch.equal(state["state_dict"][name], state["train_state_dict"][name])
+    model = load_checkpoint(path)[0]  # prediction gets the average
+    assert torch.equal(model.state_dict()[name], state["state_dict"][name])
+    # resuming continues the raw weights and the average
+    _, resumed = _run(iter_train(behaviour.frames, behaviour.keypoints, epochs=3, checkpoint_dir=tmp_path / "b",
+                                 resume=path, ema_decay=0.5, **kwargs))
+    assert load_checkpoint(resumed)[2]["epoch"] == 3
+    _, plain = _run(iter_train(behaviour.frames, behaviour.keypoints, epochs=1, checkpoint_dir=tmp_path / "c",
+                               ema_decay=None, **kwargs))
+    assert "train_state_dict" not in torch.load(plain, map_location="cpu", weights_only=False)
+    with pytest.raises(ValueError, match="ema_decay"):
+        next(iter_train(behaviour.frames, behaviour.keypoints, epochs=1, checkpoint_dir=tmp_path / "d",
+                        ema_decay=1.0, **kwargs))
 
 
 def test_stopping_saves_a_checkpoint(behaviour, tmp_path):

@@ -318,6 +318,35 @@ def _inherited_test(parent: dict[str, Any], keys: Sequence[str] | None) -> np.nd
     return mask
 
 
+class WeightAverage:
+    """Exponential moving average of a model's weights and buffers (a copy of the model).
+
+    The decay is warmed up as ``min(decay, (1 + n) / (10 + n))`` after ``n``
+    updates, so early weights do not linger.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        import copy
+
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.decay = decay
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        mine = self.model.state_dict()
+        for name, value in model.state_dict().items():
+            target = mine[name]
+            if target.is_floating_point():
+                target.lerp_(value.detach(), 1.0 - d)
+            else:
+                target.copy_(value)
+
+
 def _default_input_size(first: np.ndarray, scale: float, stride: int, cap: int = 224) -> tuple[int, int]:
     h, w = first.shape[:2]
     size = []
@@ -357,6 +386,7 @@ def iter_train(
     device: torch.device | str | None = None,
     keep_previous: bool = False,
     init_weights: str | os.PathLike | None = None,
+    ema_decay: float | None = 0.995,
 ) -> Generator[dict[str, Any], None, Path]:
     """Train a :class:`PoseModel`; yield progress after every step, return the checkpoint path.
 
@@ -417,6 +447,11 @@ def iter_train(
         Its body parts must be ``bodyparts`` (:class:`CheckpointError`
         otherwise).
 
+    ema_decay:
+        Evaluate and save an exponential moving average of the weights
+        (decay per step, warmed up over the first steps; None: the raw
+        weights).  The raw weights are saved too, for ``resume``.
+
     Yields
     ------
     dict with ``epoch`` (1-based, current), ``step``, ``progress`` (0..1),
@@ -452,7 +487,7 @@ def iter_train(
         if list(resumed["bodyparts"]) != list(bodyparts):
             raise CheckpointError(f"{resume}: body parts {resumed['bodyparts']} differ from {bodyparts}")
         model = PoseModel.from_config(resumed["model_config"])
-        model.load_state_dict(resumed["state_dict"])
+        model.load_state_dict(resumed.get("train_state_dict", resumed["state_dict"]))
         codec = HeatmapCodec.from_dict(resumed["codec"])
         input_scale = float(resumed.get("input_scale", input_scale))
         train_idx, test_idx = split_by_keys(resumed["split"], keys, n)
@@ -496,6 +531,13 @@ def iter_train(
         split_info["test_images"] = [keys[i] for i in test_idx]
     # channels-last runs the convolutions about a quarter faster on CPU
     model.to(device=device, memory_format=torch.channels_last).train()
+    if ema_decay is not None and not 0.0 <= float(ema_decay) < 1.0:
+        raise ValueError(f"ema_decay must be in [0, 1) or None, got {ema_decay}")
+    ema = WeightAverage(model, float(ema_decay)) if ema_decay is not None else None
+    if ema is not None and resumed is not None and "train_state_dict" in resumed:
+        ema.model.load_state_dict(resumed["state_dict"])
+        ema.updates = int(resumed.get("step", 0))
+    served = ema.model if ema is not None else model  # the weights evaluated and used for prediction
 
     if augmentation is True:
         augmentation = Augmentation()
@@ -532,6 +574,7 @@ def iter_train(
         "locref_loss_weight": float(locref_loss_weight),
         "symmetric_pairs": [list(p) for p in symmetric_pairs or ()],
         "seed": int(seed),
+        "ema_decay": float(ema_decay) if ema_decay is not None else None,
     }
     if init_weights is not None:
         train_config["init_weights"] = str(init_weights)
@@ -557,7 +600,9 @@ def iter_train(
                 "kind": CHECKPOINT_KIND,
                 "version": CHECKPOINT_VERSION,
                 "model_config": model.config(),
-                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "state_dict": {k: v.detach().cpu() for k, v in served.state_dict().items()},
+                **({"train_state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+                   if ema is not None else {}),
                 "codec": codec.to_dict(),
                 "mean": list(model.mean),
                 "std": list(model.std),
@@ -614,6 +659,8 @@ def iter_train(
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
+                    if ema is not None:
+                        ema.update(model)
                 except (RuntimeError, MemoryError) as exc:
                     if not _is_out_of_memory(exc):
                         raise
@@ -644,7 +691,7 @@ def iter_train(
             final = epoch == last_epoch or should_stop()
             if eval_every and len(test_idx) and (epoch % eval_every == 0 or final):
                 last_eval = evaluate(
-                    model, codec, [images[i] for i in test_idx], xy[test_idx],
+                    served, codec, [images[i] for i in test_idx], xy[test_idx],
                     bodyparts=bodyparts, input_scale=input_scale, batch_size=batch_size, device=device,
                 )
                 model.train()
