@@ -16,6 +16,7 @@ from the project path alone.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,7 @@ __all__ = [
     "Evaluation",
     "evaluate_project",
     "format_evaluation",
+    "find_swapped_pairs",
     "infer_symmetric_pairs",
     "latest_checkpoint",
     "model_folder",
@@ -102,6 +104,51 @@ def infer_symmetric_pairs(bodyparts: Sequence[str]) -> list[tuple[str, str]]:
                     pairs.append((bp, lowered[other]))
                 break
     return pairs
+
+
+def find_swapped_pairs(
+    xy: np.ndarray, bodyparts: Sequence[str], pairs: Sequence[tuple[str, str]], *,
+    min_frames: int = 10, agreement: float = 0.9, min_sine: float = 0.5,
+) -> list[tuple[int, str, str, int, int]]:
+    """Frames whose left/right pair is on the other side of the body than in almost every other frame.
+
+    The side of ``left`` is taken relative to the line from the pair's
+    midpoint to the centroid of the other labeled body parts (for a top-down
+    mouse: the ears either side of the head-to-body line).  Frames where
+    that angle is too flat to tell (``|sin| < min_sine``) are not judged.
+    When at least ``min_frames`` frames are judged and a share of at least
+    ``agreement`` of them agree, every frame on the other side is returned
+    as ``(frame, left, right, n_agreeing, n_judged)``; labelers swap left and
+    right easily and one swapped frame costs the model its whole pair.
+    """
+    index = {bp: k for k, bp in enumerate(bodyparts)}
+    found: list[tuple[int, str, str, int, int]] = []
+    for left, right in pairs:
+        if left not in index or right not in index:
+            continue
+        a, b = xy[:, index[left]], xy[:, index[right]]
+        others = [k for k in range(len(bodyparts)) if k not in (index[left], index[right])]
+        if not others:
+            continue
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # frames without other labels
+            centre = np.nanmean(xy[:, others], axis=1)
+            mid = (a + b) / 2
+            ref, side = centre - mid, a - mid
+            cross = ref[:, 0] * side[:, 1] - ref[:, 1] * side[:, 0]
+            sine = cross / (np.linalg.norm(ref, axis=1) * np.linalg.norm(side, axis=1))
+        judged = np.isfinite(sine) & (np.abs(sine) >= min_sine)
+        n = int(judged.sum())
+        if n < min_frames:
+            continue
+        positive = int((sine[judged] > 0).sum())
+        majority = max(positive, n - positive)
+        if majority < agreement * n:
+            continue
+        sign = 1.0 if positive >= n - positive else -1.0
+        for f in np.flatnonzero(judged & (np.sign(sine) == -sign)):
+            found.append((int(f), left, right, majority, n))
+    return found
 
 
 # --------------------------------------------------------------------------- training
@@ -225,6 +272,11 @@ def train_project(
         symmetric_pairs = infer_symmetric_pairs(data.bodyparts)
     for message in data.warnings:
         yield {"event": "warning", "message": message}
+    for frame, left, right, agree, judged in find_swapped_pairs(data.xy, data.bodyparts, symmetric_pairs):
+        image = data.images[frame]
+        name = image.relative_to(root).as_posix() if image.is_relative_to(root) else str(image)
+        yield {"event": "warning", "message": f"{name}: {left} and {right} are on the opposite sides from {agree} "
+                                              f"of {judged} frames; swapped? (trained as labeled)"}
     return (
         yield from iter_train(
             data.images,
