@@ -11,7 +11,14 @@ import torch
 from napari_posekit.core.codec import HeatmapCodec
 from napari_posekit.core.data import Augmentation, LabeledImages, split_block, split_random
 from napari_posekit.core.synthetic import make_behaviour
-from napari_posekit.core.train import CheckpointError, WeightAverage, evaluate, iter_train, load_checkpoint
+from napari_posekit.core.train import (
+    CheckpointError,
+    WeightAverage,
+    evaluate,
+    iter_train,
+    load_checkpoint,
+    lr_factor,
+)
 
 torch.set_num_threads(2)
 
@@ -277,19 +284,38 @@ def test_stopping_saves_a_checkpoint(behaviour, tmp_path):
     assert len(progress) == 2 and path.is_file()
 
 
-def test_time_budget_stops_with_a_decayed_schedule_and_a_checkpoint(behaviour, tmp_path):
+def test_time_budget_stops_with_a_decayed_schedule_and_a_checkpoint(behaviour, tmp_path, monkeypatch):
+    import time
+
+    import napari_posekit.core.train as train_module
+
+    class Clock:  # training's clock: 0.1 s passes at every reading, however busy the machine is
+        now = 0.0
+
+        def monotonic(self):
+            self.now += 0.1
+            return self.now
+
+        def __getattr__(self, name):
+            return getattr(time, name)
+
+    monkeypatch.setattr(train_module, "time", Clock())
     progress, path = _run(
         iter_train(
             behaviour.frames, behaviour.keypoints, bodyparts=list(behaviour.bodyparts), backbone="resnet18",
-            pretrained=False, head_stride=4, batch_size=4, epochs=None, max_minutes=0.05, lr=1e-3,
+            pretrained=False, head_stride=4, batch_size=4, epochs=None, max_minutes=0.1, lr=1e-3,
             checkpoint_dir=tmp_path / "budget", device="cpu",
         )
     )
     steps = [p for p in progress if "event" not in p]
-    assert 3 <= len(steps) and steps[-1]["elapsed_s"] < 3.0 + 6.0
-    assert steps[-1]["lr"] < 0.5e-3 and progress[-1]["event"] == "evaluated"
+    assert len(steps) >= 5 and steps[-1]["progress"] == pytest.approx(1.0)
+    # the learning rate follows the time budget: a cosine decay that has nearly ended at the last step
+    lrs = [p["lr"] for p in steps]
+    assert lrs == sorted(lrs, reverse=True) and lrs[-1] < 0.1 * lrs[0]
+    assert 1e-3 * lr_factor(steps[-1]["progress"]) <= lrs[-1] <= 1e-3 * lr_factor(steps[-2]["progress"])
+    assert progress[-1]["event"] == "evaluated"
     meta = load_checkpoint(path)[2]
-    assert meta["train_seconds"] >= 3.0 and meta["history"][-1]["test_error_px"] == progress[-1]["test_error_px"]
+    assert meta["train_seconds"] >= 6.0 and meta["history"][-1]["test_error_px"] == progress[-1]["test_error_px"]
     with pytest.raises(ValueError, match="epochs, max_minutes"):
         next(iter_train(behaviour.frames, behaviour.keypoints, epochs=None, max_minutes=None))
 
