@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--head-stride", type=int, default=None)
     ap.add_argument("--sigma", type=float, default=None)
+    ap.add_argument("--weight-decay", type=float, default=None)
     ap.add_argument("--ema-decay", default=None, help="weight averaging decay per step, or 'none'")
     ap.add_argument("--rotation", type=float, default=None, help="augmentation: rotation range in degrees")
     ap.add_argument("--scale-range", type=float, nargs=2, default=None, help="augmentation: scale range")
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     kwargs: dict = {}
     for name, key in [
         ("input_scale", "input_scale"), ("batch_size", "batch_size"), ("lr", "lr"),
-        ("head_stride", "head_stride"), ("sigma", "sigma"),
+        ("head_stride", "head_stride"), ("sigma", "sigma"), ("weight_decay", "weight_decay"),
     ]:
         value = getattr(args, name)
         if value is not None:

@@ -1554,10 +1554,10 @@ class RefineWidget(QWidget):
             self.comparison[name] = {"corrected": corr, "earlier": other, "all": every,
                                      "test": evaluation.error("test"),
                                      "n_corrected": n_corr, "n_earlier": n_other, "n_all": n_all}
-        columns = [("corrected", "corrected frames px", "mean error on the frames corrected here"),
+        columns = [("corrected", "corrected px", "mean error on the frames corrected here"),
                    ("test", "held-out px", "mean error on the test images, which neither model trained on"),
-                   ("earlier", "other labels px", "mean error on the other labeled frames"),
-                   ("all", "all labels px", "mean error on every labeled frame")]
+                   ("earlier", "others px", "mean error on the other labeled frames"),
+                   ("all", "all px", "mean error on every labeled frame")]
         table = self.eval_table
         table.clear()
         table.setRowCount(2)
