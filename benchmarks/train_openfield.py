@@ -25,9 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 import numpy as np
+import torch
 
 from napari_posekit.core.data import Augmentation, load_project_labels
 from napari_posekit.core.train import evaluate, iter_train, load_checkpoint
