@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._generators import drive
 from .video import FrameDecodeError, VideoReader
 
 __all__ = [
@@ -364,14 +365,7 @@ def select_kmeans(
     VideoOpenError
         The video cannot be opened.
     """
-    work = iter_select_kmeans(video_path, k, start, stop, step, resize_width, seed, pick)
-    while True:
-        try:
-            fraction = next(work)
-        except StopIteration as done:
-            return done.value
-        if progress is not None:
-            progress(fraction)
+    return drive(iter_select_kmeans(video_path, k, start, stop, step, resize_width, seed, pick), progress)
 
 
 # -- names and extraction ------------------------------------------------------

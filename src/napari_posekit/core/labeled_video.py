@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from napari_posekit.core._generators import drive
 from napari_posekit.core.video import VideoReader, iter_frames, read_metadata, write_video
 
 __all__ = [
@@ -555,11 +556,4 @@ def write_labeled_video(
         fps=fps,
         quality=quality,
     )
-    frames = _run(plan)
-    while True:
-        try:
-            done = next(frames)
-        except StopIteration as finished:
-            return finished.value
-        if progress is not None:
-            progress(done, plan.total)
+    return drive(_run(plan), None if progress is None else lambda done: progress(done, plan.total))

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._generators import drive, relay
 from .frames import _kmeans, _Thumbnailer, extract_frames, frame_image_name
 from .project import (
     COLUMN_NAMES,
@@ -405,13 +406,7 @@ def select_outliers(
         smoother=smoother, scores=scores, candidates=candidates, exclude=exclude, min_separation=min_separation,
         resize_width=resize_width, seed=seed,
     )
-    while True:
-        try:
-            fraction = next(work)
-        except StopIteration as done:
-            return done.value
-        if progress is not None:
-            progress(fraction)
+    return drive(work, progress)
 
 
 # --------------------------------------------------------------------------------------
@@ -660,13 +655,9 @@ def iter_extract_outliers(
                 work = analyze_video(
                     predictor, video, output_dir=predictions_dir, overwrite=reanalyze, device=device, **analyze_options
                 )
-                while True:
-                    try:
-                        event = next(work)
-                    except StopIteration as done:
-                        result = done.value
-                        break
-                    yield {"event": "analyze", "done": event["done"], "total": event["total"], "fps": event["fps"]}
+                result = yield from relay(
+                    work, lambda e: {"event": "analyze", "done": e["done"], "total": e["total"], "fps": e["fps"]}
+                )
                 if result is None:
                     raise OutlierError("the analysis was stopped before the end of the video", video)
                 pred_path = Path(result)
@@ -701,13 +692,7 @@ def iter_extract_outliers(
         video, None, None, n, scores=scores, candidates=candidates, exclude=already, min_separation=min_separation,
         seed=seed,
     )
-    while True:
-        try:
-            fraction = next(work)
-        except StopIteration as done:
-            frames = done.value
-            break
-        yield {"event": "select", "progress": fraction}
+    frames = yield from relay(work, lambda fraction: {"event": "select", "progress": fraction})
 
     result = ExtractResult(
         folder=folder, frames=list(frames), images=[], machinelabels=None, predictions=pred_path, scores=scores,
@@ -784,11 +769,4 @@ def extract_outliers(
     ProjectError, FileNotFoundError, VideoOpenError
         An unreadable project or video.
     """
-    work = iter_extract_outliers(project, video, n, **options)
-    while True:
-        try:
-            event = next(work)
-        except StopIteration as done:
-            return done.value
-        if progress is not None:
-            progress(event)
+    return drive(iter_extract_outliers(project, video, n, **options), progress)
