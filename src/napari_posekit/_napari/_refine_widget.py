@@ -84,6 +84,7 @@ from napari_posekit._napari._training_widget import (
     linear_ticks,
     preload_training_modules,
 )
+from napari_posekit.core._generators import relay
 from napari_posekit.core.inference import AnalysisError
 from napari_posekit.core.labels import JournalError, LabelStore
 from napari_posekit.core.model import PretrainedWeightsError
@@ -245,16 +246,6 @@ def predictions_from_file(path: Path, n_frames: int, bodyparts: list[str] | None
 
 
 # --------------------------------------------------------------------------- workers
-def _forward(work, wrap: Callable[[Any], dict]):
-    """Drive a generator, yielding ``wrap(value)`` for each of its values; returns its return value."""
-    while True:
-        try:
-            value = next(work)
-        except StopIteration as done:
-            return done.value
-        yield wrap(value)
-
-
 def _analyse(model: Path, source: Any, video_path: Path | None, n_frames: int, bodyparts: list[str] | None,
              overwrite: bool, should_stop: Callable[[], bool]):
     """Analyse the video with ``model`` (its file is reused unless ``overwrite``); returns Predictions or None."""
@@ -263,7 +254,7 @@ def _analyse(model: Path, source: Any, video_path: Path | None, n_frames: int, b
 
     predictor = Predictor.load(model, device=default_device())
     if video_path is not None:
-        path = yield from _forward(
+        path = yield from relay(
             analyze_video(predictor, video_path, overwrite=overwrite, should_stop=should_stop),
             lambda e: {"event": "analyze", "done": e["done"], "total": e["total"], "fps": e["fps"]},
         )
@@ -324,7 +315,7 @@ def _find_job(task: dict[str, Any], should_stop: Callable[[], bool]):
         n, exclude = task["n"], task["exclude"]
         ranking = [int(f) for f in scores.ranking if int(f) not in exclude]
         pool = ranking[: max(n, 5 * n)]
-        picked = yield from _forward(
+        picked = yield from relay(
             iter_select_outliers(task["source"], None, None, n, scores=scores, exclude=exclude, seed=0),
             lambda fraction: {"event": "select", "progress": float(fraction)},
         )
