@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale-range", type=float, nargs=2, default=None, help="augmentation: scale range")
     ap.add_argument("--train-fraction", type=float, default=None,
                     help="default: 0.95 for the random split, 0.8 for the block split (93 / 23 frames)")
+    ap.add_argument("--train-batchnorm", action="store_true",
+                    help="backbone batch norms adapt their statistics (default: keep ImageNet's)")
     ap.add_argument("--eval-every", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
@@ -70,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         value = getattr(args, name)
         if value is not None:
             kwargs[key] = value
+    if args.train_batchnorm:
+        kwargs["frozen_bn"] = False
     if args.crop:
         kwargs["input_size"] = (args.crop, args.crop)
     if args.ema_decay is not None:

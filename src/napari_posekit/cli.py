@@ -146,6 +146,8 @@ def _train(args) -> int:
     }
     if args.crop:
         options["input_size"] = (args.crop, args.crop)
+    if args.train_batchnorm:
+        options["frozen_bn"] = False
     gen = train_project(
         args.project, backbone=args.backbone, pretrained=not args.no_pretrained, epochs=args.epochs,
         max_minutes=max_minutes, batch_size=args.batch_size, split=args.split, seed=args.seed,
@@ -586,6 +588,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--crop", type=int, default=None, help="square training crop, pixels")
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--head-stride", type=int, default=None)
+    p.add_argument("--train-batchnorm", action="store_true",
+                   help="let the backbone's batch-norm statistics adapt (default: keep the pretrained ones)")
     p.add_argument("--resume", action="store_true", help="continue the model folder's checkpoint")
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: the best available)")
     p.set_defaults(func=_train)

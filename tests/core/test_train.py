@@ -189,6 +189,44 @@ def test_iter_train_end_to_end(behaviour, tmp_path):
     assert load_checkpoint(path2)[2]["epoch"] == 6
 
 
+def test_frozen_bn_keeps_the_backbones_pretrained_statistics_and_trains_the_rest(behaviour, tmp_path):
+    import copy
+
+    from napari_posekit.core.model import PoseModel
+
+    initial = PoseModel("resnet18", n_keypoints=len(behaviour.bodyparts), pretrained=False)  # BN: mean 0, var 1, scale 1
+    gen = iter_train(
+        behaviour.frames, behaviour.keypoints, bodyparts=list(behaviour.bodyparts), backbone="resnet18",
+        pretrained=False, batch_size=4, train_fraction=0.75, augmentation=False, device="cpu", epochs=2,
+        checkpoint_dir=tmp_path / "run", frozen_bn=True, ema_decay=None,
+    )
+    _, path = _run(gen)
+    model, _, meta = load_checkpoint(path)
+    assert meta["train_config"]["frozen_bn"] is True
+    trained, before = model.state_dict(), copy.deepcopy(initial.state_dict())
+    stats = [k for k in before if k.startswith("backbone.") and k.endswith(("running_mean", "running_var"))]
+    assert stats and all(torch.equal(trained[k], before[k]) for k in stats)
+    # the backbone's batch-norm scales still train, and the head's batch norms keep batch statistics
+    scales = [k for k in stats if k.endswith("running_mean")]
+    assert any(not torch.equal(trained[k.replace("running_mean", "weight")], before[k.replace("running_mean", "weight")])
+               for k in scales)
+    head_stats = [k for k in trained if not k.startswith("backbone.") and k.endswith("running_mean")]
+    assert head_stats and any(not torch.equal(trained[k], before[k]) for k in head_stats)
+
+    # resuming keeps the checkpoint's setting; random weights default to batch statistics
+    common = dict(bodyparts=list(behaviour.bodyparts), backbone="resnet18", pretrained=False, batch_size=4,
+                  train_fraction=0.75, augmentation=False, device="cpu", epochs=3, ema_decay=None)
+    _, resumed = _run(iter_train(behaviour.frames, behaviour.keypoints, checkpoint_dir=tmp_path / "resumed",
+                                 resume=path, **common))
+    model, _, meta = load_checkpoint(resumed)
+    assert meta["train_config"]["frozen_bn"] is True
+    assert all(torch.equal(model.state_dict()[k], before[k]) for k in stats)
+    _, fresh = _run(iter_train(behaviour.frames, behaviour.keypoints, checkpoint_dir=tmp_path / "fresh", **common))
+    model, _, meta = load_checkpoint(fresh)
+    assert meta["train_config"]["frozen_bn"] is False
+    assert any(not torch.equal(model.state_dict()[k], before[k]) for k in stats)
+
+
 def test_fine_tuning_starts_from_a_checkpoints_weights_with_a_fresh_schedule(behaviour, tmp_path):
     kwargs = dict(
         backbone="resnet18", pretrained=False, head_stride=4, batch_size=4, lr=3e-3, augmentation=False,

@@ -56,7 +56,7 @@ from qtpy.QtWidgets import (
 from napari_posekit._napari._layers import bodypart_colors
 from napari_posekit.core.model import PretrainedWeightsError
 from napari_posekit.core.project import ProjectError
-from napari_posekit.core.train import TrainingMemoryError
+from napari_posekit.core.train import DEFAULT_LR, TrainingMemoryError
 from napari_posekit.core.workflow import Evaluation, evaluate_project, model_folder, train_project
 
 BACKBONES = ["efficientnet_lite0", "resnet18", "resnet50", "mobilenetv3_large_100"]
@@ -434,7 +434,7 @@ class TrainingWidget(QWidget):
         self.lr.setRange(1e-6, 1.0)
         self.lr.setDecimals(6)
         self.lr.setSingleStep(1e-4)
-        self.lr.setValue(1e-3)
+        self.lr.setValue(DEFAULT_LR)
         self.split = QComboBox()
         self.split.addItems(["random", "block"])
         self.split.currentTextChanged.connect(self._update_buttons)

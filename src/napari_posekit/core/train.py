@@ -45,6 +45,7 @@ from .model import PoseModel
 __all__ = [
     "CHECKPOINT_KIND",
     "CHECKPOINT_VERSION",
+    "DEFAULT_LR",
     "CheckpointError",
     "TrainingMemoryError",
     "evaluate",
@@ -57,6 +58,7 @@ __all__ = [
 CHECKPOINT_KIND = "napari-posekit-checkpoint"
 CHECKPOINT_VERSION = 1
 CHECKPOINT_NAME = "checkpoint.pt"
+DEFAULT_LR = 2e-3
 
 
 class CheckpointError(ValueError):
@@ -347,6 +349,21 @@ class WeightAverage:
                 target.copy_(value)
 
 
+def set_train_mode(model: PoseModel, frozen_bn: bool) -> PoseModel:
+    """Training mode; with ``frozen_bn`` the backbone's batch norms keep their pretrained statistics.
+
+    Their scale and shift still train; only the running mean and variance
+    stay (and normalise with) the ImageNet values, as DeepLabCut's ResNets
+    were trained.  Small batches of crops make poor batch statistics.
+    """
+    model.train()
+    if frozen_bn:
+        for module in model.backbone.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
+    return model
+
+
 def _default_input_size(first: np.ndarray, scale: float, stride: int, cap: int = 224) -> tuple[int, int]:
     h, w = first.shape[:2]
     size = []
@@ -367,7 +384,7 @@ def iter_train(
     epochs: int | None = 50,
     max_minutes: float | None = None,
     batch_size: int = 8,
-    lr: float = 1e-3,
+    lr: float = DEFAULT_LR,
     weight_decay: float = 1e-4,
     warmup_fraction: float = 0.05,
     input_scale: float = 1.0,
@@ -387,6 +404,7 @@ def iter_train(
     keep_previous: bool = False,
     init_weights: str | os.PathLike | None = None,
     ema_decay: float | None = 0.995,
+    frozen_bn: bool | None = None,
 ) -> Generator[dict[str, Any], None, Path]:
     """Train a :class:`PoseModel`; yield progress after every step, return the checkpoint path.
 
@@ -524,13 +542,19 @@ def iter_train(
         start_epoch = 0
         history = []
         trained_s = 0.0
+    if frozen_bn is None:
+        parent = resumed if resumed is not None else init
+        if parent is not None:
+            frozen_bn = bool(parent.get("train_config", {}).get("frozen_bn", False))
+        else:
+            frozen_bn = pretrained is not False and pretrained is not None
     split_info["train"] = [int(i) for i in train_idx]
     split_info["test"] = [int(i) for i in test_idx]
     if keys is not None:
         split_info["train_images"] = [keys[i] for i in train_idx]
         split_info["test_images"] = [keys[i] for i in test_idx]
     # channels-last runs the convolutions about a quarter faster on CPU
-    model.to(device=device, memory_format=torch.channels_last).train()
+    set_train_mode(model.to(device=device, memory_format=torch.channels_last), frozen_bn)
     if ema_decay is not None and not 0.0 <= float(ema_decay) < 1.0:
         raise ValueError(f"ema_decay must be in [0, 1) or None, got {ema_decay}")
     ema = WeightAverage(model, float(ema_decay)) if ema_decay is not None else None
@@ -575,6 +599,7 @@ def iter_train(
         "symmetric_pairs": [list(p) for p in symmetric_pairs or ()],
         "seed": int(seed),
         "ema_decay": float(ema_decay) if ema_decay is not None else None,
+        "frozen_bn": bool(frozen_bn),
     }
     if init_weights is not None:
         train_config["init_weights"] = str(init_weights)
@@ -694,7 +719,7 @@ def iter_train(
                     served, codec, [images[i] for i in test_idx], xy[test_idx],
                     bodyparts=bodyparts, input_scale=input_scale, batch_size=batch_size, device=device,
                 )
-                model.train()
+                set_train_mode(model, frozen_bn)
                 record["test_error_px"] = last_eval["mean_error_px"]
             history.append(record)
             save()
