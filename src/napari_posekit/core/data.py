@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from .codec import HeatmapCodec
+from .images import read_rgb, to_rgb_uint8
 
 __all__ = [
     "Augmentation",
@@ -88,24 +89,15 @@ def split_block(n: int, train_fraction: float = 0.8) -> tuple[np.ndarray, np.nda
 
 # --------------------------------------------------------------------------- images
 def load_image(source: np.ndarray | str | os.PathLike) -> np.ndarray:
-    """An ``(H, W, 3)`` uint8 RGB array from an array or an image file."""
-    if isinstance(source, (str, os.PathLike)):
-        from PIL import Image
+    """An ``(H, W, 3)`` uint8 RGB array from an array or an image file.
 
-        with Image.open(source) as im:
-            array = np.asarray(im.convert("RGB"))
-    else:
-        array = np.asarray(source)
-    if array.ndim == 2:
-        array = np.repeat(array[..., None], 3, axis=-1)
-    if array.ndim != 3 or array.shape[-1] not in (3, 4):
-        raise ValueError(f"expected an (H, W, 3) image, got shape {array.shape}")
-    array = array[..., :3]
-    if array.dtype != np.uint8:
-        if np.issubdtype(array.dtype, np.floating) and array.max(initial=0.0) <= 1.0:
-            array = array * 255.0
-        array = np.clip(array, 0, 255).astype(np.uint8)
-    return array
+    Files of any common format go through :func:`napari_posekit.core.images.read_rgb`
+    (grayscale, RGBA, 16-bit, JPEG); arrays through
+    :func:`~napari_posekit.core.images.to_rgb_uint8`.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        return read_rgb(source)
+    return to_rgb_uint8(source)
 
 
 def _to_tensor(image: np.ndarray) -> torch.Tensor:
