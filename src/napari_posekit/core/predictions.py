@@ -487,10 +487,34 @@ def _read_csv(path: Path) -> pd.DataFrame:
     kwargs = {}
     if int(pd.__version__.split(".")[0]) < 3:
         kwargs["float_precision"] = "round_trip"  # pandas 3 parses floats exactly by default
+    first = rows[len(names)] if len(rows) > len(names) else []
+    if _is_index_name_row(first):  # a named index (pandas writes its name on a row of its own)
+        kwargs["skiprows"] = [len(names)]
+    # No index_col: with it, pandas takes a first data row whose values are all
+    # empty ("0,,,,,,", a frame where nothing was found and the likelihood is
+    # NaN) for the index name and drops that frame. The first column is the index.
     try:
-        return pd.read_csv(path, header=list(range(len(names))), index_col=0, **kwargs)
+        df = pd.read_csv(path, header=list(range(len(names))), **kwargs)
     except Exception as err:  # pandas raises many kinds
         raise ValueError(f"{path}: cannot parse the CSV file: {_reason(err)}") from err
+    if df.shape[1] == 0:
+        raise ValueError(f"{path}: cannot parse the CSV file: no columns")
+    index = pd.Index(df.iloc[:, 0].to_numpy())
+    df = df.iloc[:, 1:]
+    df.index = index
+    return df
+
+
+def _is_index_name_row(row: Sequence[str]) -> bool:
+    """Whether a CSV row after the header rows names the index (``frame,,,``) rather than holding a frame."""
+    if not row or not row[0] or any(value != "" for value in row[1:]):
+        return False
+    name = row[0]
+    try:
+        float(name)
+    except ValueError:
+        return not any(c in name for c in "/\\.")  # not a frame number, nor an image path
+    return False
 
 
 def _frame_numbers(index: pd.Index, path: Path) -> np.ndarray:
