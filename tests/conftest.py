@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -13,15 +16,72 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("POSEKIT_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
+def _ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
 def require_shared(*parts: str) -> Path:
     """Path inside ../shared/data; fails under CI (CI=true) and skips elsewhere when missing."""
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():
         message = f"shared dataset missing: {path}"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        if _ci():
             pytest.fail(message + " (CI=true: the shared data must be present)")
         pytest.skip(message)
     return path
+
+
+# --------------------------------------------------------------------------- shared-data gate
+# A test that needs ../shared/data must skip (or, under CI, fail) before any of its
+# fixtures exist: napari's ``make_napari_viewer`` cannot tear down a viewer whose test
+# was skipped half-way through set-up.  Every test that calls ``require_shared`` itself
+# or through one of its fixtures gets the ``shared_data`` marker with the datasets it
+# names, and the gate below checks them first thing in set-up.
+_DATASET_CALL = re.compile(r"""require_shared\(\s*["']([^"']+)["']""")
+
+
+@functools.cache
+def _datasets_named_in(func) -> frozenset[str]:
+    try:
+        source = inspect.getsource(func)
+    except (OSError, TypeError):
+        return frozenset()
+    return frozenset(_DATASET_CALL.findall(source))
+
+
+def _datasets_needed(item: pytest.Item) -> set[str]:
+    funcs = [getattr(item, "function", None)]
+    fixtureinfo = getattr(item, "_fixtureinfo", None)
+    if fixtureinfo is not None:
+        funcs += [d.func for defs in fixtureinfo.name2fixturedefs.values() for d in defs]
+    needed: set[str] = set()
+    for func in funcs:
+        if func is not None:
+            needed |= _datasets_named_in(func)
+    for marker in item.iter_markers("shared_data"):
+        needed.update(str(arg) for arg in marker.args)
+    return needed
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        needed = _datasets_needed(item)
+        if needed and not any(m.args for m in item.iter_markers("shared_data")):
+            item.add_marker(pytest.mark.shared_data(*sorted(needed)))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("shared_data") is None:
+        return
+    missing = [name for name in sorted(_datasets_needed(item)) if not SHARED_DATA.joinpath(name).exists()]
+    if not SHARED_DATA.exists():
+        missing = missing or [str(SHARED_DATA)]
+    if missing:
+        message = f"shared dataset missing in {SHARED_DATA}: {', '.join(missing)}"
+        if _ci():
+            pytest.fail(message + " (CI=true: the shared data must be present)", pytrace=False)
+        pytest.skip(message)
 
 
 @pytest.fixture(scope="session")
