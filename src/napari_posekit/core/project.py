@@ -50,7 +50,6 @@ import os
 import re
 import secrets
 import shutil
-import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -1159,20 +1158,15 @@ def check_bodyparts(df: pd.DataFrame, expected: Sequence[str] | Mapping, path=No
         )
 
 
-def _png_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) from a PNG's IHDR chunk, or None when the file is not a PNG."""
-    with open(path, "rb") as f:
-        head = f.read(24)
-    if len(head) == 24 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
-        return struct.unpack(">II", head[16:24])
-    return None
-
-
 def image_sizes(folder: str | os.PathLike) -> dict[str, tuple[int, int]]:
     """``{file name: (width, height)}`` of the images in a ``labeled-data/<video>`` folder, sorted by name.
 
-    Reads only the headers (PNG directly, other formats through Pillow).
+    Lists PNG (DeepLabCut's default), JPEG (``.jpg``/``.jpeg``), BMP and TIFF
+    files and reads only their headers (:func:`napari_posekit.core.images.image_size`).
+    The sizes may differ: DeepLabCut trains such folders as they are.
     """
+    from .images import image_size
+
     folder = Path(folder)
     if not folder.is_dir():
         raise ProjectError("not a folder", folder)
@@ -1181,15 +1175,9 @@ def image_sizes(folder: str | os.PathLike) -> dict[str, tuple[int, int]]:
         if path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
             continue
         try:
-            size = _png_size(path)
-            if size is None:
-                from PIL import Image
-
-                with Image.open(path) as im:
-                    size = im.size
+            sizes[path.name] = image_size(path)
         except Exception as err:
             raise ProjectError(f"cannot read the image header: {_reason(err)}", path) from err
-        sizes[path.name] = (int(size[0]), int(size[1]))
     return sizes
 
 
@@ -1197,7 +1185,8 @@ def check_image_sizes(folder: str | os.PathLike) -> tuple[int, int] | None:
     """The common ``(width, height)`` of a folder's images; None when it has none.
 
     Raises :class:`ProjectError` listing every size found (with example files)
-    when the images do not all have the same size.
+    when the images do not all have the same size.  Training and evaluation
+    accept such folders; this is for callers that need one size per folder.
     """
     sizes = image_sizes(folder)
     groups: dict[tuple[int, int], list[str]] = {}

@@ -29,7 +29,6 @@ from .data import load_project_labels
 from .project import (
     ProjectError,
     atomic_write_text,
-    check_image_sizes,
     config_bodyparts,
     missing_images,
     read_collected,
@@ -162,24 +161,62 @@ class TrainingData:
     warnings: list[str]
 
 
+def _image_size_or_error(image: Path, root: Path) -> tuple[int, int]:
+    """``(width, height)`` of a labeled image from its header; :class:`ProjectError` naming it otherwise."""
+    from .images import image_size
+
+    try:
+        return image_size(image)
+    except FileNotFoundError:
+        raise ProjectError("labeled image missing on disk", image) from None
+    except OSError as err:
+        raise ProjectError(f"cannot read the labeled image: {err.strerror or err}", image) from err
+
+
+def _drop_labels_outside(
+    images: Sequence[Path], xy: np.ndarray, bodyparts: Sequence[str], root: Path
+) -> tuple[np.ndarray, list[str]]:
+    """``xy`` with every label outside its own image set to NaN, and a note for each.
+
+    Each image is measured on its own (header only): frames of one folder may
+    differ in size (the same video cropped differently, two cameras).
+    """
+    xy = xy.copy()
+    notes: list[str] = []
+    for i, image in enumerate(images):
+        labeled = np.flatnonzero(~np.isnan(xy[i]).any(axis=-1))
+        if labeled.size == 0:
+            continue
+        w, h = _image_size_or_error(image, root)
+        for k in labeled:
+            x, y = xy[i, k]
+            if not (0 <= x <= w and 0 <= y <= h):
+                name = image.relative_to(root).as_posix() if image.is_relative_to(root) else str(image)
+                notes.append(
+                    f"{name}: {bodyparts[k]} at ({x:.1f}, {y:.1f}) is outside the {w}x{h} image; left out of training"
+                )
+                xy[i, k] = np.nan
+    return xy, notes
+
+
 def project_training_data(project: str | os.PathLike) -> TrainingData:
     """Load and check a project's human labels for training.
 
+    Images may differ in size within and across ``labeled-data`` folders; each
+    is read and measured on its own, and coordinates stay in its own pixels.
     Raises :class:`ProjectError` for a project without labeled frames, a
-    body part that is never labeled, missing image files, images of
-    different sizes in one folder, or infinite coordinates.  Labels outside
-    their image are left out of training (each listed in ``warnings``).
+    body part that is never labeled, labeled image files that are missing or
+    unreadable, or infinite coordinates.  Labels outside their own image are
+    left out of training (each listed in ``warnings``).  Nothing is written.
     """
     root = _project_root(project)
     config = read_config(root)
     bodyparts = config_bodyparts(config)
-    folders = sorted(p.parent for p in (root / "labeled-data").glob("*/CollectedData_*.h5"))
-    for folder in folders:
-        check_image_sizes(folder)
-        missing = missing_images(read_collected(next(folder.glob("CollectedData_*.h5"))), root)
+    for file in sorted((root / "labeled-data").glob("*/CollectedData_*.h5")):
+        missing = missing_images(read_collected(file), root)
         if missing:
             more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-            raise ProjectError(f"labeled images missing on disk: {', '.join(missing[:3])}{more}", folder)
+            raise ProjectError(f"labeled images missing on disk: {', '.join(missing[:3])}{more}", file.parent)
     images, parts, xy = load_project_labels(root)
     if parts != list(bodyparts):
         raise ProjectError(f"body parts {parts} differ from config.yaml's {list(bodyparts)}", root)
@@ -195,27 +232,10 @@ def project_training_data(project: str | os.PathLike) -> TrainingData:
     if np.isinf(xy).any():
         n, k = np.argwhere(np.isinf(xy).any(axis=-1))[0]
         raise ProjectError(f"infinite coordinate for {bodyparts[k]} in {images[n]}", root)
-    notes: list[str] = []
     keep = [i for i in range(len(images)) if labeled[i].any()]
-    sizes: dict[Path, tuple[int, int]] = {}
-    xy = xy.copy()
-    for i in keep:
-        from PIL import Image
-
-        size = sizes.get(images[i].parent)
-        if size is None:
-            with Image.open(images[i]) as im:
-                size = sizes[images[i].parent] = im.size
-        w, h = size
-        for k in np.flatnonzero(labeled[i]):
-            x, y = xy[i, k]
-            if not (0 <= x <= w and 0 <= y <= h):
-                notes.append(
-                    f"{images[i].relative_to(root).as_posix()}: {bodyparts[k]} at ({x:.1f}, {y:.1f}) is outside "
-                    f"the {w}x{h} image; left out of training"
-                )
-                xy[i, k] = np.nan
-    return TrainingData([images[i] for i in keep], list(bodyparts), xy[keep], notes)
+    kept = [images[i] for i in keep]
+    xy, notes = _drop_labels_outside(kept, xy[keep], list(bodyparts), root)
+    return TrainingData(kept, list(bodyparts), xy, notes)
 
 
 def train_project(
@@ -345,7 +365,7 @@ def evaluate_project(
     likelihood >= ``pcutoff`` (default: the config's ``pcutoff``, else 0.6).
     With ``write``, the tables go to the model folder's ``evaluation/``.
     """
-    from .train import image_keys, load_checkpoint, predict_images, split_by_keys
+    from .train import image_keys, likelihood_separation, load_checkpoint, predict_images, split_by_keys
 
     root = _project_root(project)
     checkpoint = Path(checkpoint) if checkpoint is not None else latest_checkpoint(root)
@@ -389,6 +409,12 @@ def evaluate_project(
             row[f"pck@{t:g}px"] = float((values <= t).mean()) if values.size else float("nan")
         for k, bp in enumerate(bodyparts):
             row[f"{bp}_error_px"] = _mean(e[:, k])
+        if np.isnan(data.xy).any():  # parts missing from some frames: does the likelihood tell?
+            separation = likelihood_separation(conf[sel], ~np.isnan(data.xy[sel]).any(axis=-1), bodyparts, pcutoff)
+            for bp, sep in separation.items():
+                if sep["n_absent"]:
+                    row[f"{bp}_labeled_above_pcutoff"] = sep["labeled_above"]
+                    row[f"{bp}_absent_below_pcutoff"] = sep["absent_below"]
         rows.append(row)
     summary = pd.DataFrame(rows)
     summary.insert(0, "epochs", int(meta.get("epoch", 0)))
@@ -434,4 +460,11 @@ def format_evaluation(evaluation: Evaluation) -> str:
             f"with p-cutoff {row['pcutoff']:g}: {row['mean_error_px_pcutoff']:.2f} px"
         )
         lines.append(f"      per body part (px): {parts}; {pck}")
+        for c in s.columns:
+            if c.endswith("_absent_below_pcutoff") and not pd.isna(row[c]):
+                bp = c[: -len("_absent_below_pcutoff")]
+                lines.append(
+                    f"      {bp}: likelihood >= p-cutoff on {row[bp + '_labeled_above_pcutoff']:.0%} of its labels, "
+                    f"below it on {row[c]:.0%} of the frames where it is not labeled"
+                )
     return "\n".join(lines)
