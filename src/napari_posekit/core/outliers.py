@@ -39,6 +39,7 @@ import pandas as pd
 
 from ._generators import drive, relay
 from .frames import _kmeans, _Thumbnailer, extract_frames, frame_image_name
+from .images import to_rgb_uint8
 from .project import (
     COLUMN_NAMES,
     IMAGE_EXTENSIONS,
@@ -325,11 +326,10 @@ def iter_select_outliers(
                 image = np.asarray(get(frame))
             except FrameDecodeError:
                 continue  # a damaged frame cannot be labeled
-            if image.ndim == 2:
-                image = np.repeat(image[..., None], 3, axis=2)
+            image = to_rgb_uint8(image)
             if thumbnail is None:
                 thumbnail = _Thumbnailer(image.shape[0], image.shape[1], resize_width)
-            features[frame] = thumbnail(image[..., :3])
+            features[frame] = thumbnail(image)
             yield 0.95 * done / len(pool)
     finally:
         close()
@@ -478,7 +478,9 @@ def _find_video(root: Path, video: str | os.PathLike) -> Path:
     path = Path(video).expanduser()
     if path.is_file():
         return path
-    for candidate in (root / path, root / "videos" / path.name):
+    # a path from another machine (a moved project's video_sets: C:\\Users\\..., /home/other/...)
+    name = str(video).replace("\\", "/").rsplit("/", 1)[-1]
+    for candidate in (root / path, root / "videos" / path.name, root / "videos" / name):
         if candidate.is_file():
             return candidate
     raise FileNotFoundError(f"{video}: no such video (nor in {root / 'videos'})")
