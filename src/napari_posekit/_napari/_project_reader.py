@@ -16,7 +16,7 @@ import dask.array as da
 import numpy as np
 from dask import delayed
 
-from napari_posekit._napari._layers import colormap_colors, keypoints_layer_data
+from napari_posekit._napari._layers import colormap_colors, keypoints_layer_data, outside_image
 from napari_posekit.core.labels import LabelStore, journal_path
 from napari_posekit.core.project import (
     ProjectError,
@@ -75,6 +75,8 @@ def napari_get_reader(path):
                 layers.extend(folder_layers(folder))
             except ProjectError as err:
                 warnings.warn(f"PoseKit cannot open {folder}: {err}", stacklevel=2)
+            except Exception as err:  # noqa: BLE001 - a reader must never crash the viewer
+                warnings.warn(f"PoseKit cannot open {folder}: {type(err).__name__}: {err}", stacklevel=2)
         return layers or None
 
     return read
@@ -90,11 +92,73 @@ def _latest_machine_labels(folder: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def _read_image(path: str) -> np.ndarray:
-    from PIL import Image
+# Padding drawn where a frame is smaller than the largest image of its folder:
+# dark grey diagonal stripes, which read as "no image here" on bright arenas and
+# dark animals alike (a flat black would look like a dark part of the frame).
+PAD_DARK, PAD_LIGHT, PAD_STRIPE = 34, 58, 8
 
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+
+def padding(height: int, width: int) -> np.ndarray:
+    """An ``(height, width, 3)`` uint8 canvas of dark diagonal stripes (the padding pattern)."""
+    rows, cols = np.ogrid[:height, :width]
+    stripes = ((rows + cols) // PAD_STRIPE) % 2 == 0
+    return np.repeat(np.where(stripes, PAD_LIGHT, PAD_DARK).astype(np.uint8)[..., None], 3, axis=2)
+
+
+def load_padded(path: str, height: int, width: int) -> np.ndarray:
+    """Image ``path`` as ``(height, width, 3)`` uint8 RGB, its pixels at the top-left.
+
+    Pixel ``(row, col)`` of the file stays pixel ``(row, col)`` of the result, so
+    the labels of the image need no shift; the rest (bottom and right) is the
+    :func:`padding` pattern. Decoding goes through :func:`core.data.load_image`
+    (grayscale, RGBA, 16-bit and JPEG frames become RGB). A file that cannot be
+    decoded when shown gives a warning naming it and a frame of padding: the
+    viewer keeps working.
+    """
+    from napari_posekit.core.data import load_image  # torch: imported when the first frame is shown
+
+    try:
+        image = load_image(path)
+    except Exception as err:  # noqa: BLE001 - shown lazily inside napari: a bad file must not crash the view
+        warnings.warn(f"PoseKit cannot decode {path}: {err}", stacklevel=2)
+        return padding(height, width)
+    h, w = image.shape[:2]
+    if (h, w) == (height, width):
+        return image
+    out = padding(height, width)
+    out[: min(h, height), : min(w, width)] = image[:height, :width]
+    return out
+
+
+def image_stack(paths: list[Path], sizes: list[tuple[int, int]]) -> da.Array:
+    """One lazy ``(n, H, W, 3)`` uint8 stack of a folder's images (one decoded when shown).
+
+    Images of different sizes are padded at the bottom and right to the largest
+    width and height (:func:`load_padded`). Padding at the top-left corner keeps
+    every label coordinate exactly as in CollectedData (DeepLabCut's pixel
+    coordinates of that image), so nothing is shifted on reading or saving, the
+    core and the other widgets (which find images by their names and index
+    labels by their pixels) see the same numbers, and a label can be checked
+    against its own image's width and height. Centring or scaling would need
+    per-frame offsets that every reader and writer of labels would have to apply.
+    """
+    height = max(h for _, h in sizes)
+    width = max(w for w, _ in sizes)
+    frames = [
+        da.from_delayed(delayed(load_padded)(str(p), height, width), (height, width, 3), np.uint8) for p in paths
+    ]
+    return da.stack(frames)
+
+
+def _outside_warning(folder: Path, files: list[str], sizes: list[tuple[int, int]], outside: np.ndarray) -> str:
+    """Warning text naming the images whose labels lie outside them (with their sizes)."""
+    frames = np.flatnonzero(outside.any(axis=1))
+    named = ", ".join(f"{files[i]} ({sizes[i][0]}x{sizes[i][1]})" for i in frames[:5])
+    more = f" and {len(frames) - 5} more" if len(frames) > 5 else ""
+    return (
+        f"{folder}: {int(outside.sum())} labels lie outside their own image in {len(frames)} images: "
+        f"{named}{more}; they are shown (in the padding or beyond) and kept as they are"
+    )
 
 
 def folder_layers(folder: Path) -> list[tuple]:
@@ -136,11 +200,8 @@ def folder_layers(folder: Path) -> list[tuple]:
         bodyparts = bodyparts + extra
     if not files:
         raise ProjectError("holds no images (.png/.jpg) to label", folder)
-    sizes = image_sizes(folder)
-    distinct = {tuple(s) for s in sizes.values()}
-    if len(distinct) > 1:
-        raise ProjectError(f"images of different sizes in one folder: {sorted(distinct)}", folder)
-    (width, height) = next(iter(distinct)) if distinct else _read_image(str(folder / files[0])).shape[1::-1]
+    known = image_sizes(folder)  # headers only
+    sizes = [known[f] for f in files]
 
     xy = np.full((len(files), len(bodyparts), 2), np.nan)
     for i, name in enumerate(files):
@@ -156,13 +217,11 @@ def folder_layers(folder: Path) -> list[tuple]:
                 if np.isnan(xy[i, k]).any() and not np.isnan(machine_xy[name][b]).any():
                     xy[i, k] = machine_xy[name][b]
                     machine_cells.append([i, k])
-    outside = (xy[..., 0] < -0.5) | (xy[..., 0] > width - 0.5) | (xy[..., 1] < -0.5) | (xy[..., 1] > height - 0.5)
+    outside = outside_image(xy, sizes)
     if outside.any():
-        warnings.warn(f"{folder}: {int(outside.sum())} labels lie outside the {width}x{height} images", stacklevel=2)
+        warnings.warn(_outside_warning(folder, files, sizes, outside), stacklevel=2)
 
-    stack = da.stack(
-        [da.from_delayed(delayed(_read_image)(str(folder / f)), (height, width, 3), np.uint8) for f in files]
-    )
+    stack = image_stack([folder / f for f in files], sizes)
     scorer = (config or {}).get("scorer") or (labels_file.stem.removeprefix("CollectedData_") if labels_file else "")
     skeleton = [list(e) for e in (config or {}).get("skeleton") or [] if len(e) == 2]
     target = labels_file.with_suffix(".h5") if labels_file else folder / f"CollectedData_{scorer}.h5"
@@ -177,12 +236,14 @@ def folder_layers(folder: Path) -> list[tuple]:
         "kept_rows": sorted(xy_by_image),  # images that had a row in the file stay in it
         "config": str(project / "config.yaml") if project else None,
         "machine_cells": machine_cells,  # (image, body part) shown from machine labels, not yet reviewed
+        "image_sizes": [[int(w), int(h)] for w, h in sizes],  # each image's own (width, height)
     }
     points = keypoints_layer_data(
         xy, bodyparts, name=f"{folder.name} keypoints", size=max(4.0, float((config or {}).get("dotsize", 8))),
         metadata=metadata, colors=colormap_colors(str((config or {}).get("colormap") or "rainbow"), bodyparts),
     )
-    image = (stack, {"name": folder.name, "rgb": True, "metadata": {"folder": str(folder)}}, "image")
+    image_meta = {"folder": str(folder), "image_sizes": metadata["image_sizes"]}
+    image = (stack, {"name": folder.name, "rgb": True, "metadata": image_meta}, "image")
     return [image, points]
 
 
