@@ -9,6 +9,14 @@ edit; after undo/redo/recovery, the layer is rebuilt from the store.
 Keys on the keypoints layer: Down/Up next/previous body part, D/A next/previous
 frame, N next frame that is not fully labeled, C copy the labels of the previous
 labeled frame onto the missing body parts, Ctrl+Z undo, Ctrl+Shift+Z redo.
+
+A layer opened from a project folder knows each image's own width and height
+(``image_sizes`` in its metadata): the images of one folder may differ in size
+and are shown padded at the bottom/right to the largest one, with label
+coordinates unchanged. A click or drag that would put a label outside its own
+image (in the padding, or beyond) is refused with a message, and copying labels
+from a previous frame skips the ones that would land outside this frame's image:
+a label outside its image is invalid data.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_posekit._napari._layers import bodypart_colors
+from napari_posekit._napari._layers import bodypart_colors, outside_image
 from napari_posekit.core.labels import JournalError, LabelStore
 
 SYNC_ACTIONS = {"added", "removed", "changed"}
@@ -93,6 +101,7 @@ class LabelingWidget(QWidget):
         self.store: LabelStore | None = None
         self.skeleton_layer: Vectors | None = None
         self.current = 0
+        self.sizes: np.ndarray | None = None  # (n_images, 2) width, height of each image, when known
         self._syncing = False
 
         self.layer_box = QComboBox()
@@ -101,6 +110,11 @@ class LabelingWidget(QWidget):
         self.parts.currentRowChanged.connect(self._on_part_chosen)
         self.progress = QLabel("No keypoints layer")
         self.current_label = QLabel("")
+        self.frame_label = QLabel("")  # the image shown and its own size
+        self.frame_label.setWordWrap(True)
+        self.message = QLabel("")  # why the last click was refused
+        self.message.setStyleSheet("color: #ff8c69")
+        self.message.setWordWrap(True)
         self.recover_button = QPushButton("Recover unsaved edits")
         self.recover_button.clicked.connect(self.recover)
         self.recover_button.hide()
@@ -130,6 +144,8 @@ class LabelingWidget(QWidget):
         layout.addWidget(self.current_label)
         layout.addWidget(self.parts)
         layout.addWidget(self.progress)
+        layout.addWidget(self.frame_label)
+        layout.addWidget(self.message)
         layout.addWidget(self.recover_button)
         layout.addWidget(self.skeleton_edit)
         layout.addLayout(buttons)
@@ -138,6 +154,7 @@ class LabelingWidget(QWidget):
 
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
+        self.viewer.dims.events.current_step.connect(self._update_frame_label)
         self._refresh_layers()
 
     # -- attaching -------------------------------------------------------------
@@ -172,6 +189,9 @@ class LabelingWidget(QWidget):
         xy, duplicates = layer_to_xy(layer, len(images), bodyparts)
         self.layer = layer
         self.store = LabelStore([str(i) for i in images], bodyparts, xy, journal=journal)
+        sizes = meta.get("image_sizes")
+        self.sizes = np.asarray(sizes, dtype=float).reshape(-1, 2) if sizes and len(sizes) == len(images) else None
+        self.message.setText("")
         self.colors = {bp: tuple(c) for bp, c in (meta.get("colors") or bodypart_colors(bodyparts)).items()}
         # cells shown from machine labels that nobody has touched yet: drawn with a yellow ring
         self.machine = {tuple(c) for c in meta.get("machine_cells", [])}
@@ -209,6 +229,7 @@ class LabelingWidget(QWidget):
             self.store.close_journal()
         self.layer = None
         self.store = None
+        self.sizes = None
 
     def _n_frames(self, layer) -> int:
         n = int(self.viewer.dims.nsteps[0]) if self.viewer.dims.ndim >= 3 else 1
@@ -233,6 +254,9 @@ class LabelingWidget(QWidget):
         if action not in SYNC_ACTIONS:
             return
         xy, duplicates = layer_to_xy(self.layer, len(self.store.images), self.store.bodyparts)
+        if self._refuse_outside(xy):
+            self._rebuild_layer()  # the layer goes back to the store's labels
+            return
         try:
             edit = self.store.update(xy, label=action)
         except JournalError as err:
@@ -240,6 +264,7 @@ class LabelingWidget(QWidget):
             self._rebuild_layer()
             return
         if edit is not None:
+            self.message.setText("")
             self.machine.difference_update(edit.cells)  # a touched machine label is now a human one
             self.layer.metadata["machine_cells"] = sorted(self.machine)
         if len(duplicates):
@@ -251,6 +276,29 @@ class LabelingWidget(QWidget):
             if nxt is not None:
                 self.set_current(nxt)
         self._update_status()
+
+    def _refuse_outside(self, xy: np.ndarray) -> bool:
+        """True (with a message) when ``xy`` places or moves a label outside its own image.
+
+        Only cells that differ from the store count: labels read from the file
+        outside their image (the reader warns about them) do not block other edits.
+        """
+        if self.sizes is None:
+            return False
+        old = np.asarray(self.store.xy)
+        changed = ~((xy == old) | (np.isnan(xy) & np.isnan(old))).all(axis=2)
+        bad = np.argwhere(changed & outside_image(xy, self.sizes))
+        if not len(bad):
+            return False
+        i, b = bad[0]
+        w, h = self.sizes[i].astype(int)
+        x, y = xy[i, b]
+        text = (f"{self.store.bodyparts[b]} not placed: ({x:.1f}, {y:.1f}) is outside "
+                f"{self.store.images[i].split('/')[-1]}, which is {w}x{h} (the striped area is padding)")
+        self.message.setText(text)
+        self.viewer.status = text
+        show_warning(text)
+        return True
 
     def _rebuild_layer(self) -> None:
         """Make the layer show exactly the store's labels."""
@@ -383,8 +431,23 @@ class LabelingWidget(QWidget):
         if source is None:
             show_info("No earlier frame has labels to copy.")
             return
-        if self.store.copy_from(source, self.frame) is not None:
+        target = self.frame
+        new = np.array(self.store.xy)
+        fill = self.store.placed()[source] & ~self.store.placed()[target]
+        new[target, fill] = self.store.xy[source, fill]
+        skipped = []
+        if self.sizes is not None:  # labels that would land outside this (smaller) image are not copied
+            outside = outside_image(new[target : target + 1], self.sizes[target : target + 1])[0] & fill
+            new[target, outside] = np.nan
+            skipped = [self.store.bodyparts[b] for b in np.flatnonzero(outside)]
+        if self.store.update(new, label=f"copy labels from {self.store.images[source]}") is not None:
             self._rebuild_layer()
+        if skipped:
+            w, h = self.sizes[target].astype(int)
+            text = f"Not copied (outside this {w}x{h} image): {', '.join(skipped)}"
+            self.message.setText(text)
+            self.viewer.status = text
+            show_info(text)
         self._update_status()
 
     def undo(self) -> None:
@@ -426,6 +489,20 @@ class LabelingWidget(QWidget):
         self.progress.setText(f"{complete}/{total} frames complete, {partly} partly labeled{unsaved}")
         self.undo_button.setEnabled(self.store.can_undo)
         self.redo_button.setEnabled(self.store.can_redo)
+        self._update_frame_label()
+
+    def _update_frame_label(self, event=None) -> None:
+        """Name and size of the image shown; says so when it is padded to a larger canvas."""
+        if self.store is None or self.sizes is None:
+            self.frame_label.setText("")
+            return
+        frame = self.frame
+        w, h = self.sizes[frame].astype(int)
+        text = f"{self.store.images[frame].split('/')[-1]}: {w}x{h}"
+        W, H = self.sizes.max(axis=0).astype(int)
+        if (w, h) != (W, H):
+            text += f" of the {W}x{H} canvas (striped: padding)"
+        self.frame_label.setText(text)
 
     def _bind_keys(self, layer: Points) -> None:
         bindings = {
