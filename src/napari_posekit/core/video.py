@@ -23,6 +23,27 @@ How random access stays fast and exact:
 * Converted frames live in a bounded LRU cache (bounded in bytes), and when
   requests walk forward a background thread reads ahead.
 
+How it stays exact on streams that do not seek cleanly:
+
+* Open GOPs: after a seek to a keyframe, its leading frames (shown before it,
+  decoded after it) refer to the previous GOP and fail to decode. Such errors
+  only mark frames shown before that keyframe, which are never served from
+  that seek (they belong to the GOP before).
+* A decode that still fails after a seek (a decoder error, or the frame never
+  comes out, e.g. because the frames after an open-GOP keyframe list frames
+  of the previous GOP among their references, or because the container seeks
+  inexactly) is retried from up to two earlier keyframes and then from the
+  start of the file. The start that worked is remembered per keyframe
+  (:class:`~napari_posekit.core.video_index.SeekPlan`), so only the first
+  request in such a GOP pays for the retry. Frames that fail from every start
+  are reported as damaged.
+* Frame ``i`` is the ``i``-th frame of FFmpeg's own sequential decode (what
+  ``ffmpeg -i FILE -f rawvideo -pix_fmt rgb24 -`` writes): packets hidden by
+  an MP4 edit list are not frames, and when a stream starts with packets that
+  refer to missing pictures (cut with stream copy at a non-keyframe), the
+  frames FFmpeg does not output are not frames either; frame 0 is the first
+  frame it outputs.
+
 Everything here is napari-free.
 """
 
@@ -39,11 +60,13 @@ from pathlib import Path
 import numpy as np
 
 from .video_index import (
+    FILE_START,
     FrameDecodeError,
     FrameIndex,
     VideoError,
     VideoMetadata,
     VideoOpenError,
+    SeekPlan,
     _ffmpeg_reason,
     _import_av,
     _open_container,
@@ -102,24 +125,27 @@ class _Decoder:
     such an error (or after a frame flagged corrupt) may reference the damaged
     picture, so it is marked damaged until the next keyframe; frames shown
     before that keyframe but decoded after it (open-GOP leading frames) stay
-    marked too.
+    marked too. Errors in the leading frames of the keyframe that decoding
+    started at are expected (they refer to frames before the seek point, which
+    were never decoded) and mark only the frames shown before that keyframe.
+
+    A decode that fails (an error, or the frame never comes out) is retried
+    from the earlier starts the reader's :class:`SeekPlan` lists, ending with
+    the start of the file; only what fails from all of them is reported.
     """
 
-    def __init__(self, path: str, index: FrameIndex, threads: int):
+    def __init__(self, path: str, index: FrameIndex, plan: SeekPlan, threads: int):
         av = _import_av()
         self.path = path
         self.index = index
+        self.plan = plan
+        self.threads = threads
         self.lock = threading.Lock()
-        self.container = _open_container(path)
-        self.stream = self.container.streams.video[0]
-        self.stream.thread_type = "AUTO"
-        self.ctx = self.stream.codec_context
-        self.ctx.thread_count = threads
-        self.ctx.options = {"err_detect": "explode"}
         self.reformatter = av.video.reformatter.VideoReformatter()
         self.pending: dict[int, tuple[object, str | None]] = {}  # decoded, not yet consumed: pts -> (frame, damage)
         self.last_used = 0
-        self._reset(self.container.demux(self.stream), last=-1)
+        self.container = None
+        self._rewind()
         # Decode the first frame before any seek: some files carry their parameter
         # sets (SPS/PPS) only in the first packet, and a decoder that never saw
         # them decodes later keyframes into garbage without any error.
@@ -128,16 +154,33 @@ class _Decoder:
             self.close()
             raise FrameDecodeError(path, 0, damage or "the first frame does not decode")
 
-    def _reset(self, packets, last: int) -> None:
+    def _rewind(self) -> None:
+        """(Re)open the file so that decoding starts at its very first packet."""
+        if self.container is not None:
+            self.container.close()
+        self.container = _open_container(self.path)
+        self.stream = self.container.streams.video[0]
+        self.stream.thread_type = "AUTO"
+        self.ctx = self.stream.codec_context
+        self.ctx.thread_count = self.threads
+        self.ctx.options = {"err_detect": "explode"}
+        self._reset(self.container.demux(self.stream), last=-1, origin=FILE_START)
+
+    def _reset(self, packets, last: int, origin: int) -> None:
         self.packets: Iterator | None = packets  # demux iterator; None = must seek
         self.last = last  # last frame delivered; frames after it are reachable forward
+        self.origin = origin  # where this run of decoding started: a keyframe or FILE_START
         self.pending.clear()
         self.damage: str | None = None  # why frames coming out now are damaged
         self.damaged_below = -(2**63)  # frames with smaller pts are damaged too (leading frames)
+        self.start_key_ts: int | None = None  # timestamp of the first keyframe fed in this run
 
     def forward_cost(self, i: int) -> float:
         """Frames to decode to reach ``i`` without seeking (inf if impossible)."""
-        if self.packets is None or i <= self.last or self.index.keyframe_before(i) > self.last:
+        if self.packets is None or i <= self.last:
+            return math.inf
+        start = self.plan.start_of(i)
+        if start > self.last or self.origin > start:
             return math.inf
         return i - self.last
 
@@ -151,19 +194,20 @@ class _Decoder:
         return end - self.last - 1
 
     def _seek_to_frame(self, key: int) -> None:
+        if key == FILE_START:
+            self._rewind()
+            return
         self.container.seek(int(self.index.pts[key]), stream=self.stream, backward=True, any_frame=False)
         self.ctx.flush_buffers()
-        self._reset(self.container.demux(self.stream), last=key - 1)
+        self._reset(self.container.demux(self.stream), last=key - 1, origin=key)
 
     def read(self, i: int) -> np.ndarray:
         """Decode frame ``i`` into an RGB array, or raise :class:`FrameDecodeError`."""
-        if self.forward_cost(i) == math.inf:
-            self._seek_to_frame(self.index.keyframe_before(i))
-        frame, damage = self._decode_until(i)
-        if frame is None and self.index.keyframe_before(i) > 0:
-            # The container's seek landed after the keyframe: start from the beginning.
-            self._seek_to_frame(0)
+        frame, damage = None, None
+        if self.forward_cost(i) < math.inf:
             frame, damage = self._decode_until(i)
+        if frame is None or damage:
+            frame, damage = self._read_from_starts(i)
         if frame is None:
             self.packets = None
             raise FrameDecodeError(
@@ -172,6 +216,18 @@ class _Decoder:
         if damage:
             raise FrameDecodeError(self.path, i, damage)
         return _to_rgb(frame, self.reformatter)
+
+    def _read_from_starts(self, i: int):
+        """Seek and decode frame ``i`` from each start the plan lists until one gives it undamaged."""
+        frame, damage, start = None, None, None
+        for start in self.plan.starts(i):
+            self._seek_to_frame(start)
+            frame, damage = self._decode_until(i)
+            if frame is not None and not damage:
+                self.plan.worked(i, start)
+                return frame, None
+        self.plan.failed(i, ran_out=start == FILE_START and frame is None)
+        return frame, damage
 
     def _decode_until(self, i: int):
         """Feed packets until frame ``i`` comes out: ``(frame or None, damage or None)``."""
@@ -188,13 +244,15 @@ class _Decoder:
                     self.packets = None  # after the flush below, only a seek resumes decoding
                 else:
                     ts = packet.pts if packet.pts is not None else packet.dts
-                    if packet.is_keyframe and self.damage and ts is not None:
-                        self.damage, self.damaged_below = None, ts
+                    if packet.is_keyframe and ts is not None:
+                        if self.start_key_ts is None:
+                            self.start_key_ts = ts
+                        if self.damage:
+                            self.damage, self.damaged_below = None, ts
                 self.ctx.skip_frame = "NONREF" if ts is not None and ts < target else "DEFAULT"
                 frames = self.ctx.decode(packet)  # None flushes the delayed frames at the end
             except av.FFmpegError as err:
-                where = f"the packet of frame {self.index.frame_of(ts)}" if ts is not None else "the stream's end"
-                self.damage = f"{where} is damaged ({_ffmpeg_reason(err)}) and the frame depends on it"
+                self._note_error(err, ts)
                 frames = []
             for f in frames:
                 if f.pts is None or f.pts < target:
@@ -206,6 +264,9 @@ class _Decoder:
                     damage = "it precedes a keyframe but depends on damaged frames before it"
                 if f.pts == target:
                     found = (f, damage)
+                elif self.index.frame_of(f.pts) is None:
+                    # Not a frame of the index: the decoder's output is out of step with the packets.
+                    self.damage = self.damage or "the decoder output a frame the file does not list"
                 else:
                     self.pending[f.pts] = (f, damage)
         for ts in [t for t in self.pending if t <= target]:
@@ -214,6 +275,16 @@ class _Decoder:
             return None, self.damage
         self.last = i
         return found
+
+    def _note_error(self, err: Exception, ts: int | None) -> None:
+        """Record a decoder error on the packet with timestamp ``ts`` (None: at the stream's end)."""
+        if ts is not None and self.start_key_ts is not None and ts < self.start_key_ts:
+            # A leading frame of the keyframe this run started at: it refers to frames before
+            # the seek point. Only frames shown before that keyframe can depend on it.
+            self.damaged_below = max(self.damaged_below, self.start_key_ts)
+            return
+        where = f"the packet of frame {self.index.frame_of(ts)}" if ts is not None else "the stream's end"
+        self.damage = f"{where} is damaged ({_ffmpeg_reason(err)}) and the frame depends on it"
 
     def close(self) -> None:
         self.packets = None
@@ -311,6 +382,7 @@ class VideoReader:
             cache_bytes=cache_bytes, max_decoders=max_decoders, readahead=readahead, threads=threads, on_error=on_error
         )
         self.metadata, self.index = scan(self.path)
+        self._plan = SeekPlan(self.index)
         if max_decoders is None:
             # a decoder holds about 8 frames in its native format (~1.5 bytes per pixel)
             per_decoder = 8 * 1.5 * self.metadata.width * self.metadata.height
@@ -449,7 +521,7 @@ class VideoReader:
         when ``i`` turned up in the cache meanwhile, or when ``forward_only``
         and only a seek would reach it.
         """
-        seek_cost = i - self.index.keyframe_before(i) + _SEEK_PENALTY
+        seek_cost = i - max(self._plan.start_of(i), 0) + _SEEK_PENALTY
         with self._pool_lock:
             while True:
                 if self._closed:
@@ -467,7 +539,7 @@ class VideoReader:
                 elif forward_only:
                     return None
                 elif len(self._decoders) < self.max_decoders:
-                    best = _Decoder(self.path, self.index, self.threads)
+                    best = _Decoder(self.path, self.index, self._plan, self.threads)
                     self._decoders.append(best)
                     break
                 else:

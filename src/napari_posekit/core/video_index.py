@@ -22,6 +22,8 @@ __all__ = [
     "VideoError",
     "VideoMetadata",
     "VideoOpenError",
+    "FILE_START",
+    "SeekPlan",
     "scan",
 ]
 
@@ -140,11 +142,16 @@ def scan(path: str) -> tuple[VideoMetadata, FrameIndex]:
         if ctx.width <= 0 or ctx.height <= 0:
             raise VideoOpenError(path, "video stream has no frame size (corrupt header?)")
         pts_list, key_list = [], []
+        first = None  # (is keyframe, timestamp) of the first packet in decoding order, discarded or not
         try:
             for packet in container.demux(stream):
-                if packet.size == 0 or packet.is_discard:
+                if packet.size == 0:
                     continue
                 ts = packet.pts if packet.pts is not None else packet.dts
+                if first is None:
+                    first = (packet.is_keyframe, ts)
+                if packet.is_discard:
+                    continue
                 if ts is None:
                     raise VideoOpenError(path, "packets carry no timestamps; frame-exact access is impossible")
                 pts_list.append(ts)
@@ -158,7 +165,10 @@ def scan(path: str) -> tuple[VideoMetadata, FrameIndex]:
         pts = pts[order]
         if len(np.unique(pts)) != len(pts):
             raise VideoOpenError(path, "several frames share one timestamp; frame-exact access is impossible")
-        keyframes = np.flatnonzero(np.asarray(key_list, dtype=bool)[order])
+        is_key = np.asarray(key_list, dtype=bool)[order]
+        if not (first[0] and first[1] is not None and pts[0] >= first[1]):
+            pts, is_key = _drop_undecodable_start(path, pts, is_key)
+        keyframes = np.flatnonzero(is_key)
         if len(keyframes) == 0 or keyframes[0] != 0:
             # The first displayed frame must be decodable from the stream start.
             keyframes = np.concatenate([[0], keyframes])
@@ -177,3 +187,95 @@ def scan(path: str) -> tuple[VideoMetadata, FrameIndex]:
         return meta, FrameIndex(pts=pts, keyframes=keyframes.astype(np.int64))
     finally:
         container.close()
+
+
+def _drop_undecodable_start(path: str, pts: np.ndarray, is_key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drop the frames a sequential decode never outputs at the start of the stream.
+
+    Called only when the stream does not start cleanly: its first packet is no
+    keyframe (a stream cut with stream copy at a non-keyframe), or frames are
+    shown before its first keyframe (leading pictures of an open GOP). Such
+    frames refer to pictures that are not in the file, and FFmpeg's decoder
+    does not output them. Frame 0 is the first frame a plain sequential decode
+    (FFmpeg's default error handling, as the ``ffmpeg`` command line) outputs;
+    frames shown before it are not part of the video.
+    """
+    av = _import_av()
+    container = _open_container(path)
+    first_out = None
+    try:
+        stream = container.streams.video[0]
+        for packet in container.demux(stream):
+            try:
+                frames = stream.codec_context.decode(None if packet.size == 0 else packet)
+            except av.FFmpegError:
+                continue
+            pts_out = [f.pts for f in frames if f.pts is not None]
+            if pts_out:
+                first_out = min(pts_out)
+                break
+    finally:
+        container.close()
+    if first_out is None or first_out not in pts:
+        return pts, is_key  # nothing decodes: the decoders report it frame by frame
+    keep = pts >= first_out
+    return pts[keep], is_key[keep]
+
+
+#: Where decoding starts when a frame is needed from the very beginning of the file.
+FILE_START = -1
+
+
+class SeekPlan:
+    """Where decoding must start to reach each frame exactly, learnt while reading.
+
+    A frame is normally decoded from the last keyframe at or before it. Some
+    keyframes are not enough: in an open GOP the frames after a keyframe may
+    list frames of the previous GOP among their references, and some
+    containers seek inexactly. When a decode from the keyframe fails, the
+    decoder retries from up to ``n_earlier`` earlier keyframes and then from
+    the start of the file (:data:`FILE_START`). The start that worked is kept
+    per keyframe, so later requests in that GOP go there directly; frames for
+    which every start failed are kept too, so that a damaged GOP is not
+    decoded again and again from the start of the file.
+
+    Shared by all decoders of a reader. Plain dict updates: safe between threads.
+    """
+
+    def __init__(self, index: FrameIndex, n_earlier: int = 2):
+        self.index = index
+        self.n_earlier = n_earlier
+        self._start: dict[int, int] = {}  # keyframe -> frame to seek to (or FILE_START)
+        self._failed_from: dict[int, int] = {}  # keyframe -> first frame of its GOP that no start decodes
+        self._file_start_ends_before = len(index.pts)  # a decode from the start ran out of packets here
+
+    def start_of(self, i: int) -> int:
+        """The frame to seek to for frame ``i`` (a keyframe, or FILE_START)."""
+        k = self.index.keyframe_before(i)
+        return self._start.get(k, k)
+
+    def starts(self, i: int) -> list[int]:
+        """Starts to try for frame ``i``, the usual one first and the start of the file last."""
+        k = self.index.keyframe_before(i)
+        first = self._start.get(k, k)
+        if i >= self._failed_from.get(k, len(self.index.pts)) or first == FILE_START:
+            return [first]
+        keys = self.index.keyframes
+        j = int(np.searchsorted(keys, first))
+        out = [first, *(int(x) for x in keys[max(j - self.n_earlier, 0) : j][::-1])]
+        if i < self._file_start_ends_before:
+            out.append(FILE_START)
+        return out
+
+    def worked(self, i: int, start: int) -> None:
+        """Decoding from ``start`` gave frame ``i`` exactly."""
+        k = self.index.keyframe_before(i)
+        if start != self._start.get(k, k):
+            self._start[k] = start
+
+    def failed(self, i: int, ran_out: bool) -> None:
+        """No start gave frame ``i``; ``ran_out``: the decode from the start of the file ended before it."""
+        k = self.index.keyframe_before(i)
+        self._failed_from[k] = min(i, self._failed_from.get(k, i))
+        if ran_out:
+            self._file_start_ends_before = min(self._file_start_ends_before, i)
