@@ -33,7 +33,8 @@ How it stays exact on streams that do not seek cleanly:
   comes out, e.g. because the frames after an open-GOP keyframe list frames
   of the previous GOP among their references, or because the container seeks
   inexactly) is retried from up to two earlier keyframes and then from the
-  start of the file. The start that worked is remembered per keyframe
+  start of the file (where the frame never came out, or where the start is
+  only a few keyframes away). The start that worked is remembered per keyframe
   (:class:`~napari_posekit.core.video_index.SeekPlan`), so only the first
   request in such a GOP pays for the retry. Frames that fail from every start
   are reported as damaged.
@@ -218,15 +219,25 @@ class _Decoder:
         return _to_rgb(frame, self.reformatter)
 
     def _read_from_starts(self, i: int):
-        """Seek and decode frame ``i`` from each start the plan lists until one gives it undamaged."""
-        frame, damage, start = None, None, None
+        """Seek and decode frame ``i`` from each start the plan lists until one gives it undamaged.
+
+        The start of the file comes last, and only where it can help at a
+        bounded cost: when the frame never came out (an inexact seek, missing
+        frames), or when the start of the file is a few keyframes away. A
+        decoder error that earlier keyframes do not resolve is damage; decoding
+        a long file from its start would not change that.
+        """
+        frame, damage, ran_out = None, None, False
         for start in self.plan.starts(i):
+            if start == FILE_START and frame is not None and not self.plan.near_file_start(i):
+                break
             self._seek_to_frame(start)
             frame, damage = self._decode_until(i)
             if frame is not None and not damage:
                 self.plan.worked(i, start)
                 return frame, None
-        self.plan.failed(i, ran_out=start == FILE_START and frame is None)
+            ran_out = start == FILE_START and frame is None
+        self.plan.failed(i, ran_out=ran_out)
         return frame, damage
 
     def _decode_until(self, i: int):

@@ -234,7 +234,8 @@ class SeekPlan:
     list frames of the previous GOP among their references, and some
     containers seek inexactly. When a decode from the keyframe fails, the
     decoder retries from up to ``n_earlier`` earlier keyframes and then from
-    the start of the file (:data:`FILE_START`). The start that worked is kept
+    the start of the file (:data:`FILE_START`; the decoder skips it where it
+    would only repeat a decoder error at the cost of decoding a long file). The start that worked is kept
     per keyframe, so later requests in that GOP go there directly; frames for
     which every start failed are kept too, so that a damaged GOP is not
     decoded again and again from the start of the file.
@@ -266,6 +267,11 @@ class SeekPlan:
         if i < self._file_start_ends_before:
             out.append(FILE_START)
         return out
+
+    def near_file_start(self, i: int) -> bool:
+        """Whether the start of the file is at most ``n_earlier + 1`` keyframes before frame ``i``'s."""
+        j = int(np.searchsorted(self.index.keyframes, self.index.keyframe_before(i)))
+        return j <= self.n_earlier + 1
 
     def worked(self, i: int, start: int) -> None:
         """Decoding from ``start`` gave frame ``i`` exactly."""
