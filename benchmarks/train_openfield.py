@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--project", type=Path, default=DEFAULT_PROJECT)
     ap.add_argument("--split", choices=["random", "block"], default="random")
     ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--epochs", type=int, default=None,
+                    help="train this many epochs instead of a time budget (results that do not depend on load)")
     ap.add_argument("--backbone", default="efficientnet_lite0")
     ap.add_argument("--input-scale", type=float, default=None)
     ap.add_argument("--crop", type=int, default=None, help="square training crop in pixels")
@@ -87,6 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     images, bodyparts, xy = load_project_labels(args.project)
+    scales_file = args.project / "scales.json"  # written by make_project_variants.py
+    scales = json.loads(scales_file.read_text()) if scales_file.is_file() else {}
+
+    def key(path: Path) -> str:
+        return path.relative_to(args.project.resolve()).as_posix()
     workdir = Path(tempfile.mkdtemp(prefix="posekit-train-bench-"))
     curve = []
     t0 = time.monotonic()
@@ -96,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         gen = iter_train(
             args.project,
             backbone=args.backbone,
-            epochs=None,
-            max_minutes=args.minutes,
+            epochs=args.epochs,
+            max_minutes=None if args.epochs else args.minutes,
             split=args.split,
             train_fraction=args.train_fraction or (0.95 if args.split == "random" else 0.8),
             seed=args.seed,
@@ -132,6 +139,11 @@ def main(argv: list[str] | None = None) -> int:
                 input_scale=meta["input_scale"],
             )
             pred = np.asarray(r.pop("predictions"))
+            r.pop("likelihoods")
+            if scales:  # errors in openfield pixels: each image's own pixels divided by its scale
+                f = np.array([scales[key(images[i])] for i in idx])[:, None]
+                e = np.linalg.norm(pred - xy[idx], axis=-1) / f
+                r["mean_error_openfield_px"] = float(np.nanmean(e))
             if part == "test":  # per image and body part, to see where the error comes from
                 err = np.linalg.norm(pred - xy[idx], axis=-1)
                 r["per_image_px"] = {images[i].name: [round(float(e), 2) for e in row] for i, row in zip(idx, err)}
@@ -161,6 +173,13 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({k: v for k, v in report.items() if k != "curve"}, indent=1, default=float))
     print(f"TEST mean error {results['test']['mean_error_px']:.3f} px, train {results['train']['mean_error_px']:.3f} px, "
           f"{images_per_s:.1f} images/s, {len(curve)} evaluations")
+    if scales:
+        print(f"in openfield pixels: test {results['test']['mean_error_openfield_px']:.3f} px, "
+              f"train {results['train']['mean_error_openfield_px']:.3f} px")
+    for part, sep in results["test"]["separation"].items():
+        if sep["n_absent"]:
+            print(f"{part}: test likelihood >= p-cutoff on {sep['labeled_above']:.0%} of {sep['n_labeled']} labeled, "
+                  f"< p-cutoff on {sep['absent_below']:.0%} of {sep['n_absent']} absent")
     if args.json:
         args.json.write_text(json.dumps(report, indent=1, default=float))
     return 0

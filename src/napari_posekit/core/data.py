@@ -37,6 +37,7 @@ from .images import read_rgb, to_rgb_uint8
 __all__ = [
     "Augmentation",
     "LabeledImages",
+    "auto_input_scale",
     "load_image",
     "load_project_labels",
     "scale_images",
@@ -124,6 +125,33 @@ def scale_points(xy: np.ndarray, scale: float) -> np.ndarray:
 def unscale_points(xy: np.ndarray, scale: float) -> np.ndarray:
     """Inverse of :func:`scale_points`."""
     return (np.asarray(xy, dtype=np.float64) + 0.5) / float(scale) - 0.5
+
+
+def auto_input_scale(xy: np.ndarray, crop: int = 224, fill: float = 0.6, quantile: float = 90.0) -> float:
+    """Input scale at which the labeled animal fits a ``crop``-pixel training crop.
+
+    The extent of an image's labels is the larger side of their bounding box;
+    the scale brings the ``quantile``-th percentile of the extents down to
+    ``fill`` of the crop, so that close-ups (labels spread over most of a
+    large frame) are trained on crops that hold the whole animal.  Animals
+    that already fit keep full resolution (1.0): scales above 0.85 are
+    rounded up to 1, as the augmentation's scale range covers the
+    difference.  Images with fewer than two labeled parts do not count.
+    """
+    xy = np.asarray(xy, dtype=np.float64)
+    present = ~np.isnan(xy).any(axis=-1)
+    extents = []
+    for pts, ok in zip(xy, present):
+        if ok.sum() >= 2:
+            span = pts[ok].max(axis=0) - pts[ok].min(axis=0)
+            extents.append(float(span.max()))
+    if not extents:
+        return 1.0
+    extent = float(np.percentile(extents, quantile))
+    if extent <= 0:
+        return 1.0
+    scale = min(1.0, fill * crop / extent)
+    return 1.0 if scale > 0.85 else max(round(scale, 3), 0.05)
 
 
 # --------------------------------------------------------------------------- project

@@ -33,6 +33,7 @@ from .codec import HeatmapCodec
 from .data import (
     Augmentation,
     LabeledImages,
+    auto_input_scale,
     load_image,
     load_project_labels,
     scale_images,
@@ -77,11 +78,19 @@ def default_device() -> torch.device:
 
 
 def pose_loss(
-    outputs: Any, targets: dict[str, torch.Tensor], locref_loss_weight: float = 0.05
+    outputs: Any, targets: dict[str, torch.Tensor], locref_loss_weight: float = 0.05, absent_weight: float = 1.0
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """BCE-with-logits on heatmaps weighted by keypoint presence + masked smooth-L1 on locref."""
+    """BCE-with-logits on heatmaps + smooth-L1 on locref where a keypoint is labeled.
+
+    A body part that is not labeled in a sample (not visible in the frame, as
+    DeepLabCut reads a missing label, or outside the training crop) has an
+    all-zero target score map; ``absent_weight`` weighs its heatmap loss
+    (1: trained towards "not here" like a labeled part is trained towards
+    its place; 0: ignored).
+    """
     heatmaps, locref = outputs
-    weights = targets["weights"][..., None, None]  # (B, K, 1, 1)
+    present = targets["weights"]
+    weights = (present + (1.0 - present) * float(absent_weight))[..., None, None]  # (B, K, 1, 1)
     bce = F.binary_cross_entropy_with_logits(heatmaps, targets["heatmaps"], reduction="none")
     n_cells = heatmaps.shape[-1] * heatmaps.shape[-2]
     heatmap_loss = (bce * weights).sum() / (weights.sum() * n_cells).clamp(min=1.0)
@@ -227,6 +236,28 @@ def predict_images(
     return np.concatenate(xy_out), np.concatenate(conf_out)
 
 
+def likelihood_separation(
+    likelihood: np.ndarray, labeled: np.ndarray, bodyparts: Sequence[str], pcutoff: float
+) -> dict[str, dict[str, float]]:
+    """How well the likelihood tells a visible part from a missing one, per body part.
+
+    ``labeled_above``: the fraction of labeled keypoints predicted with
+    likelihood >= ``pcutoff``; ``absent_below``: the fraction of unlabeled ones
+    (not visible, in DeepLabCut's convention) predicted below it; with the
+    counts ``n_labeled`` and ``n_absent`` (a fraction is NaN without cases).
+    """
+    out = {}
+    for k, name in enumerate(bodyparts):
+        has, conf = labeled[:, k], likelihood[:, k]
+        out[name] = {
+            "n_labeled": int(has.sum()),
+            "n_absent": int((~has).sum()),
+            "labeled_above": float((conf[has] >= pcutoff).mean()) if has.any() else float("nan"),
+            "absent_below": float((conf[~has] < pcutoff).mean()) if (~has).any() else float("nan"),
+        }
+    return out
+
+
 def evaluate(
     model: PoseModel,
     codec: HeatmapCodec,
@@ -238,17 +269,19 @@ def evaluate(
     batch_size: int = 8,
     device: torch.device | str | None = None,
     thresholds: Sequence[float] = (2.0, 5.0, 10.0),
+    pcutoff: float = 0.6,
 ) -> dict[str, Any]:
     """Pixel errors of ``model`` on labeled images.
 
     Returns ``mean_error_px`` (mean Euclidean distance over labeled
     keypoints, DeepLabCut's "RMSE"), ``per_bodypart`` (dict name -> mean error;
     names default to ``"0", "1", ...``), ``pck@T`` for each threshold ``T`` (the
-    fraction of labeled keypoints within ``T`` pixels), ``n_keypoints`` and the
-    ``predictions`` ``(N, K, 2)``.
+    fraction of labeled keypoints within ``T`` pixels), ``n_keypoints``, the
+    ``predictions`` ``(N, K, 2)`` and their ``likelihoods`` ``(N, K)``, and
+    ``separation``: per body part, :func:`likelihood_separation` at ``pcutoff``.
     """
     xy = np.asarray(xy, dtype=np.float64)
-    pred, _ = predict_images(model, codec, images, input_scale=input_scale, batch_size=batch_size, device=device)
+    pred, conf = predict_images(model, codec, images, input_scale=input_scale, batch_size=batch_size, device=device)
     err = np.linalg.norm(pred - xy, axis=-1)  # NaN where not labeled
     labeled = ~np.isnan(xy).any(axis=-1)
     names = list(bodyparts) if bodyparts is not None else [str(k) for k in range(xy.shape[1])]
@@ -261,6 +294,8 @@ def evaluate(
         },
         "n_keypoints": int(values.size),
         "predictions": pred,
+        "likelihoods": conf,
+        "separation": likelihood_separation(conf, labeled, names, pcutoff),
     }
     for t in thresholds:
         result[f"pck@{t:g}"] = float((values <= t).mean()) if values.size else float("nan")
@@ -387,10 +422,11 @@ def iter_train(
     lr: float = DEFAULT_LR,
     weight_decay: float = 1e-4,
     warmup_fraction: float = 0.05,
-    input_scale: float = 1.0,
+    input_scale: float | None = None,
     input_size: tuple[int, int] | None = None,
     sigma: float = 2.0,
     locref_loss_weight: float = 0.05,
+    absent_weight: float = 1.0,
     augmentation: Augmentation | bool | None = True,
     symmetric_pairs: Sequence[tuple[str, str]] | None = None,
     split: str = "random",
@@ -428,6 +464,13 @@ def iter_train(
         Images are scaled by ``input_scale``; training crops are
         ``input_size`` ``(H, W)`` (default: the scaled image, at most 224 x 224:
         crops around the labels keep full resolution at a small cost per step).
+        The default scale comes from the labels (:func:`~napari_posekit.core.data.auto_input_scale`):
+        1.0 when the animal fits a crop, smaller for close-ups whose labels
+        spread over more than about 60 % of the crop.
+    absent_weight:
+        Heatmap-loss weight of body parts not labeled in a sample (see
+        :func:`pose_loss`): 1 teaches the model that an unlabeled part is
+        not visible, so it reports a low likelihood there.
     augmentation:
         True (default :class:`Augmentation`), an :class:`Augmentation`, or
         False/None for none.
@@ -507,7 +550,7 @@ def iter_train(
         model = PoseModel.from_config(resumed["model_config"])
         model.load_state_dict(resumed.get("train_state_dict", resumed["state_dict"]))
         codec = HeatmapCodec.from_dict(resumed["codec"])
-        input_scale = float(resumed.get("input_scale", input_scale))
+        input_scale = float(resumed.get("input_scale", input_scale or 1.0))
         train_idx, test_idx = split_by_keys(resumed["split"], keys, n)
         split_info = dict(resumed["split"])
         start_epoch = int(resumed["epoch"])
@@ -521,9 +564,11 @@ def iter_train(
             except (RuntimeError, TypeError, ValueError) as exc:
                 raise CheckpointError(f"{init_weights}: weights do not fit the stored architecture: {exc}") from exc
             codec = HeatmapCodec.from_dict(init["codec"])
-            input_scale = float(init.get("input_scale", input_scale))
+            input_scale = float(init.get("input_scale", input_scale or 1.0))
         else:
             model = PoseModel(backbone, n_keypoints=len(bodyparts), pretrained=pretrained, head_stride=head_stride)
+            if input_scale is None:
+                input_scale = auto_input_scale(xy, crop=min(input_size) if input_size else 224)
             size = tuple(input_size) if input_size else _default_input_size(load_image(images[0]), input_scale, 32)
             codec = HeatmapCodec(input_size=size, stride=model.stride, sigma=sigma)
         if split == "random":
@@ -596,6 +641,7 @@ def iter_train(
         "weight_decay": float(weight_decay),
         "warmup_fraction": float(warmup_fraction),
         "locref_loss_weight": float(locref_loss_weight),
+        "absent_weight": float(absent_weight),
         "symmetric_pairs": [list(p) for p in symmetric_pairs or ()],
         "seed": int(seed),
         "ema_decay": float(ema_decay) if ema_decay is not None else None,
@@ -680,7 +726,7 @@ def iter_train(
                 try:
                     batch = {k: v.to(device) for k, v in batch.items()}
                     outputs = model(batch["image"].contiguous(memory_format=torch.channels_last))
-                    loss, parts = pose_loss(outputs, batch, locref_loss_weight)
+                    loss, parts = pose_loss(outputs, batch, locref_loss_weight, absent_weight)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
