@@ -413,7 +413,7 @@ class TrainingWidget(QWidget):
         self.input_scale.setSpecialValueText("default")
         self.input_scale.setValue(0.0)
         self.input_scale.setToolTip(
-            "Scale images by this factor for the network (default: 1, full resolution; Resume keeps the trained scale)"
+            "Scale images by this factor for the network (default: from the labels, 1 unless the animal spans more than a 224-px crop; Resume keeps the trained scale)"
         )
         self.batch_size = QSpinBox()
         self.batch_size.setRange(1, 1024)
