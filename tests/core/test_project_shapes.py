@@ -140,13 +140,27 @@ def _moved_config(text: str) -> str:
     )
 
 
+@pytest.fixture(scope="module")
+def mixed_template(tmp_path_factory):
+    """The reshaped project, built once per module; tests work on copies (:func:`mixed`)."""
+    require_shared("dlc_openfield-Pranav-2018-10-30")  # named literally for conftest's shared-data gate
+    return _build_mixed(tmp_path_factory.mktemp("template"))
+
+
 @pytest.fixture()
-def mixed(tmp_path):
+def mixed(mixed_template, tmp_path):
     """The openfield project reshaped (see :data:`LAYOUT`): ``(root, truth)``.
 
     ``truth`` maps each image key to ``(width, height, xy)`` with ``xy`` in
     that image's own pixels.
     """
+    template, truth = mixed_template
+    root = tmp_path / template.name
+    shutil.copytree(template, root)
+    return root, {key: (w, h, xy.copy()) for key, (w, h, xy) in truth.items()}
+
+
+def _build_mixed(tmp_path: Path) -> tuple[Path, dict[str, tuple[int, int, np.ndarray]]]:
     src = require_shared(OPENFIELD)
     root = tmp_path / "openfield-moved"
     (root / "videos").mkdir(parents=True)
@@ -218,8 +232,9 @@ def test_mixed_project_loads_every_image_in_its_own_pixels(mixed):
     # formats: gray and 16-bit gray decode to the red channel of the source; RGB48 to the source
     source = read_rgb(require_shared(OPENFIELD, "labeled-data", "m4s1", "img0012.png"))
     assert np.array_equal(load_image(root / "labeled-data" / "m4s2" / "img0012.png"), source)
-    gray16 = load_image(root / "labeled-data" / "m4s1" / "img0006.png")
-    assert np.array_equal(gray16[..., 1], read_rgb(require_shared(OPENFIELD, "labeled-data", "m4s1", "img0006.png"))[..., 0])
+    gray16 = load_image(root / "labeled-data" / "m4s1" / "img0006.png")  # 16-bit v * 257 -> v
+    red = read_rgb(require_shared(OPENFIELD, "labeled-data", "m4s1", "img0006.png"))[..., 0]
+    assert all(np.array_equal(gray16[..., c], red) for c in range(3))
 
 
 def test_collected_data_of_every_shape_round_trips_bit_exactly(mixed, tmp_path):
@@ -243,6 +258,25 @@ def test_collected_data_of_every_shape_round_trips_bit_exactly(mixed, tmp_path):
     out.mkdir()
     h5, csv = write_collected(df, out)
     assert csv.read_bytes() == (src / "CollectedData_Pranav.csv").read_bytes()
+    _assert_bit_exact(read_collected(h5), df)
+
+
+def test_windows_path_keys_of_projects_labeled_on_windows(mixed, tmp_path):
+    """DeepLabCut 2.0/2.1 on Windows wrote the string index with backslashes."""
+    root, truth = mixed
+    folder = root / "labeled-data" / "m4s1"
+    df = read_collected(folder / "CollectedData_Pranav.h5")
+    df.index = pd.Index([key.replace("/", "\\") for key in df.index])
+    df.to_hdf(folder / "CollectedData_Pranav.h5", key="df_with_missing", mode="w")
+    df.to_csv(folder / "CollectedData_Pranav.csv")
+    data = project_training_data(root)
+    keys = [p.relative_to(root).as_posix() for p in data.images]
+    assert sorted(keys) == sorted(truth) and data.warnings == []
+    for key, row in zip(keys, data.xy):
+        np.testing.assert_array_equal(row, truth[key][2])
+    assert "labeled-data/m4s1/img0007.jpg" in load_refinement(folder).images
+    h5, csv = write_collected(read_collected(folder / "CollectedData_Pranav.h5"), tmp_path / "CollectedData_Pranav.h5")
+    assert csv.read_bytes() == (folder / "CollectedData_Pranav.csv").read_bytes()
     _assert_bit_exact(read_collected(h5), df)
 
 
