@@ -161,7 +161,7 @@ class TrainingData:
     warnings: list[str]
 
 
-def _image_size_or_error(image: Path, root: Path) -> tuple[int, int]:
+def _image_size_or_error(image: Path) -> tuple[int, int]:
     """``(width, height)`` of a labeled image from its header; :class:`ProjectError` naming it otherwise."""
     from .images import image_size
 
@@ -187,7 +187,7 @@ def _drop_labels_outside(
         labeled = np.flatnonzero(~np.isnan(xy[i]).any(axis=-1))
         if labeled.size == 0:
             continue
-        w, h = _image_size_or_error(image, root)
+        w, h = _image_size_or_error(image)
         for k in labeled:
             x, y = xy[i, k]
             if not (0 <= x <= w and 0 <= y <= h):
