@@ -59,8 +59,8 @@ def ffmpeg_exe() -> str:
 
 def remux(src: Path, dst: Path, before_input: list[str], after_input: list[str]) -> Path:
     """Stream-copy ``src`` into ``dst`` with extra ffmpeg arguments (no re-encoding)."""
-    cmd = [ffmpeg_exe(), "-y", "-loglevel", "error", *before_input, "-i", str(src), *after_input, "-c", "copy", str(dst)]
-    subprocess.run(cmd, check=True)
+    cmd = [ffmpeg_exe(), "-y", "-loglevel", "error", *before_input, "-i", str(src), *after_input, "-c", "copy"]
+    subprocess.run([*cmd, str(dst)], check=True)
     return dst
 
 

@@ -17,13 +17,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 __all__ = [
+    "FILE_START",
     "FrameDecodeError",
     "FrameIndex",
+    "SeekPlan",
     "VideoError",
     "VideoMetadata",
     "VideoOpenError",
-    "FILE_START",
-    "SeekPlan",
     "scan",
 ]
 
@@ -235,10 +235,10 @@ class SeekPlan:
     containers seek inexactly. When a decode from the keyframe fails, the
     decoder retries from up to ``n_earlier`` earlier keyframes and then from
     the start of the file (:data:`FILE_START`; the decoder skips it where it
-    would only repeat a decoder error at the cost of decoding a long file). The start that worked is kept
-    per keyframe, so later requests in that GOP go there directly; frames for
-    which every start failed are kept too, so that a damaged GOP is not
-    decoded again and again from the start of the file.
+    would only repeat a decoder error at the cost of decoding a long file).
+    The start that worked is kept per keyframe, so later requests in that GOP
+    go there directly; frames for which every start failed are kept too, so
+    that a damaged GOP is not decoded again and again from every start.
 
     Shared by all decoders of a reader. Plain dict updates: safe between threads.
     """
