@@ -1,63 +1,199 @@
-"""End-to-end demo on the built-in sample: what the README's first command runs."""
+"""End-to-end demo on the built-in sample: what the README's first command runs.
+
+The work itself (project, k-means frames, labels, training, analysis, labeled
+video, error against the ground truth) is napari-free, in
+:mod:`napari_posekit.core.demo_pipeline`. This module opens the result in
+napari with the plugin's own readers, widgets and layer builders: the video
+(lazy), the predictions as the Analysis widget shows them (points, skeleton,
+trajectories), the ground truth (hidden, for comparison), and the Analysis
+and Training widgets docked.
+"""
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 
-def run_demo(output_dir: Path, screenshot: bool = False, show: bool = True) -> int:
-    """Write the sample, open it in napari with the plugin's widgets.
+def run_demo(output_dir: Path, screenshot: bool = False, show: bool = True, minutes: float | None = None) -> int:
+    """Run the pipeline, then open napari on its results.
 
-    With ``screenshot`` the viewer is not kept open: it scrubs to a few
-    frames, saves ``screenshot.png`` and exits, printing where everything is.
+    With ``screenshot`` the viewer is not kept open: it saves
+    ``screenshot.png`` in ``output_dir`` and exits. Returns the exit status.
     """
-    from napari.layers import Layer
+    from napari_posekit.core.demo_pipeline import (
+        DemoError,
+        DemoOptions,
+        TextProgress,
+        check_output_dir,
+        format_result,
+        run_pipeline,
+    )
 
-    import napari
-    from napari_posekit._napari._layers import keypoints_layer_data
-    from napari_posekit.core.sample import write_sample
-
-    output_dir = Path(output_dir).resolve()
-    output_dir.mkdir(parents=True, exist_ok=True)
+    options = DemoOptions()
+    if minutes is not None:
+        options.minutes = float(minutes)
+    try:
+        out = check_output_dir(output_dir)
+    except DemoError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"posekit demo: the whole job on the synthetic sample ({options.n_frames} frames, "
+          f"{options.width}x{options.height}), training budget {options.minutes:g} min; outputs in {out}")
     t0 = time.perf_counter()
-    files = write_sample(output_dir / "sample")
-    print(f"sample video written: {files.video} ({time.perf_counter() - t0:.1f} s)")
+    progress = TextProgress()
+    try:
+        result = run_pipeline(out, options, progress=progress, log=lambda text: _log(progress, text))
+    except KeyboardInterrupt:
+        progress.close()
+        print("interrupted", file=sys.stderr)
+        return 130
+    print(format_result(result), flush=True)
+
+    t = time.perf_counter()
+    import napari
 
     viewer = napari.Viewer(title="napari-posekit demo", show=show)
     viewer.window.resize(1500, 950)
-    t0 = time.perf_counter()
-    viewer.open(files.video, plugin="napari-posekit")
-    print(f"video opened as a lazy layer in {1000 * (time.perf_counter() - t0):.0f} ms")
-    b = files.behaviour
-    skeleton = [list(e) for e in b.skeleton]
-    truth = keypoints_layer_data(b.keypoints, b.bodyparts, name="ground truth",
-                                 metadata={"skeleton": skeleton, "readonly": True})
-    viewer.add_layer(Layer.create(*truth))
-    # an empty keypoints layer to label the sample by hand; a few frames come pre-labeled
-    labels = np.full_like(b.keypoints, np.nan)
-    labels[:3] = b.keypoints[:3]
-    viewer.add_layer(Layer.create(*keypoints_layer_data(labels, b.bodyparts, name="my labels",
-                                                         metadata={"skeleton": skeleton})))
-    viewer.window.add_plugin_dock_widget("napari-posekit", "Video")
-    viewer.window.add_plugin_dock_widget("napari-posekit", "Labeling")
-    viewer.window.add_plugin_dock_widget("napari-posekit", "Frames")
-    viewer.dims.axis_labels = ("frame", "y", "x")
-    viewer.dims.current_step = (2, 0, 0)
-    viewer.reset_view()
-
+    shown = show_results(viewer, result)
+    print(f"napari opened with the video, the predictions and the widgets ({time.perf_counter() - t:.0f} s)")
     if screenshot:
-        from qtpy.QtWidgets import QApplication
-
-        for _ in range(10):
-            QApplication.processEvents()
-        path = output_dir / "screenshot.png"
-        viewer.screenshot(str(path), canvas_only=False)
+        path = save_screenshot(viewer, out / "screenshot.png", shown["training"])
         viewer.close()
         print(f"screenshot saved: {path}")
-        print(f"outputs in: {output_dir}")
+        print(f"demo total: {time.perf_counter() - t0:.0f} s")
         return 0
+    print(f"demo total until the viewer is up: {time.perf_counter() - t0:.0f} s; close the window to end")
     napari.run()
     return 0
+
+
+def _log(progress, text: str) -> None:
+    progress.close()
+    print(text, flush=True)
+
+
+def show_results(viewer, result) -> dict:
+    """Add the video, ground truth and predictions (through the Analysis widget) and dock the widgets.
+
+    Returns ``{"video": layer, "analysis": AnalysisWidget, "training": TrainingWidget}``.
+    """
+    from napari.layers import Layer
+
+    from napari_posekit._napari._analysis_widget import AnalysisWidget
+    from napari_posekit._napari._layers import keypoints_layer_data
+    from napari_posekit._napari._training_widget import TrainingWidget
+    from napari_posekit.core.predictions import read_predictions
+    from napari_posekit.core.project import read_config
+
+    config = read_config(result.config)
+    skeleton = [tuple(edge) for edge in config.get("skeleton") or [] if len(edge) == 2]
+    (video,) = viewer.open(result.video, plugin="napari-posekit")
+    truth = _groundtruth(result)
+    if truth is not None:
+        data = keypoints_layer_data(truth, list(config.bodyparts), name="ground truth",
+                                    metadata={"skeleton": [list(e) for e in skeleton], "readonly": True})
+        layer = viewer.add_layer(Layer.create(*data))
+        layer.visible = False  # tick it in the layer list to compare with the predictions
+        layer.editable = False
+    # The widgets get the viewer itself: through add_plugin_dock_widget they would get napari's proxy of it,
+    # which hands out a new wrapper of a layer on every access, and the Analysis widget finds its results by
+    # the layer's id(). The Video widget is left out: it takes any layer whose metadata has a "video" key for
+    # a video, and the prediction layers carry the video's path there (its refresh then fails).
+    training = TrainingWidget(viewer)
+    viewer.window.add_dock_widget(training, name="Training (PoseKit)", area="right")
+    analysis = AnalysisWidget(viewer)
+    analysis_dock = viewer.window.add_dock_widget(analysis, name="Analysis (PoseKit)", area="right", tabify=True)
+    training.project.setText(str(result.config))
+    analysis.model.setText(str(result.project))
+
+    predictions = read_predictions(result.predictions)
+    _show_predictions(analysis, video, predictions, result, skeleton)
+    training.evaluate(result.checkpoint)
+    analysis_dock.raise_()
+    viewer.dims.axis_labels = ("frame", "y", "x")
+    viewer.dims.current_step = (_telling_frame(predictions.xy, analysis.tail_length.value()), 0, 0)
+    viewer.layers.selection.active = video
+    _fit(viewer, analysis_dock)
+    return {"video": video, "analysis": analysis, "training": training}
+
+
+def _fit(viewer, dock, width: int = 430) -> None:
+    """A narrower dock than napari's default, so the canvas gets most of the window, and the frame fitted to it."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QApplication
+
+    qt_window = getattr(viewer.window, "_qt_window", None)
+    if qt_window is not None:
+        qt_window.resizeDocks([dock], [width], Qt.Orientation.Horizontal)
+    QApplication.processEvents()
+    viewer.reset_view()
+
+
+def _groundtruth(result) -> np.ndarray | None:
+    """``(frames, body parts, 2)`` ground truth from the sample's CSV, in the config's body-part order."""
+    from napari_posekit.core.predictions import read_predictions
+
+    try:
+        truth = read_predictions(result.groundtruth_csv)
+    except (OSError, ValueError):
+        return None
+    return np.asarray(truth.xy, dtype=float)
+
+
+def _show_predictions(widget, video, predictions, result, skeleton) -> None:
+    """Hand the predictions to the Analysis widget as if it had analysed the video, and let it draw them."""
+    from napari_posekit._napari._analysis_widget import Analysis
+
+    checkpoint = Path(result.checkpoint)
+    n = int(video.data.shape[0])
+    xy = np.full((n, len(predictions.bodyparts), 2), np.nan)
+    likelihood = np.zeros((n, len(predictions.bodyparts)))
+    m = min(n, predictions.n_frames)
+    xy[:m], likelihood[:m] = predictions.xy[:m], np.nan_to_num(predictions.likelihood[:m])
+    analysed = np.zeros(n, bool)
+    analysed[:m] = True
+    analysis = Analysis(
+        layer=video, model_key=(str(checkpoint.resolve()), checkpoint.stat().st_mtime_ns),
+        bodyparts=list(predictions.bodyparts), skeleton=skeleton, scorer=predictions.scorer, checkpoint=checkpoint,
+        video_path=Path(result.video), xy=xy, likelihood=likelihood, analysed=analysed, saved=Path(result.predictions),
+    )
+    widget.analyses[id(video)] = analysis
+    widget.last_output = Path(result.predictions)
+    widget.show_analysis(analysis)
+    widget.status.setText("The demo's predictions (saved beside the video in the project's videos/).")
+    widget._update_controls()
+
+
+def _telling_frame(xy: np.ndarray, tail: int) -> int:
+    """A frame in the middle half of the video where the animal moved most over the ``tail`` frames before it."""
+    n = len(xy)
+    if n < 4:
+        return 0
+    with np.errstate(invalid="ignore"):
+        centre = np.nanmean(xy, axis=1)  # (n, 2); NaN where nothing was found
+    step = np.nan_to_num(np.linalg.norm(np.diff(centre, axis=0), axis=1))
+    walked = np.concatenate([[0.0], np.cumsum(step)])  # walked[f]: path from frame 0 to frame f
+    frames = np.arange(n // 4, 3 * n // 4 + 1)
+    path = walked[frames] - walked[np.maximum(frames - max(tail, 1), 0)]
+    return int(frames[np.argmax(path)])
+
+
+def save_screenshot(viewer, path: Path, training=None, timeout: float = 60.0) -> Path:
+    """Let the widgets settle (the Training widget's evaluation ends), then save the whole window."""
+    from qtpy.QtWidgets import QApplication
+
+    deadline = time.monotonic() + timeout
+    while training is not None and training.eval_worker is not None and time.monotonic() < deadline:
+        QApplication.processEvents()
+        time.sleep(0.05)
+    QApplication.processEvents()
+    viewer.reset_view()  # the canvas has its final size now
+    for _ in range(20):
+        QApplication.processEvents()
+        time.sleep(0.01)
+    viewer.screenshot(str(path), canvas_only=False)
+    return Path(path)
