@@ -601,7 +601,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-fraction", type=float, default=None, help="default: the config's TrainingFraction")
     p.add_argument("--shuffle", type=int, default=1, help="shuffle number (names the model folder)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--input-scale", type=float, default=None, help="image scale before the network")
+    p.add_argument("--input-scale", type=float, default=None,
+                   help="image scale before the network (default: from the labels; 1 unless the animal spans "
+                        "more than a training crop)")
     p.add_argument("--crop", type=int, default=None, help="square training crop, pixels")
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--head-stride", type=int, default=None)

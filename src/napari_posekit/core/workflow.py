@@ -365,7 +365,7 @@ def evaluate_project(
     likelihood >= ``pcutoff`` (default: the config's ``pcutoff``, else 0.6).
     With ``write``, the tables go to the model folder's ``evaluation/``.
     """
-    from .train import image_keys, load_checkpoint, predict_images, split_by_keys
+    from .train import image_keys, likelihood_separation, load_checkpoint, predict_images, split_by_keys
 
     root = _project_root(project)
     checkpoint = Path(checkpoint) if checkpoint is not None else latest_checkpoint(root)
@@ -409,6 +409,12 @@ def evaluate_project(
             row[f"pck@{t:g}px"] = float((values <= t).mean()) if values.size else float("nan")
         for k, bp in enumerate(bodyparts):
             row[f"{bp}_error_px"] = _mean(e[:, k])
+        if np.isnan(data.xy).any():  # parts missing from some frames: does the likelihood tell?
+            separation = likelihood_separation(conf[sel], ~np.isnan(data.xy[sel]).any(axis=-1), bodyparts, pcutoff)
+            for bp, sep in separation.items():
+                if sep["n_absent"]:
+                    row[f"{bp}_labeled_above_pcutoff"] = sep["labeled_above"]
+                    row[f"{bp}_absent_below_pcutoff"] = sep["absent_below"]
         rows.append(row)
     summary = pd.DataFrame(rows)
     summary.insert(0, "epochs", int(meta.get("epoch", 0)))
@@ -454,4 +460,11 @@ def format_evaluation(evaluation: Evaluation) -> str:
             f"with p-cutoff {row['pcutoff']:g}: {row['mean_error_px_pcutoff']:.2f} px"
         )
         lines.append(f"      per body part (px): {parts}; {pck}")
+        for c in s.columns:
+            if c.endswith("_absent_below_pcutoff") and not pd.isna(row[c]):
+                bp = c[: -len("_absent_below_pcutoff")]
+                lines.append(
+                    f"      {bp}: likelihood >= p-cutoff on {row[bp + '_labeled_above_pcutoff']:.0%} of its labels, "
+                    f"below it on {row[c]:.0%} of the frames where it is not labeled"
+                )
     return "\n".join(lines)
