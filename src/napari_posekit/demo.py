@@ -86,6 +86,7 @@ def show_results(viewer, result) -> dict:
     from napari_posekit._napari._analysis_widget import AnalysisWidget
     from napari_posekit._napari._layers import keypoints_layer_data
     from napari_posekit._napari._training_widget import TrainingWidget
+    from napari_posekit._napari._video_widget import VideoWidget
     from napari_posekit.core.predictions import read_predictions
     from napari_posekit.core.project import read_config
 
@@ -99,12 +100,9 @@ def show_results(viewer, result) -> dict:
         layer = viewer.add_layer(Layer.create(*data))
         layer.visible = False  # tick it in the layer list to compare with the predictions
         layer.editable = False
-    # The widgets get the viewer itself: through add_plugin_dock_widget they would get napari's proxy of it,
-    # which hands out a new wrapper of a layer on every access, and the Analysis widget finds its results by
-    # the layer's id(). The Video widget is left out: it takes any layer whose metadata has a "video" key for
-    # a video, and the prediction layers carry the video's path there (its refresh then fails).
+    viewer.window.add_dock_widget(VideoWidget(viewer), name="Video (PoseKit)", area="right")
     training = TrainingWidget(viewer)
-    viewer.window.add_dock_widget(training, name="Training (PoseKit)", area="right")
+    viewer.window.add_dock_widget(training, name="Training (PoseKit)", area="right", tabify=True)
     analysis = AnalysisWidget(viewer)
     analysis_dock = viewer.window.add_dock_widget(analysis, name="Analysis (PoseKit)", area="right", tabify=True)
     training.project.setText(str(result.config))
@@ -161,11 +159,8 @@ def _show_predictions(widget, video, predictions, result, skeleton) -> None:
         bodyparts=list(predictions.bodyparts), skeleton=skeleton, scorer=predictions.scorer, checkpoint=checkpoint,
         video_path=Path(result.video), xy=xy, likelihood=likelihood, analysed=analysed, saved=Path(result.predictions),
     )
-    widget.analyses[id(video)] = analysis
-    widget.last_output = Path(result.predictions)
-    widget.show_analysis(analysis)
+    widget.adopt(analysis)
     widget.status.setText("The demo's predictions (saved beside the video in the project's videos/).")
-    widget._update_controls()
 
 
 def _telling_frame(xy: np.ndarray, tail: int) -> int:

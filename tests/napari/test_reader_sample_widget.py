@@ -99,6 +99,11 @@ def test_video_widget_shows_metadata_and_jumps(make_napari_viewer, video_files):
     widget._on_goto()
     assert "neither a frame number nor a time" in widget.message.text()
     assert viewer.dims.current_step[0] == 99
+    # a predictions layer names its video by path under the same metadata key: not a video layer
+    viewer.add_points(np.zeros((1, 3)), name="predictions", metadata={"video": str(video_files["mpeg4.avi"])})
+    assert widget.fields["frames"].text() == "150"
+    viewer.layers.selection.active = viewer.layers["predictions"]
+    assert widget.fields["frames"].text() == "150"
     viewer.layers.clear()
     assert "No video open" in widget.title.text()
 
@@ -107,3 +112,14 @@ def test_widget_opens_from_the_plugin_menu(make_napari_viewer):
     viewer = make_napari_viewer()
     dock, widget = viewer.window.add_plugin_dock_widget("napari-posekit", "Video")
     assert widget.__class__.__name__ == "VideoWidget"
+
+
+@pytest.mark.parametrize("name", ["Video", "Labeling", "Frames", "Training", "Analysis", "Refine"])
+def test_widgets_from_the_plugin_menu_hold_the_viewer_itself(make_napari_viewer, name):
+    # napari gives plugin widgets a proxy that wraps every layer anew on each access; the widgets
+    # keep layers as keys and compare them by identity, so they must hold the viewer itself
+    viewer = make_napari_viewer()
+    viewer.add_points(np.zeros((1, 3)), name="p")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-posekit", name)
+    assert widget.viewer is viewer
+    assert widget.viewer.layers["p"] is widget.viewer.layers["p"]

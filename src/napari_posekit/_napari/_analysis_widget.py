@@ -71,6 +71,7 @@ from napari_posekit._napari._training_widget import (
     _layer_config,
     preload_training_modules,
 )
+from napari_posekit._napari._viewer import unwrap_viewer
 from napari_posekit.core.inference import AnalysisError, iter_analyze, output_paths
 from napari_posekit.core.project import ProjectError
 from napari_posekit.core.video import VideoError
@@ -252,12 +253,12 @@ class AnalysisWidget(QWidget):
     def __init__(self, napari_viewer):
         super().__init__()
         preload_training_modules()
-        self.viewer = napari_viewer
+        self.viewer = unwrap_viewer(napari_viewer)
         self.worker = None
         self.export_worker = None
         self.progress_bar = None
         self.export_progress = None
-        self.analyses: dict[int, Analysis] = {}
+        self.analyses: dict[object, Analysis] = {}  # layer.unique_id (stable across napari's layer proxies) -> analysis
         self.last_output: Path | None = None
         self._predictor: tuple | None = None  # (key, Predictor) of the model loaded last
         self._run: dict[str, Any] | None = None
@@ -416,7 +417,7 @@ class AnalysisWidget(QWidget):
 
     def _on_removed(self, event) -> None:
         layer = event.value
-        self.analyses.pop(id(layer), None)
+        self.analyses.pop(layer.unique_id, None)
         for analysis in self.analyses.values():
             for key, value in list(analysis.layers.items()):
                 if value is layer:
@@ -469,7 +470,7 @@ class AnalysisWidget(QWidget):
 
     def current_analysis(self) -> Analysis | None:
         layer = self.video_layer()
-        return self.analyses.get(id(layer)) if layer is not None else None
+        return self.analyses.get(layer.unique_id) if layer is not None else None
 
     def current_frame(self, layer: Image) -> int:
         """The frame of ``layer`` the viewer shows."""
@@ -574,7 +575,7 @@ class AnalysisWidget(QWidget):
         analysis = run["analysis"]
         if analysis is None:  # the first block: only now replace what the layer had
             layer = run["layer"]
-            analysis = self.analyses.get(id(layer))
+            analysis = self.analyses.get(layer.unique_id)
             if analysis is None or analysis.model_key != run["key"] or len(analysis.xy) != layer.data.shape[0]:
                 old = analysis
                 analysis = Analysis.new(layer, int(layer.data.shape[0]), run["predictor"], run["key"],
@@ -586,7 +587,7 @@ class AnalysisWidget(QWidget):
                                 self.viewer.layers.remove(old_layer)
                         else:
                             analysis.layers[key] = old_layer
-                self.analyses[id(layer)] = analysis
+                self.analyses[layer.unique_id] = analysis
             run["analysis"] = analysis
         analysis.add(chunk)
         run["done"], run["fps"] = event["done"], event["fps"]
@@ -691,6 +692,17 @@ class AnalysisWidget(QWidget):
             "readonly": True,
             **extra,
         }
+
+    def adopt(self, analysis: Analysis) -> None:
+        """Take ``analysis`` (predictions made elsewhere for one of the viewer's videos) as this widget's own.
+
+        Its layers are drawn and Save, Preview and Export work on it as on an analysis run here.
+        """
+        self.analyses[analysis.layer.unique_id] = analysis
+        if analysis.saved is not None:
+            self.last_output = analysis.saved
+        self.show_analysis(analysis)
+        self._update_controls()
 
     def show_analysis(self, analysis: Analysis, create: bool = True, grow: bool = False,
                       data_changed: bool = True) -> None:

@@ -27,6 +27,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_posekit._napari._video_widget import video_layers
+from napari_posekit._napari._viewer import unwrap_viewer
 from napari_posekit.core.frames import extract_frames, iter_select_kmeans, select_uniform
 
 
@@ -46,7 +47,7 @@ def _select_and_extract(video: str, method: str, k: int, labeled_data: Path, fra
 class FramesWidget(QWidget):
     def __init__(self, napari_viewer):
         super().__init__()
-        self.viewer = napari_viewer
+        self.viewer = unwrap_viewer(napari_viewer)
         self.worker = None
         self.video_box = QComboBox()
         self.project = QLineEdit()

@@ -33,8 +33,8 @@ from qtpy.QtWidgets import (
     QComboBox,
     QHBoxLayout,
     QLabel,
-    QListWidget,
     QLineEdit,
+    QListWidget,
     QListWidgetItem,
     QPushButton,
     QVBoxLayout,
@@ -42,6 +42,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_posekit._napari._layers import bodypart_colors, outside_image
+from napari_posekit._napari._viewer import unwrap_viewer
 from napari_posekit.core.labels import JournalError, LabelStore
 
 SYNC_ACTIONS = {"added", "removed", "changed"}
@@ -93,7 +94,7 @@ class LabelingWidget(QWidget):
 
     def __init__(self, napari_viewer, save: Callable[[LabelStore, Points], None] | None = None):
         super().__init__()
-        self.viewer = napari_viewer
+        self.viewer = unwrap_viewer(napari_viewer)
         if save is None:
             from napari_posekit._napari._project_reader import save_labels as save
         self.save_callback = save

@@ -84,6 +84,7 @@ from napari_posekit._napari._training_widget import (
     linear_ticks,
     preload_training_modules,
 )
+from napari_posekit._napari._viewer import unwrap_viewer
 from napari_posekit.core._generators import relay
 from napari_posekit.core.inference import AnalysisError
 from napari_posekit.core.labels import JournalError, LabelStore
@@ -591,7 +592,7 @@ class RefineWidget(QWidget):
     def __init__(self, napari_viewer):
         super().__init__()
         preload_training_modules()
-        self.viewer = napari_viewer
+        self.viewer = unwrap_viewer(napari_viewer)
         self.worker = None
         self.progress_bar = None
         self.candidates: Candidates | None = None
@@ -600,8 +601,8 @@ class RefineWidget(QWidget):
         self.comparison: dict[str, dict[str, float]] = {}
         self.corrected: set[str] = set()  # images saved from machine labels by this widget
         self.predictions_layer: Points | None = None
-        self._cache: dict[int, Predictions] = {}  # id(video layer) -> predictions made here
-        self._stale: dict[int, tuple] = {}  # id(predictions layer) -> its data when a newer model was trained
+        self._cache: dict[object, Predictions] = {}  # video layer's unique_id -> predictions made here
+        self._stale: dict[object, tuple] = {}  # predictions layer's unique_id -> its data when a newer model was trained
         self._job: dict[str, Any] | None = None
         self._last: dict[str, Any] = {}
         self._dirty = False
@@ -795,7 +796,7 @@ class RefineWidget(QWidget):
 
     def _on_removed(self, event) -> None:
         layer = event.value
-        self._cache.pop(id(layer), None)
+        self._cache.pop(layer.unique_id, None)
         if self.session is not None and layer is self.session.layer:
             self._detach()
         if self.predictions_layer is layer:
@@ -1007,12 +1008,12 @@ class RefineWidget(QWidget):
             return predictions.checkpoint is None or _same_file(predictions.checkpoint, checkpoint)
 
         if not fresh:
-            cached = self._cache.get(id(layer))
+            cached = self._cache.get(layer.unique_id)
             if cached is not None and len(cached.xy) == n_frames and current(cached):
                 task["predictions"] = cached
                 return task
             shown = self.find_predictions_layer(layer)
-            if shown is not None and self._stale.get(id(shown)) != _fingerprint(shown):
+            if shown is not None and self._stale.get(shown.unique_id) != _fingerprint(shown):
                 predictions = predictions_from_layer(shown, n_frames, bodyparts)
                 if current(predictions):
                     task["predictions"] = predictions
@@ -1089,7 +1090,7 @@ class RefineWidget(QWidget):
         if result.layer not in self.viewer.layers:
             return
         if job.get("predictions") is None:  # analysed here: kept for the next search
-            self._cache[id(result.layer)] = result.predictions
+            self._cache[result.layer.unique_id] = result.predictions
         previous = self.candidates
         if previous is not None and previous.layer is result.layer and previous.previous is not None:
             result.previous = previous.previous
@@ -1504,11 +1505,11 @@ class RefineWidget(QWidget):
         for layer in self.viewer.layers:  # predictions shown now were made by the model before
             if isinstance(layer, Points) and layer.metadata.get("posekit_predictions") and layer is not \
                     self.predictions_layer:
-                self._stale[id(layer)] = _fingerprint(layer)
+                self._stale[layer.unique_id] = _fingerprint(layer)
         self._fill_comparison(result, job.get("corrected", set()))
         video = job.get("video")
         if result.predictions is not None and video is not None and video in self.viewer.layers:
-            self._cache[id(video)] = result.predictions
+            self._cache[video.unique_id] = result.predictions
             self._show_predictions(video, result.predictions)
             c = self.candidates
             if c is not None and c.layer is video and result.scores is not None:

@@ -54,6 +54,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_posekit._napari._layers import bodypart_colors
+from napari_posekit._napari._viewer import unwrap_viewer
 from napari_posekit.core.model import PretrainedWeightsError
 from napari_posekit.core.project import ProjectError
 from napari_posekit.core.train import DEFAULT_LR, TrainingMemoryError
@@ -378,7 +379,7 @@ class TrainingWidget(QWidget):
     def __init__(self, napari_viewer):
         super().__init__()
         preload_training_modules()
-        self.viewer = napari_viewer
+        self.viewer = unwrap_viewer(napari_viewer)
         self.worker = None
         self.eval_worker = None
         self.evaluation: Evaluation | None = None

@@ -6,12 +6,21 @@ from pathlib import Path
 
 from qtpy.QtWidgets import QFormLayout, QLabel, QLineEdit, QVBoxLayout, QWidget
 
+from napari_posekit._napari._viewer import unwrap_viewer
 from napari_posekit.core.video import format_time, parse_position
+
+
+def is_video_layer(layer) -> bool:
+    """An image layer opened by the plugin's video reader (its metadata holds the video's description).
+
+    Prediction layers name their video by path under the same key; they are not videos.
+    """
+    return isinstance(getattr(layer, "metadata", {}).get("video"), dict)
 
 
 def video_layers(viewer) -> list:
     """Image layers opened by the plugin's video reader."""
-    return [layer for layer in viewer.layers if "video" in getattr(layer, "metadata", {})]
+    return [layer for layer in viewer.layers if is_video_layer(layer)]
 
 
 class VideoWidget(QWidget):
@@ -19,7 +28,7 @@ class VideoWidget(QWidget):
 
     def __init__(self, napari_viewer):
         super().__init__()
-        self.viewer = napari_viewer
+        self.viewer = unwrap_viewer(napari_viewer)
         self.title = QLabel("No video open")
         self.title.setWordWrap(True)
         self.fields = {key: QLabel("–") for key in ("frames", "fps", "duration", "size", "codec", "keyframes", "position")}
@@ -48,7 +57,7 @@ class VideoWidget(QWidget):
     def layer(self):
         """The active video layer, else the topmost one, else None."""
         active = self.viewer.layers.selection.active
-        if active is not None and "video" in active.metadata:
+        if active is not None and is_video_layer(active):
             return active
         layers = video_layers(self.viewer)
         return layers[-1] if layers else None
