@@ -31,6 +31,16 @@ def require_shared(*parts: str) -> Path:
     return path
 
 
+def drain(gen):
+    """Run a progress generator to its end: ``(yielded items, returned value)``."""
+    items = []
+    try:
+        while True:
+            items.append(next(gen))
+    except StopIteration as done:
+        return items, done.value
+
+
 # --------------------------------------------------------------------------- shared-data gate
 # A test that needs ../shared/data must skip (or, under CI, fail) before any of its
 # fixtures exist: napari's ``make_napari_viewer`` cannot tear down a viewer whose test

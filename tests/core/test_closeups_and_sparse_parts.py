@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import drain
 from napari_posekit.core.codec import HeatmapCodec
 from napari_posekit.core.data import auto_input_scale
 from napari_posekit.core.train import iter_train, likelihood_separation, load_checkpoint, pose_loss
@@ -74,7 +75,7 @@ def test_a_close_up_project_trains_at_the_scale_its_labels_need(tmp_path):
     xy = np.stack([rng.uniform(10, 40, size=(6, 2)), rng.uniform(200, 240, size=(6, 2)),
                    rng.uniform(100, 150, size=(6, 2))], axis=1)
     xy[1::2, 2] = np.nan  # a part labeled in half of the frames
-    _, path = _run(iter_train(
+    _, path = drain(iter_train(
         images, xy, ["a", "b", "c"], backbone="resnet18", pretrained=False, epochs=1, batch_size=3,
         augmentation=False, train_fraction=0.5, device="cpu", checkpoint_dir=tmp_path,
     ))
@@ -86,11 +87,3 @@ def test_a_close_up_project_trains_at_the_scale_its_labels_need(tmp_path):
     assert codec.input_size == (side, side) and side < 224
     assert meta["train_config"]["absent_weight"] == 1.0
 
-
-def _run(gen):
-    progress = []
-    try:
-        while True:
-            progress.append(next(gen))
-    except StopIteration as done:
-        return progress, done.value

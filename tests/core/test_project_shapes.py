@@ -20,8 +20,9 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
+from test_images import write_png16
 
-from conftest import require_shared
+from conftest import drain, require_shared
 from napari_posekit.core.codec import HeatmapCodec
 from napari_posekit.core.data import load_image, load_project_labels
 from napari_posekit.core.images import read_rgb
@@ -38,7 +39,6 @@ from napari_posekit.core.project import (
 from napari_posekit.core.refine import load_refinement, machinelabels_path, save_refinement, write_machinelabels
 from napari_posekit.core.train import evaluate, predict_images
 from napari_posekit.core.workflow import MODELS_FOLDER, evaluate_project, project_training_data, train_project
-from test_images import write_png16
 
 torch.set_num_threads(2)
 
@@ -409,7 +409,7 @@ def test_predictions_come_back_in_each_images_own_pixels(tmp_path):
 def test_train_and_evaluate_a_mixed_size_mixed_format_project(mixed):
     root, truth = mixed
     scale = 0.25  # small network inputs keep the whole-image evaluation fast
-    _, value = _drain(train_project(root, epochs=1, input_scale=scale, seed=0, **{**FAST, "batch_size": 8}))
+    _, value = drain(train_project(root, epochs=1, input_scale=scale, seed=0, **{**FAST, "batch_size": 8}))
     assert value.is_file()
     ev = evaluate_project(root, pcutoff=0.1)
     per_image = ev.per_image.set_index("image")
@@ -431,14 +431,6 @@ def test_train_and_evaluate_a_mixed_size_mixed_format_project(mixed):
         assert 0.0 <= row["pck@10px"] <= 1.0 and np.isfinite(row["mean_error_px"])
     assert all(f.is_file() for f in ev.files)
 
-
-def _drain(gen):
-    events = []
-    try:
-        while True:
-            events.append(next(gen))
-    except StopIteration as done:
-        return events, done.value
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import drain
 from napari_posekit.core.codec import HeatmapCodec
 from napari_posekit.core.data import Augmentation, LabeledImages, split_block, split_random
 from napari_posekit.core.synthetic import make_behaviour
@@ -29,14 +30,6 @@ IDENTITY = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
 def behaviour():
     return make_behaviour(n_frames=12, height=64, width=64)
 
-
-def _run(gen):
-    progress = []
-    try:
-        while True:
-            progress.append(next(gen))
-    except StopIteration as done:
-        return progress, done.value
 
 
 # --------------------------------------------------------------------------- splits
@@ -159,7 +152,7 @@ def test_iter_train_end_to_end(behaviour, tmp_path):
         batch_size=4, lr=3e-3, train_fraction=0.75, augmentation=False, device="cpu",
     )
     gen = iter_train(behaviour.frames, behaviour.keypoints, epochs=4, checkpoint_dir=tmp_path / "a", **kwargs)
-    progress, path = _run(gen)
+    progress, path = drain(gen)
     steps = [p for p in progress if "event" not in p]
     assert len(steps) == 4 * 3 and steps[-1]["step"] == 12 and steps[-1]["progress"] == 1.0
     assert {"epoch", "step", "progress", "loss", "lr", "elapsed_s", "eta_s"} <= set(steps[0])
@@ -181,7 +174,7 @@ def test_iter_train_end_to_end(behaviour, tmp_path):
     assert {"pck@2", "pck@5", "pck@10"} <= set(result)
 
     # resume continues from epoch 4 up to 6
-    progress2, path2 = _run(
+    progress2, path2 = drain(
         iter_train(behaviour.frames, behaviour.keypoints, epochs=6, checkpoint_dir=tmp_path / "b", resume=path, **kwargs)
     )
     epochs = [p["epoch"] for p in progress2 if "event" not in p]
@@ -200,7 +193,7 @@ def test_frozen_bn_keeps_the_backbones_pretrained_statistics_and_trains_the_rest
         pretrained=False, batch_size=4, train_fraction=0.75, augmentation=False, device="cpu", epochs=2,
         checkpoint_dir=tmp_path / "run", frozen_bn=True, ema_decay=None,
     )
-    _, path = _run(gen)
+    _, path = drain(gen)
     model, _, meta = load_checkpoint(path)
     assert meta["train_config"]["frozen_bn"] is True
     trained, before = model.state_dict(), copy.deepcopy(initial.state_dict())
@@ -216,12 +209,12 @@ def test_frozen_bn_keeps_the_backbones_pretrained_statistics_and_trains_the_rest
     # resuming keeps the checkpoint's setting; random weights default to batch statistics
     common = dict(bodyparts=list(behaviour.bodyparts), backbone="resnet18", pretrained=False, batch_size=4,
                   train_fraction=0.75, augmentation=False, device="cpu", epochs=3, ema_decay=None)
-    _, resumed = _run(iter_train(behaviour.frames, behaviour.keypoints, checkpoint_dir=tmp_path / "resumed",
+    _, resumed = drain(iter_train(behaviour.frames, behaviour.keypoints, checkpoint_dir=tmp_path / "resumed",
                                  resume=path, **common))
     model, _, meta = load_checkpoint(resumed)
     assert meta["train_config"]["frozen_bn"] is True
     assert all(torch.equal(model.state_dict()[k], before[k]) for k in stats)
-    _, fresh = _run(iter_train(behaviour.frames, behaviour.keypoints, checkpoint_dir=tmp_path / "fresh", **common))
+    _, fresh = drain(iter_train(behaviour.frames, behaviour.keypoints, checkpoint_dir=tmp_path / "fresh", **common))
     model, _, meta = load_checkpoint(fresh)
     assert meta["train_config"]["frozen_bn"] is False
     assert any(not torch.equal(model.state_dict()[k], before[k]) for k in stats)
@@ -233,7 +226,7 @@ def test_fine_tuning_starts_from_a_checkpoints_weights_with_a_fresh_schedule(beh
         device="cpu", eval_every=0,
     )
     frames, keypoints, bodyparts = behaviour.frames[:8], behaviour.keypoints[:8], list(behaviour.bodyparts)
-    _, trained = _run(iter_train(frames, keypoints, bodyparts, epochs=2, checkpoint_dir=tmp_path / "a", **kwargs))
+    _, trained = drain(iter_train(frames, keypoints, bodyparts, epochs=2, checkpoint_dir=tmp_path / "a", **kwargs))
 
     def first_step(**options):
         gen = iter_train(frames, keypoints, bodyparts, epochs=5, **{**kwargs, **options})
@@ -281,7 +274,7 @@ def test_checkpoints_serve_the_averaged_weights_and_resume_from_the_raw_ones(beh
         bodyparts=list(behaviour.bodyparts), backbone="resnet18", pretrained=False, head_stride=4,
         batch_size=4, lr=3e-3, augmentation=False, device="cpu", eval_every=0,
     )
-    _, path = _run(iter_train(behaviour.frames, behaviour.keypoints, epochs=2, checkpoint_dir=tmp_path / "a",
+    _, path = drain(iter_train(behaviour.frames, behaviour.keypoints, epochs=2, checkpoint_dir=tmp_path / "a",
                               ema_decay=0.5, **kwargs))
     state = torch.load(path, map_location="cpu", weights_only=False)
     name = "head.heatmap.weight" if "head.heatmap.weight" in state["state_dict"] else next(
@@ -290,10 +283,10 @@ def test_checkpoints_serve_the_averaged_weights_and_resume_from_the_raw_ones(beh
     model = load_checkpoint(path)[0]  # prediction gets the average
     assert torch.equal(model.state_dict()[name], state["state_dict"][name])
     # resuming continues the raw weights and the average
-    _, resumed = _run(iter_train(behaviour.frames, behaviour.keypoints, epochs=3, checkpoint_dir=tmp_path / "b",
+    _, resumed = drain(iter_train(behaviour.frames, behaviour.keypoints, epochs=3, checkpoint_dir=tmp_path / "b",
                                  resume=path, ema_decay=0.5, **kwargs))
     assert load_checkpoint(resumed)[2]["epoch"] == 3
-    _, plain = _run(iter_train(behaviour.frames, behaviour.keypoints, epochs=1, checkpoint_dir=tmp_path / "c",
+    _, plain = drain(iter_train(behaviour.frames, behaviour.keypoints, epochs=1, checkpoint_dir=tmp_path / "c",
                                ema_decay=None, **kwargs))
     assert "train_state_dict" not in torch.load(plain, map_location="cpu", weights_only=False)
     with pytest.raises(ValueError, match="ema_decay"):
@@ -313,7 +306,7 @@ def test_stopping_saves_a_checkpoint(behaviour, tmp_path):
     load_checkpoint(tmp_path / "close" / "checkpoint.pt")
 
     calls = iter(range(100))
-    progress, path = _run(
+    progress, path = drain(
         iter_train(
             behaviour.frames, behaviour.keypoints, checkpoint_dir=tmp_path / "flag",
             stop=lambda: next(calls) >= 2, **kwargs,
@@ -338,7 +331,7 @@ def test_time_budget_stops_with_a_decayed_schedule_and_a_checkpoint(behaviour, t
             return getattr(time, name)
 
     monkeypatch.setattr(train_module, "time", Clock())
-    progress, path = _run(
+    progress, path = drain(
         iter_train(
             behaviour.frames, behaviour.keypoints, bodyparts=list(behaviour.bodyparts), backbone="resnet18",
             pretrained=False, head_stride=4, batch_size=4, epochs=None, max_minutes=0.1, lr=1e-3,

@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import require_shared
+from conftest import drain, require_shared
 from napari_posekit.cli import main
 from napari_posekit.core.model import UnknownBackboneError
 from napari_posekit.core.project import ProjectError, read_collected, write_collected
@@ -38,14 +38,6 @@ FAST = dict(backbone="resnet18", pretrained=False, batch_size=4, input_size=(64,
 def project(tmp_path):
     return write_sample_project(tmp_path, n_frames=16, height=64, width=96).parent
 
-
-def _run(gen):
-    events = []
-    try:
-        while True:
-            events.append(next(gen))
-    except StopIteration as done:
-        return events, done.value
 
 
 def _collected(project):
@@ -88,7 +80,7 @@ def test_find_swapped_pairs_points_at_the_frame_labeled_the_other_way_round():
 
 
 def test_train_evaluate_and_find_the_latest_model_from_the_project(project):
-    events, checkpoint = _run(train_project(project, epochs=3, **FAST))
+    events, checkpoint = drain(train_project(project, epochs=3, **FAST))
     assert checkpoint == latest_checkpoint(project)
     rel = checkpoint.relative_to(project).as_posix()
     assert re.fullmatch(rf"{MODELS_FOLDER}/iteration-0/sample[A-Z][a-z]{{2}}\d+-trainset95shuffle1/train/checkpoint\.pt", rel)
@@ -115,20 +107,20 @@ def test_train_evaluate_and_find_the_latest_model_from_the_project(project):
 
 
 def test_a_new_run_keeps_the_previous_checkpoint_and_resume_continues(project):
-    _, first = _run(train_project(project, epochs=1, **FAST))
+    _, first = drain(train_project(project, epochs=1, **FAST))
     first_digest = _digest(first)
-    _, second = _run(train_project(project, epochs=1, **FAST))
+    _, second = drain(train_project(project, epochs=1, **FAST))
     kept = sorted(first.parent.glob("checkpoint-*.pt"))
     assert second == first and len(kept) == 1 and _digest(kept[0]) == first_digest
-    events, resumed = _run(train_project(project, epochs=3, resume=True, **FAST))
+    events, resumed = drain(train_project(project, epochs=3, resume=True, **FAST))
     assert [e["epoch"] for e in events if "event" not in e][0] == 2
     assert load_checkpoint(resumed)[2]["epoch"] == 3
 
 
 def test_fine_tuning_from_the_latest_model_is_a_new_run_that_keeps_the_old_checkpoint(project):
-    _, first = _run(train_project(project, epochs=1, eval_every=0, **FAST))
+    _, first = drain(train_project(project, epochs=1, eval_every=0, **FAST))
     first_digest = _digest(first)
-    events, tuned = _run(train_project(project, epochs=1, init_from=True, eval_every=0, **FAST))
+    events, tuned = drain(train_project(project, epochs=1, init_from=True, eval_every=0, **FAST))
     assert tuned == first == latest_checkpoint(project)
     kept = sorted(first.parent.glob("checkpoint-*.pt"))
     assert len(kept) == 1 and _digest(kept[0]) == first_digest  # the model it started from is kept
@@ -154,7 +146,7 @@ def _add_labeled_copies(project, n):
 
 
 def test_splits_are_kept_by_image_name_and_fine_tuning_keeps_the_held_out_images(project):
-    _, first = _run(train_project(project, epochs=1, eval_every=0, train_fraction=0.75, **FAST))
+    _, first = drain(train_project(project, epochs=1, eval_every=0, train_fraction=0.75, **FAST))
     split = load_checkpoint(first)[2]["split"]
     assert len(split["test_images"]) == len(split["test"]) >= 2
     before = evaluate_project(project, first, write=False)
@@ -168,7 +160,7 @@ def test_splits_are_kept_by_image_name_and_fine_tuning_keeps_the_held_out_images
     assert (after_adding.per_image["split"] == "unused").sum() == 3
 
     # fine-tuning holds out the same images; the new ones train
-    _, tuned = _run(train_project(project, epochs=1, init_from=True, eval_every=0, **FAST))
+    _, tuned = drain(train_project(project, epochs=1, init_from=True, eval_every=0, **FAST))
     tuned_split = load_checkpoint(tuned)[2]["split"]
     assert sorted(tuned_split["test_images"]) == sorted(split["test_images"])
     assert added <= set(tuned_split["train_images"])
@@ -184,19 +176,19 @@ def test_project_problems_are_clear_errors_and_write_nothing(project, monkeypatc
     broken.loc[:, broken.columns.get_level_values("bodyparts") == "tailbase"] = np.nan
     write_collected(broken, path.parent)
     with pytest.raises(ProjectError, match="tailbase never labeled"):
-        _run(train_project(project, epochs=1, **FAST))
+        drain(train_project(project, epochs=1, **FAST))
 
     # no labeled frames at all
     write_collected(df * np.nan, path.parent)
     with pytest.raises(ProjectError, match="no labeled frames"):
-        _run(train_project(project, epochs=1, **FAST))
+        drain(train_project(project, epochs=1, **FAST))
 
     # infinite coordinates
     broken = df.copy()
     broken.iloc[2, 0] = np.inf
     write_collected(broken, path.parent)
     with pytest.raises(ProjectError, match="infinite"):
-        _run(train_project(project, epochs=1, **FAST))
+        drain(train_project(project, epochs=1, **FAST))
 
     # images of mixed sizes in one folder train as they are (DeepLabCut's projects have them)
     write_collected(df, path.parent)
@@ -209,12 +201,12 @@ def test_project_problems_are_clear_errors_and_write_nothing(project, monkeypatc
     # a labeled image missing on disk
     image.rename(image.with_suffix(".bak"))
     with pytest.raises(ProjectError, match="missing on disk"):
-        _run(train_project(project, epochs=1, **FAST))
+        drain(train_project(project, epochs=1, **FAST))
     image.with_suffix(".bak").rename(image)
 
     # unknown backbone
     with pytest.raises(UnknownBackboneError, match="resnet19"):
-        _run(train_project(project, epochs=1, **{**FAST, "backbone": "resnet19"}))
+        drain(train_project(project, epochs=1, **{**FAST, "backbone": "resnet19"}))
     assert not models.exists()
 
     # labels outside the image: a warning, and those keypoints are left out
@@ -224,7 +216,7 @@ def test_project_problems_are_clear_errors_and_write_nothing(project, monkeypatc
     data = project_training_data(project)
     assert len(data.warnings) == 1 and "outside the 96x64 image" in data.warnings[0]
     assert np.isnan(data.xy[3, 0]).all() and not np.isnan(data.xy[3, 1]).any()
-    events, checkpoint = _run(train_project(project, epochs=1, **FAST))
+    events, checkpoint = drain(train_project(project, epochs=1, **FAST))
     assert events[0] == {"event": "warning", "message": data.warnings[0]}
     before = _digest(checkpoint)
 
@@ -234,7 +226,7 @@ def test_project_problems_are_clear_errors_and_write_nothing(project, monkeypatc
 
     monkeypatch.setattr("napari_posekit.core.train.pose_loss", out_of_memory)
     with pytest.raises(TrainingMemoryError, match="batch size 4"):
-        _run(train_project(project, epochs=1, **FAST))
+        drain(train_project(project, epochs=1, **FAST))
     assert _digest(checkpoint) == before and not list(checkpoint.parent.glob("checkpoint-*.pt"))
 
 
@@ -263,7 +255,7 @@ def test_cli_train_and_evaluate(project, capsys):
 
 def test_default_pretrained_backbone_trains_with_augmentation(project):
     """The default path: packaged ImageNet EfficientNet-Lite0, augmentation on, flips with symmetric pairs."""
-    events, checkpoint = _run(
+    events, checkpoint = drain(
         train_project(project, epochs=1, batch_size=4, input_size=(64, 64), device="cpu", eval_every=1)
     )
     model, _, meta = load_checkpoint(checkpoint)

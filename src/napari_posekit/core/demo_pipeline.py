@@ -49,6 +49,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from .project import ensure_writable_folder
+
 __all__ = [
     "DemoError",
     "DemoOptions",
@@ -141,10 +143,7 @@ def check_output_dir(output_dir: str | os.PathLike) -> Path:
         if parent.exists():
             break
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".posekit-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        ensure_writable_folder(out)
     except OSError as err:
         raise DemoError(f"cannot write to {out}: {_reason(err)}; choose another --output-dir") from err
     if not (out / MARKER).is_file():

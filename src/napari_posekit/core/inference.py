@@ -470,11 +470,10 @@ def output_paths(video: str | os.PathLike, scorer: str, output_dir: str | os.Pat
 
 
 def _check_writable(folder: Path) -> None:
+    from .project import ensure_writable_folder
+
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".posekit-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        ensure_writable_folder(folder)
     except OSError as exc:
         raise AnalysisError(f"cannot write the predictions to {folder}: {exc.strerror or exc}") from exc
 

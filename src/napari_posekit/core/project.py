@@ -69,6 +69,7 @@ __all__ = [
     "arrays_to_collected",
     "atomic_write_bytes",
     "atomic_write_text",
+    "ensure_writable_folder",
     "check_bodyparts",
     "check_image_sizes",
     "check_labels",
@@ -215,6 +216,20 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
     """Write ``text`` to ``path`` atomically; newlines are written as given."""
     return atomic_write_bytes(path, text.encode(encoding))
+
+
+def ensure_writable_folder(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` if needed and check that a file can be written in it (OSError otherwise).
+
+    Long jobs call this before they start, so that an output folder they
+    cannot use is reported before any work is done.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    probe = folder / f".posekit-write-test-{os.getpid()}"
+    probe.write_bytes(b"")
+    probe.unlink()
+    return folder
 
 
 # --------------------------------------------------------------------------------------
