@@ -2,26 +2,40 @@
 
 from __future__ import annotations
 
-import colorsys
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
 
-def bodypart_colors(bodyparts: Sequence[str]) -> dict[str, tuple[float, float, float, float]]:
-    """One distinct RGBA colour per body part (hues around the wheel, like DLC's rainbow)."""
-    n = max(len(bodyparts), 1)
-    return {bp: (*colorsys.hsv_to_rgb(0.83 * k / max(n - 1, 1), 0.9, 1.0), 1.0) for k, bp in enumerate(bodyparts)}
+def bodypart_colors(
+    bodyparts: Sequence[str], colormap: str = "rainbow"
+) -> dict[str, tuple[float, float, float, float]]:
+    """One RGBA colour per body part, the same as labeled videos draw it.
+
+    The colours come from :func:`napari_posekit.core.labeled_video.bodypart_colors`
+    (DeepLabCut's default ``rainbow``, or ``hsv``), so a body part looks the same
+    in labels, predictions and exported videos.
+    """
+    from napari_posekit.core.labeled_video import bodypart_colors as palette
+
+    rgb = np.asarray(palette(len(bodyparts), colormap), dtype=float) / 255.0
+    return {bp: (*(float(v) for v in rgb[k]), 1.0) for k, bp in enumerate(bodyparts)}
 
 
 def colormap_colors(name: str, bodyparts: Sequence[str]) -> dict[str, tuple[float, float, float, float]]:
-    """Body-part colours sampled evenly from a napari colormap (DeepLabCut's ``colormap`` key).
+    """Body-part colours for a config's ``colormap`` (DeepLabCut's key).
 
-    Falls back to :func:`bodypart_colors` for names napari does not know (e.g. ``rainbow``).
+    ``rainbow`` and ``hsv`` are the labeled videos' palettes (:func:`bodypart_colors`);
+    other names are sampled evenly from the napari colormap of that name, and
+    names napari does not know fall back to ``rainbow``.
     """
     from napari.utils.colormaps import ensure_colormap
 
+    from napari_posekit.core.labeled_video import COLORMAPS
+
+    if name in COLORMAPS:
+        return bodypart_colors(bodyparts, name)
     try:
         cmap = ensure_colormap(name)
     except (KeyError, ValueError, TypeError):
