@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ._llvm import keep_triton_away_from_loaded_llvm
 from .codec import HeatmapCodec
 from .images import read_rgb, to_rgb_uint8
 
@@ -224,6 +225,7 @@ class Augmentation:
 
 
 def _photometric(image: torch.Tensor, aug: Augmentation, rng: np.random.Generator) -> torch.Tensor:
+    keep_triton_away_from_loaded_llvm()
     from torchvision.transforms.v2 import functional as TF
 
     if aug.brightness > 0:
@@ -354,6 +356,7 @@ class LabeledImages(torch.utils.data.Dataset):
         return {"centre": centre + jitter, "scale": scale, "angle": angle, "flip": flip}
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        keep_triton_away_from_loaded_llvm()
         from torchvision import tv_tensors
         from torchvision.transforms.v2 import InterpolationMode
         from torchvision.transforms.v2 import functional as TF

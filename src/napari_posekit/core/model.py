@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._llvm import keep_triton_away_from_loaded_llvm
+
 __all__ = [
     "PoseModel",
     "PoseOutput",
@@ -45,6 +47,14 @@ __all__ = [
 ]
 
 HUB_PROBE_TIMEOUT_S = 3.0
+
+
+def _timm():
+    """timm, imported once another LLVM in the process cannot crash it (see :mod:`._llvm`)."""
+    keep_triton_away_from_loaded_llvm()
+    import timm
+
+    return timm
 
 
 class PretrainedWeightsError(RuntimeError):
@@ -86,7 +96,7 @@ def load_imagenet_weights(timm_model: nn.Module) -> nn.Module:
     timm's ``efficientnet_lite0`` state dict without ``num_batches_tracked``
     counters; every shape is checked.  Returns ``timm_model``.
     """
-    import timm
+    timm = _timm()
 
     source = _efficientnet_lite0_state_dict()
     reference = timm.create_model("efficientnet_lite0", pretrained=False)
@@ -123,7 +133,7 @@ def load_imagenet_weights(timm_model: nn.Module) -> nn.Module:
 
 
 def _check_model_name(name: str) -> None:
-    import timm
+    timm = _timm()
 
     arch = name.split(".", 1)[0]
     if not timm.is_model(arch):
@@ -147,7 +157,7 @@ def _host_reachable(url: str, timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
 
 def _cached_timm_weights(name: str) -> str | None:
     """Path of timm's pretrained weights for ``name`` in the local caches, if any."""
-    import timm
+    timm = _timm()
 
     cfg = timm.models.get_pretrained_cfg(name)
     if cfg is None:
@@ -173,7 +183,7 @@ def _cached_timm_weights(name: str) -> str | None:
 
 
 def _weights_source_url(name: str) -> str | None:
-    import timm
+    timm = _timm()
 
     cfg = timm.models.get_pretrained_cfg(name)
     if cfg is None:
@@ -193,7 +203,7 @@ def create_backbone(
     out_indices: tuple[int, ...] | None = (-1,),
 ) -> nn.Module:
     """A timm ``features_only`` backbone with weights as described in the module docstring."""
-    import timm
+    timm = _timm()
 
     _check_model_name(name)
     kwargs: dict[str, Any] = {"features_only": True}
@@ -290,7 +300,7 @@ class PoseModel(nn.Module):
             raise ValueError(f"n_keypoints must be at least 1, got {n_keypoints}")
         if head not in ("fpn", "deconv"):
             raise ValueError(f"head must be 'fpn' or 'deconv', got {head!r}")
-        import timm
+        timm = _timm()
 
         self.backbone_name = backbone
         self.n_keypoints = int(n_keypoints)
