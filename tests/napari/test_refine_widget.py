@@ -32,7 +32,6 @@ from napari_posekit.core.workflow import evaluate_project, latest_checkpoint, tr
 
 N_FRAMES, HEIGHT, WIDTH = 40, 64, 96
 TIMEOUT = 120_000
-SCREENSHOT = "/tmp/refine_widget.png"
 
 
 @pytest.fixture(autouse=True)
@@ -145,7 +144,7 @@ def test_find_correct_save_retrain_loop(make_napari_viewer, qtbot, tmp_path, mon
     widget.jump_to_frame(accepted[1])  # an accepted frame shows in the refine layer
     assert viewer.dims.current_step[0] == index[accepted[1]]
     qtbot.wait(50)
-    viewer.screenshot(path=SCREENSHOT, canvas_only=False)
+    viewer.screenshot(path=str(tmp_path / "refine_widget.png"), canvas_only=False)
 
     # the person deletes an invisible point and drags the wrong ones to where they belong
     hidden = (accepted[0], "tailbase")

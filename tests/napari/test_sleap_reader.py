@@ -9,8 +9,6 @@ from conftest import require_shared
 from napari_posekit._napari._layers import bodypart_colors
 from napari_posekit._napari._sleap_reader import napari_get_reader
 
-SCREENSHOT = "/tmp/sleap_reader.png"
-
 
 def read_layers(path):
     reader = napari_get_reader(str(path))
@@ -103,7 +101,7 @@ def test_labels_without_their_video(tmp_path):
     assert list(pkw["features"]["individual"]) == ["instance_0", "instance_0"]
 
 
-def test_fly_clip_in_the_viewer(make_napari_viewer, fly_layers):
+def test_fly_clip_in_the_viewer(make_napari_viewer, fly_layers, tmp_path):
     from qtpy.QtWidgets import QApplication
 
     viewer = make_napari_viewer(show=True)
@@ -124,7 +122,7 @@ def test_fly_clip_in_the_viewer(make_napari_viewer, fly_layers):
     camera.zoom = 3.0
     for _ in range(5):
         QApplication.processEvents()
-    shot = viewer.screenshot(path=SCREENSHOT, canvas_only=True, flash=False)
+    shot = viewer.screenshot(path=str(tmp_path / "sleap_reader.png"), canvas_only=True, flash=False)
     rgb = shot[..., :3].astype(int)
     assert rgb.max() > 200  # the video and the labels are drawn, not a black canvas
     # the female's skeleton is white, the male's yellow: both are on screen
