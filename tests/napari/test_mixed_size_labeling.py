@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import shutil
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import dask.array as da
 import numpy as np
 import pandas as pd
 import pytest
-from napari.utils._proxies import ReadOnlyWrapper
-from napari.utils.interactions import mouse_press_callbacks, mouse_release_callbacks
+from mouse import click
 from PIL import Image
 
 from conftest import require_shared
@@ -30,23 +28,6 @@ SCORER = "me"
 CANVAS = (90, 120)  # (height, width): the tallest image is not the widest one
 OPENFIELD = "dlc_openfield-Pranav-2018-10-30"
 
-
-@dataclass
-class MouseEvent:
-    type: str
-    is_dragging: bool = False
-    modifiers: list = field(default_factory=list)
-    position: tuple = (0, 0, 0)
-    pos: np.ndarray = field(default_factory=lambda: np.zeros(2))
-    view_direction: list | None = None
-    up_direction: list | None = None
-    dims_displayed: list = field(default_factory=lambda: [1, 2])
-
-
-def click(layer, frame, x, y):
-    """A left click at (x, y) on ``frame``, as napari delivers it to the layer."""
-    for kind, callbacks in (("mouse_press", mouse_press_callbacks), ("mouse_release", mouse_release_callbacks)):
-        callbacks(layer, ReadOnlyWrapper(MouseEvent(type=kind, position=(frame, y, x)), exceptions=("handled",)))
 
 
 def _pattern(h: int, w: int, seed: int) -> np.ndarray:
