@@ -84,19 +84,14 @@ def keypoints_layer_data(
 def outside_image(xy: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     """``(n_images, n_bodyparts)`` bool: placed labels that lie outside their own image.
 
-    ``xy`` is ``(n_images, n_bodyparts, 2)`` ``(x, y)`` (NaN = not placed) and
-    ``sizes`` ``(n_images, 2)`` ``(width, height)`` of each image. The centre of
-    pixel ``(row r, column c)`` is at ``(x=c, y=r)``, so napari draws an image
-    ``w`` pixels wide over ``-0.5 <= x <= w - 0.5``; the core's label check
-    (:func:`~napari_posekit.core.project.check_labels`) wants ``0 <= x <= w``.
-    A label counts as inside only when both agree (``0 <= x <= w - 0.5``), so a
-    label kept here is never dropped from training and is always drawn on its image.
+    napari draws an image ``w`` pixels wide over ``-0.5 <= x <= w - 0.5``; the
+    training data wants ``0 <= x <= w``.  A label counts as inside only when both
+    agree (``0 <= x <= w - 0.5``), so a label kept here is never dropped from
+    training and is always drawn on its image.
     """
-    xy = np.asarray(xy, dtype=float)
-    sizes = np.asarray(sizes, dtype=float).reshape(-1, 1, 2)
-    with np.errstate(invalid="ignore"):
-        inside = ((xy >= 0) & (xy <= sizes - 0.5)).all(axis=2)
-    return ~np.isnan(xy).any(axis=2) & ~inside
+    from napari_posekit.core.images import outside_image as outside
+
+    return outside(xy, sizes, edge=0.5)
 
 
 def points_kwargs(name: str, features: pd.DataFrame, face: np.ndarray, size: float, metadata: dict) -> dict:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["image_size", "read_rgb", "to_rgb_uint8"]
+__all__ = ["image_size", "outside_image", "read_rgb", "to_rgb_uint8"]
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -128,3 +128,19 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
     except UnidentifiedImageError as err:
         raise OSError(f"not an image file Pillow can read ({path.suffix or 'no extension'})") from err
     return to_rgb_uint8(array)
+
+
+def outside_image(xy: np.ndarray, sizes: np.ndarray, edge: float = 0.0) -> np.ndarray:
+    """``(n_images, n_bodyparts)`` bool: placed labels that lie outside their own image.
+
+    ``xy`` is ``(n_images, n_bodyparts, 2)`` ``(x, y)`` (NaN = not placed) and
+    ``sizes`` ``(n_images, 2)`` ``(width, height)`` of each image.  Inside means
+    ``0 <= x <= width - edge`` and ``0 <= y <= height - edge``: ``edge=0`` is the
+    training data's rule; the centre of pixel ``(row r, column c)`` is at
+    ``(x=c, y=r)``, so ``edge=0.5`` keeps a label on the pixels napari draws.
+    """
+    xy = np.asarray(xy, dtype=float)
+    sizes = np.asarray(sizes, dtype=float).reshape(-1, 1, 2)
+    with np.errstate(invalid="ignore"):
+        inside = ((xy >= 0) & (xy <= sizes - float(edge))).all(axis=2)
+    return ~np.isnan(xy).any(axis=2) & ~inside

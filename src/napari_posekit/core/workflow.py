@@ -181,21 +181,19 @@ def _drop_labels_outside(
     Each image is measured on its own (header only): frames of one folder may
     differ in size (the same video cropped differently, two cameras).
     """
+    from .images import outside_image
+
     xy = xy.copy()
+    labeled = ~np.isnan(xy).any(axis=-1)
+    sizes = np.array([_image_size_or_error(im) if labeled[i].any() else (np.inf, np.inf)
+                      for i, im in enumerate(images)], dtype=float).reshape(-1, 2)
     notes: list[str] = []
-    for i, image in enumerate(images):
-        labeled = np.flatnonzero(~np.isnan(xy[i]).any(axis=-1))
-        if labeled.size == 0:
-            continue
-        w, h = _image_size_or_error(image)
-        for k in labeled:
-            x, y = xy[i, k]
-            if not (0 <= x <= w and 0 <= y <= h):
-                name = image.relative_to(root).as_posix() if image.is_relative_to(root) else str(image)
-                notes.append(
-                    f"{name}: {bodyparts[k]} at ({x:.1f}, {y:.1f}) is outside the {w}x{h} image; left out of training"
-                )
-                xy[i, k] = np.nan
+    for i, k in np.argwhere(outside_image(xy, sizes)):
+        image = images[i]
+        name = image.relative_to(root).as_posix() if image.is_relative_to(root) else str(image)
+        (x, y), (w, h) = xy[i, k], sizes[i].astype(int)
+        notes.append(f"{name}: {bodyparts[k]} at ({x:.1f}, {y:.1f}) is outside the {w}x{h} image; left out of training")
+        xy[i, k] = np.nan
     return xy, notes
 
 
