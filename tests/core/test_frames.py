@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,9 @@ from napari_posekit.core.frames import (
     _kmeans,
     extract_frames,
     frame_image_name,
+    frame_of_image,
     frame_range,
+    iter_extract_frames,
     iter_select_kmeans,
     select_kmeans,
     select_uniform,
@@ -121,6 +124,16 @@ def test_image_names_follow_deeplabcut():
     assert frame_image_name(np.int64(3), np.int64(1000)) == "img003.png"
 
 
+def test_frame_numbers_read_back_from_image_names():
+    for n, i in [(1, 0), (11, 5), (2330, 42), (100_000, 99_999)]:
+        assert frame_of_image(frame_image_name(i, n)) == i
+    assert frame_of_image("labeled-data/mouse/img042.png") == 42
+    assert frame_of_image("labeled-data\\mouse\\img0042.jpg") == 42  # a key written on Windows
+    assert frame_of_image(Path("labeled-data") / "mouse" / "img7.PNG") == 7
+    for name in ("image042.png", "img.png", "img42", "img42.png.partial", "labeled-data/img42/notes.txt", ""):
+        assert frame_of_image(name) is None, name
+
+
 def test_image_name_errors():
     with pytest.raises(ValueError, match="outside a video of 10 frames"):
         frame_image_name(10, 10)
@@ -218,6 +231,26 @@ def test_extracted_pngs_are_bit_identical_and_named_like_deeplabcut(clip, tmp_pa
             with Image.open(path) as image:
                 assert image.format == "PNG" and image.mode == "RGB"
                 np.testing.assert_array_equal(np.asarray(image), reader.get(i))
+
+
+def test_extraction_as_a_generator_reports_each_frame(clip, tmp_path):
+    work = iter_extract_frames(clip, [30, 10, 20, 10], tmp_path / "labeled-data")
+    folder = tmp_path / "labeled-data" / "mouse_session"
+    assert not folder.exists()  # nothing happens before the first step
+    fractions = []
+    while True:
+        try:
+            fractions.append(next(work))
+        except StopIteration as finished:
+            result = finished.value
+            break
+    assert fractions == pytest.approx([1 / 3, 2 / 3, 1.0])
+    assert isinstance(result, ExtractedFrames) and result.frames == [10, 20, 30] and len(result.written) == 3
+
+    stopped = iter_extract_frames(clip, [40, 50, 60], tmp_path / "labeled-data")
+    assert next(stopped) == pytest.approx(1 / 3)
+    stopped.close()  # stopping keeps what was written and writes nothing more
+    assert sorted(p.name for p in folder.iterdir()) == ["img010.png", "img020.png", "img030.png", "img040.png"]
 
 
 def test_existing_pngs_are_never_overwritten(clip, tmp_path):

@@ -28,7 +28,7 @@ from qtpy.QtWidgets import (
 
 from napari_posekit._napari._video_widget import video_layers
 from napari_posekit._napari._viewer import unwrap_viewer
-from napari_posekit.core.frames import extract_frames, iter_select_kmeans, select_uniform
+from napari_posekit.core.frames import iter_extract_frames, iter_select_kmeans, select_uniform
 
 
 def _select_and_extract(video: str, method: str, k: int, labeled_data: Path, frames: list[int] | None,
@@ -41,7 +41,7 @@ def _select_and_extract(video: str, method: str, k: int, labeled_data: Path, fra
             from napari_posekit.core.video import read_metadata
 
             frames = select_uniform(read_metadata(video).n_frames, k, start=start, stop=stop)
-    return extract_frames(video, frames, labeled_data)
+    return (yield from iter_extract_frames(video, frames, labeled_data))
 
 
 class FramesWidget(QWidget):

@@ -12,8 +12,10 @@ This module does the same, napari-free:
   :func:`iter_select_kmeans` is the same as a generator that reports progress.
 * :func:`frame_image_name` is DeepLabCut's image name for a frame
   (``img0042.png``).
+* :func:`frame_of_image` reads the frame number back from such a name.
 * :func:`extract_frames` writes the frames as lossless RGB PNGs, atomically,
   and never replaces an image that is already there (it may carry labels).
+  :func:`iter_extract_frames` is the same as a generator that reports progress.
 
 Frame ranges follow DeepLabCut: the part of the video from ``start`` to
 ``stop`` is frames ``floor(n * start)`` up to (not including)
@@ -25,6 +27,7 @@ from __future__ import annotations
 import math
 import operator
 import os
+import re
 import tempfile
 import warnings
 from collections.abc import Callable, Generator, Iterable
@@ -34,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from ._generators import drive
+from .clustering import _kmeans, _Thumbnailer
 from .video import FrameDecodeError, VideoReader
 
 __all__ = [
@@ -41,7 +45,9 @@ __all__ = [
     "ExtractedFrames",
     "extract_frames",
     "frame_image_name",
+    "frame_of_image",
     "frame_range",
+    "iter_extract_frames",
     "iter_select_kmeans",
     "select_kmeans",
     "select_uniform",
@@ -125,108 +131,6 @@ def select_uniform(n_frames: int, k: int, start: float = 0.0, stop: float = 1.0)
 
 
 # -- k-means -------------------------------------------------------------------
-def _thumbnail_shape(height: int, width: int, resize_width: int) -> tuple[int, int]:
-    """DeepLabCut's thumbnail size: ``resize_width`` wide (at most the video's), aspect kept."""
-    w = min(resize_width, width)
-    h = max(1, round(height * w / width))
-    return h, w
-
-
-def _bin_edges(size: int, bins: int) -> np.ndarray:
-    return (np.arange(bins) * size) // bins
-
-
-class _Thumbnailer:
-    """Turns ``(H, W, 3)`` frames into small grayscale images by area averaging.
-
-    The frame is cut into ``h x w`` cells of nearly equal size and each
-    thumbnail pixel is the mean over its cell and the three colour channels,
-    which avoids the aliasing of nearest-neighbour downsampling. For speed the
-    mean is taken over a regular grid of pixels, about ``_CELL_SAMPLES`` per
-    cell along each axis, rather than over every pixel.
-    """
-
-    _CELL_SAMPLES = 6
-
-    def __init__(self, height: int, width: int, resize_width: int):
-        self.shape = _thumbnail_shape(height, width, resize_width)
-        h, w = self.shape
-        self._stride = max(1, min(height // h, width // w) // self._CELL_SAMPLES)
-        sub_h, sub_w = -(-height // self._stride), -(-width // self._stride)
-        self._rows = _bin_edges(sub_h, h)
-        self._cols = _bin_edges(sub_w, w)
-        row_sizes = np.diff(np.append(self._rows, sub_h))
-        col_sizes = np.diff(np.append(self._cols, sub_w))
-        self._scale = 1.0 / (3.0 * np.outer(row_sizes, col_sizes))
-
-    def __call__(self, frame: np.ndarray) -> np.ndarray:
-        """The flattened ``h * w`` thumbnail of one frame, float64 in 0..255."""
-        grid = frame[:: self._stride, :: self._stride].astype(np.uint32)
-        rows = np.add.reduceat(grid, self._rows, axis=0)
-        cells = np.add.reduceat(rows, self._cols, axis=1).sum(axis=2)
-        return (cells * self._scale).ravel()
-
-
-def _kmeans_plus_plus(data: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """k-means++ seeding: indices of ``k`` distinct samples used as initial centres."""
-    n = len(data)
-    chosen = [int(rng.integers(n))]
-    d2 = ((data - data[chosen[0]]) ** 2).sum(axis=1)
-    for _ in range(1, k):
-        total = float(d2.sum())
-        if total > 0:
-            p = int(np.searchsorted(np.cumsum(d2), rng.random() * total, side="right"))
-            p = min(p, n - 1)
-        else:  # every remaining sample equals a chosen one
-            p = int(rng.choice(np.setdiff1d(np.arange(n), chosen)))
-        chosen.append(p)
-        np.minimum(d2, ((data - data[p]) ** 2).sum(axis=1), out=d2)
-    return np.asarray(chosen)
-
-
-def _fill_empty_clusters(labels: np.ndarray, d2: np.ndarray, k: int) -> None:
-    """Give every empty cluster the sample farthest from its centre (in place).
-
-    Only samples whose cluster has other members move, so no cluster is left
-    empty; with at least ``k`` samples every cluster ends up non-empty.
-    """
-    counts = np.bincount(labels, minlength=k)
-    empty = np.flatnonzero(counts == 0)
-    if len(empty) == 0:
-        return
-    own = d2[np.arange(len(labels)), labels]
-    for j in empty:
-        movable = counts[labels] > 1
-        p = int(np.argmax(np.where(movable, own, -1.0)))
-        counts[labels[p]] -= 1
-        labels[p] = j
-        counts[j] = 1
-
-
-def _kmeans(data: np.ndarray, k: int, rng: np.random.Generator, max_iter: int = 100) -> tuple[np.ndarray, np.ndarray]:
-    """Lloyd's k-means with k-means++ seeding; every one of the ``k`` clusters is non-empty.
-
-    Returns ``(labels, centres)``: the cluster of each sample and the cluster
-    means. Needs ``len(data) >= k``.
-    """
-    mean = data.mean(axis=0)
-    data = data - mean  # centring keeps the distance expansion below accurate
-    sq = (data**2).sum(axis=1)
-    centres = data[_kmeans_plus_plus(data, k, rng)]
-    labels = None
-    for _ in range(max_iter):
-        d2 = sq[:, None] - 2.0 * (data @ centres.T) + (centres**2).sum(axis=1)[None, :]
-        new = d2.argmin(axis=1)
-        _fill_empty_clusters(new, d2, k)
-        if labels is not None and np.array_equal(new, labels):
-            break
-        labels = new
-        onehot = np.zeros((k, len(data)))
-        onehot[labels, np.arange(len(data))] = 1.0
-        centres = (onehot @ data) / onehot.sum(axis=1, keepdims=True)
-    return labels, centres + mean
-
-
 def iter_select_kmeans(
     video_path: str | os.PathLike,
     k: int,
@@ -386,6 +290,19 @@ def frame_image_name(index: int, n_frames: int) -> str:
     return f"img{str(index).zfill(len(str(n_frames - 1)))}.png"
 
 
+_IMAGE_NAME = re.compile(r"img(\d+)\.[A-Za-z]+")
+
+
+def frame_of_image(name: str | os.PathLike) -> int | None:
+    """The video frame an image name stands for (``labeled-data/v/img042.png`` -> 42), or None.
+
+    The inverse of :func:`frame_image_name`: any path or CollectedData key
+    whose last part is ``img<digits>.<extension>``, whatever the separator.
+    """
+    match = _IMAGE_NAME.fullmatch(str(name).replace("\\", "/").rsplit("/", 1)[-1])
+    return int(match.group(1)) if match else None
+
+
 @dataclass(frozen=True)
 class ExtractedFrames:
     """What :func:`extract_frames` did.
@@ -436,26 +353,17 @@ def _write_png_exclusive(image: np.ndarray, path: Path) -> bool:
         tmp.unlink(missing_ok=True)
 
 
-def extract_frames(
+def iter_extract_frames(
     video_path: str | os.PathLike,
     indices: Iterable[int],
     labeled_data_folder: str | os.PathLike,
-    progress: Progress | None = None,
-) -> ExtractedFrames:
-    """Write frames of a video as PNG images for labeling.
+) -> Generator[float, None, ExtractedFrames]:
+    """Generator form of :func:`extract_frames`.
 
-    The images go to ``labeled_data_folder / <video stem>`` (so pass a
-    project's ``labeled-data`` folder), named by :func:`frame_image_name`.
-    They are lossless 8-bit RGB PNGs, pixel-identical to
-    ``VideoReader(video_path).get(i)``. Each image appears atomically (a
-    temporary file renamed into place), and an image that already exists is
-    never overwritten: it is skipped and listed in ``skipped``.
-
-    ``indices`` may come in any order and repeat; each frame is written once.
-    ``progress`` is called with the fraction of frames done. Raises
-    ValueError for a frame outside the video, VideoOpenError when the video
-    cannot be opened and FrameDecodeError when a frame cannot be decoded
-    (images written before stay).
+    Yields the fraction of frames done after each frame and returns the
+    :class:`ExtractedFrames`: ``result = yield from iter_extract_frames(...)``.
+    Closing the generator stops the work (images written before stay) and
+    closes the video.
     """
     with VideoReader(video_path, readahead=0, cache_bytes=0, max_decoders=1) as reader:
         n_frames = len(reader)
@@ -475,6 +383,30 @@ def extract_frames(
                 skipped.append(path)
             else:
                 written.append(path)
-            if progress is not None:
-                progress(done / len(frames))
+            yield done / len(frames)
     return ExtractedFrames(folder=folder, frames=frames, paths=paths, written=written, skipped=skipped)
+
+
+def extract_frames(
+    video_path: str | os.PathLike,
+    indices: Iterable[int],
+    labeled_data_folder: str | os.PathLike,
+    progress: Progress | None = None,
+) -> ExtractedFrames:
+    """Write frames of a video as PNG images for labeling.
+
+    The images go to ``labeled_data_folder / <video stem>`` (so pass a
+    project's ``labeled-data`` folder), named by :func:`frame_image_name`.
+    They are lossless 8-bit RGB PNGs, pixel-identical to
+    ``VideoReader(video_path).get(i)``. Each image appears atomically (a
+    temporary file renamed into place), and an image that already exists is
+    never overwritten: it is skipped and listed in ``skipped``.
+
+    ``indices`` may come in any order and repeat; each frame is written once.
+    ``progress`` is called with the fraction of frames done (see
+    :func:`iter_extract_frames`). Raises ValueError for a frame outside the
+    video, VideoOpenError when the video cannot be opened and
+    FrameDecodeError when a frame cannot be decoded (images written before
+    stay).
+    """
+    return drive(iter_extract_frames(video_path, indices, labeled_data_folder), progress)
