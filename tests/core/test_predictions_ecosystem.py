@@ -249,7 +249,8 @@ def test_posekit_reads_movements_dlc_file(tmp_path, movement_dataset, suffix):
 
 @pytest.mark.parametrize("suffix", [".h5", ".csv"])
 def test_napari_reader_opens_movements_dlc_file(tmp_path, movement_dataset, suffix):
-    from napari_posekit._napari._predictions_reader import DEFAULT_PCUTOFF, napari_get_reader
+    from napari_posekit._napari._predictions_reader import napari_get_reader
+    from napari_posekit.core.options import PCUTOFF as DEFAULT_PCUTOFF
 
     ds, xy, likelihood = movement_dataset
     save_poses.to_dlc_file(ds, tmp_path / f"mouseDLC_movement{suffix}")

@@ -12,7 +12,8 @@ from napari.layers import Points, Tracks, Vectors
 
 from napari_posekit._napari import _analysis_widget
 from napari_posekit._napari._analysis_widget import AnalysisWidget, skeleton_data, tracks_data
-from napari_posekit._napari._predictions_reader import napari_get_reader, prediction_colors
+from napari_posekit._napari._predictions_reader import napari_get_reader
+from napari_posekit._napari.layers import prediction_colors
 from napari_posekit.core.filtering import filtered_path
 from napari_posekit.core.inference import output_paths
 from napari_posekit.core.labeled_video import bodypart_colors, labeled_video_path

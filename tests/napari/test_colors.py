@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_posekit._napari._layers import bodypart_colors, colormap_colors
-from napari_posekit._napari._predictions_reader import prediction_colors
+from napari_posekit._napari.layers import bodypart_colors, colormap_colors, prediction_colors
 from napari_posekit.core import labeled_video
 
 PARTS = ["snout", "leftear", "rightear", "tailbase", "tail1", "tail2"]

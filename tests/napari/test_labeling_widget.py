@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from mouse import click
 
-from napari_posekit._napari._labeling import LabelingWidget, layer_to_xy, skeleton_vectors
-from napari_posekit._napari._layers import keypoints_layer_data
+from napari_posekit._napari._labeling import LabelingWidget
+from napari_posekit._napari.layers import keypoints_layer_data, layer_to_xy, skeleton_vectors
 from napari_posekit.core.labels import LabelStore, journal_path
 
 PARTS = ["snout", "leftear", "rightear", "tailbase"]

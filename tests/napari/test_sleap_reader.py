@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import require_shared
-from napari_posekit._napari._layers import bodypart_colors
+from napari_posekit._napari.layers import bodypart_colors
 from napari_posekit._napari._sleap_reader import napari_get_reader
 
 

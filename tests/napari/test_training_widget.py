@@ -15,7 +15,8 @@ from qtpy.QtCore import QTimer
 
 from conftest import require_shared
 from napari_posekit._napari import _training_widget
-from napari_posekit._napari._labeling import LabelingWidget, is_keypoints_layer
+from napari_posekit._napari._labeling import LabelingWidget
+from napari_posekit._napari.layers import is_keypoints_layer
 from napari_posekit._napari._training_widget import TrainingWidget, format_eta, linear_ticks, log_ticks
 from napari_posekit._napari._writer import write_keypoints
 from napari_posekit.core.project import read_collected, read_config, write_collected, write_config

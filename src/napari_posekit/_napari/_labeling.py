@@ -41,52 +41,17 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_posekit._napari._layers import bodypart_colors, outside_image
+from napari_posekit._napari.layers import (
+    bodypart_colors,
+    is_keypoints_layer,
+    layer_to_xy,
+    outside_image,
+    skeleton_vectors,
+)
 from napari_posekit._napari._viewer import unwrap_viewer
 from napari_posekit.core.labels import JournalError, LabelStore
 
 SYNC_ACTIONS = {"added", "removed", "changed"}
-
-
-def is_keypoints_layer(layer) -> bool:
-    """Points layers with body parts that are meant to be edited (not read-only ground truth)."""
-    return isinstance(layer, Points) and "bodyparts" in layer.metadata and not layer.metadata.get("readonly")
-
-
-def layer_to_xy(layer: Points, n_frames: int, bodyparts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """``(n_frames, n_bodyparts, 2)`` labels from a Points layer, and the duplicate points.
-
-    When one body part has several points on a frame, the newest (last) wins
-    and the indices of the others are returned so they can be dropped.
-    """
-    xy = np.full((n_frames, len(bodyparts), 2), np.nan)
-    index = {bp: k for k, bp in enumerate(bodyparts)}
-    duplicates = []
-    seen: dict[tuple[int, int], int] = {}
-    names = layer.features["bodypart"].astype(object).to_numpy() if len(layer.data) else []
-    for row, ((frame, y, x), bp) in enumerate(zip(layer.data[:, -3:], names)):
-        f = int(round(frame))
-        if bp not in index or not 0 <= f < n_frames:
-            duplicates.append(row)  # not a label this widget can keep
-            continue
-        key = (f, index[bp])
-        if key in seen:
-            duplicates.append(seen[key])
-        seen[key] = row
-        xy[f, index[bp]] = (x, y)
-    return xy, np.asarray(sorted(duplicates), dtype=int)
-
-
-def skeleton_vectors(xy: np.ndarray, bodyparts: list[str], skeleton) -> np.ndarray:
-    """Vectors data ``(n, 2, 3)`` (frame, y, x) for every skeleton edge with both ends placed."""
-    pairs = [(bodyparts.index(a), bodyparts.index(b)) for a, b in skeleton if a in bodyparts and b in bodyparts]
-    out = []
-    for a, b in pairs:
-        both = ~np.isnan(xy[:, a]).any(axis=1) & ~np.isnan(xy[:, b]).any(axis=1)
-        for f in np.flatnonzero(both):
-            (xa, ya), (xb, yb) = xy[f, a], xy[f, b]
-            out.append([[f, ya, xa], [0, yb - ya, xb - xa]])
-    return np.asarray(out, dtype=float).reshape(-1, 2, 3)
 
 
 class LabelingWidget(QWidget):
@@ -523,7 +488,7 @@ class LabelingWidget(QWidget):
 
 def keypoints_layer_from_store(store: LabelStore, name: str, metadata: dict | None = None) -> tuple:
     """Layer data tuple for labels in a store (used by readers and tests)."""
-    from napari_posekit._napari._layers import keypoints_layer_data
+    from napari_posekit._napari.layers import keypoints_layer_data
 
     return keypoints_layer_data(
         np.asarray(store.xy), store.bodyparts, name=name,

@@ -16,7 +16,7 @@ import dask.array as da
 import numpy as np
 from dask import delayed
 
-from napari_posekit._napari._layers import colormap_colors, keypoints_layer_data, outside_image
+from napari_posekit._napari.layers import colormap_colors, keypoints_layer_data, outside_image
 from napari_posekit.core.labels import LabelStore, journal_path
 from napari_posekit.core.project import (
     ProjectError,

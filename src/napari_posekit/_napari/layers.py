@@ -1,11 +1,91 @@
-"""Builders of napari layer data from the core's plain arrays."""
+"""Everything about PoseKit's napari layers, in one place.
+
+- :class:`Key` and :class:`LayerMetadata`: the ``layer.metadata`` keys PoseKit
+  writes and reads, defined once.
+- Which layer is what: :func:`is_keypoints_layer`, :func:`is_predictions_layer`.
+- Colours: :func:`bodypart_colors` (the labeled videos' palette, so a body part
+  looks the same in labels, predictions and exported videos),
+  :func:`colormap_colors`, :func:`prediction_colors`.
+- Layer ↔ array: :func:`points_to_arrays` turns Points data back into
+  ``(frames, bodyparts, 2)`` arrays; the builders below go the other way.
+- Builders of layer data tuples: :func:`keypoints_layer_data` (labels),
+  :func:`predictions_layer_data` and :func:`prediction_points` (predictions),
+  :func:`skeleton_vectors` (skeleton edges), :func:`points_kwargs` (what every
+  keypoints layer shares).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final, TypedDict
 
 import numpy as np
 import pandas as pd
+from napari.layers import Points
+
+from napari_posekit.core.options import PCUTOFF
+
+
+class Key:
+    """The ``layer.metadata`` keys PoseKit writes and reads (types in :class:`LayerMetadata`)."""
+
+    BODYPARTS: Final = "bodyparts"
+    COLORS: Final = "colors"
+    SKELETON: Final = "skeleton"
+    SCORER: Final = "scorer"
+    INDIVIDUALS: Final = "individuals"
+    PATH: Final = "path"
+    VIDEO: Final = "video"
+    CONFIG: Final = "config"
+    FOLDER: Final = "folder"
+    IMAGES: Final = "images"
+    IMAGE_SIZES: Final = "image_sizes"
+    INDEX_STYLE: Final = "index_style"
+    KEPT_ROWS: Final = "kept_rows"
+    LABELS_FILE: Final = "labels_file"
+    JOURNAL: Final = "journal"
+    MACHINE_CELLS: Final = "machine_cells"
+    CHECKPOINT: Final = "checkpoint"
+    PCUTOFF: Final = "pcutoff"
+    PREDICTIONS: Final = "posekit_predictions"
+    READONLY: Final = "readonly"
+
+
+class LayerMetadata(TypedDict, total=False):
+    """What PoseKit keeps in ``layer.metadata`` (every key optional)."""
+
+    bodyparts: list[str]  # body part names, in the project's order
+    colors: dict[str, tuple[float, float, float, float]]  # RGBA per body part
+    skeleton: list[list[str]]  # edges as pairs of body part names
+    scorer: str  # DeepLabCut's scorer (labeler, or the model's name for predictions)
+    individuals: list[str]  # multi-animal predictions
+    path: str | None  # the prediction file a layer was read from or saved to
+    video: dict[str, Any]  # the video layer's: path, fps, shape, ...
+    config: str  # a project's config.yaml
+    folder: str  # a labeled-data folder
+    images: list[str]  # image names of the folder, one per frame of the stack
+    image_sizes: list[tuple[int, int]]  # (height, width) of each image
+    index_style: str  # how CollectedData names its rows ("multi" or "string")
+    kept_rows: Any  # CollectedData rows kept verbatim (other folders)
+    labels_file: str  # the CollectedData .h5 of a folder
+    journal: str  # the label journal of a folder
+    machine_cells: list[tuple[str, str]]  # (image, bodypart) cells that a model placed
+    checkpoint: str | None  # the model that made the predictions
+    pcutoff: float  # likelihood below which predictions are hidden
+    posekit_predictions: bool  # a predictions layer (not labels)
+    readonly: bool  # not editable (ground truth, predictions)
+
+
+def is_keypoints_layer(layer) -> bool:
+    """Points layers with body parts that are meant to be edited (not read-only ground truth or predictions)."""
+    meta = getattr(layer, "metadata", None) or {}
+    return isinstance(layer, Points) and Key.BODYPARTS in meta and not meta.get(Key.READONLY)
+
+
+def is_predictions_layer(layer) -> bool:
+    """Points layers that hold a model's predictions (the Analysis widget's, or a prediction file's)."""
+    return isinstance(layer, Points) and bool((getattr(layer, "metadata", None) or {}).get(Key.PREDICTIONS))
 
 
 def bodypart_colors(
@@ -77,7 +157,7 @@ def keypoints_layer_data(
     )
     colors = colors or bodypart_colors(bodyparts)
     face = np.array([colors[bp] for bp in features["bodypart"]]).reshape(-1, 4)
-    metadata = {"bodyparts": list(bodyparts), "colors": colors, **(metadata or {})}
+    metadata = {Key.BODYPARTS: list(bodyparts), Key.COLORS: colors, **(metadata or {})}
     return data.reshape(-1, 3), points_kwargs(name, features, face, size, metadata), "points"
 
 
@@ -106,3 +186,143 @@ def points_kwargs(name: str, features: pd.DataFrame, face: np.ndarray, size: flo
         "size": size,
         "metadata": metadata,
     }
+
+
+# --------------------------------------------------------------------------- layer -> arrays
+def points_to_arrays(
+    data: np.ndarray, features: pd.DataFrame, bodyparts: Sequence[str], n_frames: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Points ``(frame, y, x)`` with a ``bodypart`` feature as ``(n_frames, K, 2)`` ``(x, y)`` arrays.
+
+    Returns ``xy`` (NaN where no point), ``likelihood`` (the ``likelihood``
+    feature, 1 without it; 0 where no point) and the rows that were not used:
+    points of unknown body parts or outside ``0 <= frame < n_frames``, and
+    duplicates (when one body part has several points on a frame, the last
+    one wins).
+    """
+    data = np.asarray(data, dtype=float).reshape(-1, 3) if len(data) else np.zeros((0, 3))
+    xy = np.full((n_frames, len(bodyparts), 2), np.nan)
+    likelihood = np.zeros((n_frames, len(bodyparts)))
+    if not len(data):
+        return xy, likelihood, np.zeros(0, dtype=int)
+    names = features["bodypart"].astype(object).to_numpy()
+    p = features["likelihood"].to_numpy(dtype=float) if "likelihood" in features else np.ones(len(data))
+    index = {bp: k for k, bp in enumerate(bodyparts)}
+    unused, seen = [], {}
+    for row, ((frame, y, x), bp, value) in enumerate(zip(data, names, p)):
+        f, k = int(round(frame)), index.get(bp)
+        if k is None or not 0 <= f < n_frames:
+            unused.append(row)
+            continue
+        if (f, k) in seen:
+            unused.append(seen[f, k])
+        seen[f, k] = row
+        xy[f, k] = (x, y)
+        likelihood[f, k] = value
+    return xy, likelihood, np.asarray(sorted(unused), dtype=int)
+
+
+def layer_to_xy(layer: Points, n_frames: int, bodyparts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``(n_frames, K, 2)`` labels of a keypoints layer, and the rows to drop (see :func:`points_to_arrays`)."""
+    xy, _likelihood, unused = points_to_arrays(layer.data, layer.features, bodyparts, n_frames)
+    return xy, unused
+
+
+def skeleton_vectors(xy: np.ndarray, bodyparts: Sequence[str], skeleton) -> np.ndarray:
+    """Vectors data ``(n, 2, 3)`` (frame, y, x) for every skeleton edge with both ends placed."""
+    bodyparts = list(bodyparts)
+    pairs = [(bodyparts.index(a), bodyparts.index(b)) for a, b in skeleton if a in bodyparts and b in bodyparts]
+    out = []
+    for a, b in pairs:
+        both = ~np.isnan(xy[:, a]).any(axis=1) & ~np.isnan(xy[:, b]).any(axis=1)
+        for f in np.flatnonzero(both):
+            (xa, ya), (xb, yb) = xy[f, a], xy[f, b]
+            out.append([[f, ya, xa], [0, yb - ya, xb - xa]])
+    return np.asarray(out, dtype=float).reshape(-1, 2, 3)
+
+
+# --------------------------------------------------------------------------- predictions
+def prediction_colors(bodyparts: Sequence[str]) -> np.ndarray:
+    """``(K, 4)`` RGBA floats, one per body part: the colours of the labeled videos."""
+    colors = bodypart_colors(list(bodyparts))
+    return np.asarray([colors[bp] for bp in bodyparts], dtype=float).reshape(-1, 4)
+
+
+def marker_size(width: float | None, height: float | None) -> float:
+    """A point size that reads well on a ``width x height`` frame (about DeepLabCut's dot size)."""
+    if not width or not height:
+        return 6.0
+    return float(max(3.0, round(0.015 * max(width, height), 1)))
+
+
+def prediction_points(
+    xy: np.ndarray,
+    likelihood: np.ndarray,
+    keep: np.ndarray,
+    bodyparts: Sequence[str],
+    colors: np.ndarray,
+    *,
+    frames: np.ndarray | None = None,
+    individual_of: Sequence[str] | None = None,
+) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
+    """Points data ``(M, 3)`` (frame, y, x), features and face colours of ``xy[keep]``.
+
+    ``xy`` is ``(N, K, 2)`` ``(x, y)``; ``keep`` ``(N, K)`` selects the points
+    (frame-major order). ``bodyparts`` names the K columns (a name may repeat
+    in multi-animal files, with ``individual_of``); ``colors`` has one row per
+    distinct body part, in order of first appearance. ``frames`` gives each
+    row's frame number (default: the row).
+    """
+    keep = np.asarray(keep, dtype=bool) & np.isfinite(xy).all(axis=2)
+    rows, cols = np.nonzero(keep)
+    frame = rows if frames is None else np.asarray(frames)[rows]
+    data = np.column_stack([frame, xy[rows, cols, 1], xy[rows, cols, 0]]).astype(float).reshape(-1, 3)
+    names = list(dict.fromkeys(bodyparts))
+    code = np.array([names.index(bp) for bp in bodyparts], dtype=int)[cols] if len(bodyparts) else cols
+    p = np.asarray(likelihood, dtype=float)[rows, cols]
+    columns = {"bodypart": pd.Categorical.from_codes(code, categories=names)}
+    if individual_of is not None:
+        individuals = list(dict.fromkeys(individual_of))
+        ind = np.array([individuals.index(i) for i in individual_of], dtype=int)[cols]
+        columns["individual"] = pd.Categorical.from_codes(ind, categories=individuals)
+    columns["likelihood"] = np.nan_to_num(p, nan=0.0)
+    features = pd.DataFrame(columns)
+    face = np.asarray(colors, dtype=float).reshape(-1, 4)[code] if len(code) else np.zeros((0, 4))
+    return data, features, face
+
+
+def predictions_layer_data(predictions, *, pcutoff: float = PCUTOFF, name: str | None = None) -> tuple:
+    """Points layer data tuple for :class:`~napari_posekit.core.predictions.Predictions`.
+
+    Keypoints below ``pcutoff`` are hidden (``shown``), not dropped.
+    """
+    bodyparts = list(dict.fromkeys(predictions.bodyparts))
+    colors = prediction_colors(bodyparts)
+    xy = np.asarray(predictions.xy, dtype=float)
+    likelihood = np.nan_to_num(np.asarray(predictions.likelihood, dtype=float), nan=0.0)
+    data, features, face = prediction_points(
+        xy, likelihood, np.ones(likelihood.shape, bool), predictions.bodyparts, colors,
+        frames=predictions.frames, individual_of=predictions.individual_of,
+    )
+    meta = dict(predictions.metadata or {})
+    width, height = meta.get("width"), meta.get("height")
+    if not (width and height) and len(data):
+        height, width = np.nanmax(data[:, 1]) + 1, np.nanmax(data[:, 2]) + 1
+    path = Path(predictions.path) if predictions.path is not None else None
+    metadata: LayerMetadata = {
+        Key.BODYPARTS: bodyparts,
+        Key.COLORS: {bp: tuple(float(c) for c in colors[k]) for k, bp in enumerate(bodyparts)},
+        Key.INDIVIDUALS: predictions.individuals,
+        Key.SCORER: predictions.scorer,
+        Key.PATH: str(path) if path else None,
+        Key.VIDEO: meta.get("video"),
+        Key.SKELETON: [list(e) for e in meta.get("skeleton") or [] if len(e) == 2],
+        Key.PCUTOFF: float(pcutoff),
+        Key.PREDICTIONS: True,
+        Key.READONLY: True,
+    }
+    kwargs = points_kwargs(
+        name or (path.stem if path else predictions.scorer), features, face, marker_size(width, height), metadata
+    )
+    kwargs["shown"] = features["likelihood"].to_numpy() >= pcutoff
+    return data, kwargs, "points"
