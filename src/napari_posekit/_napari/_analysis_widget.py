@@ -58,13 +58,9 @@ from qtpy.QtWidgets import (
 )
 from superqt import QLabeledDoubleSlider
 
-from napari_posekit._napari._layers import points_kwargs
-from napari_posekit._napari._predictions_reader import (
-    DEFAULT_PCUTOFF,
-    marker_size,
-    prediction_colors,
-    prediction_points,
-)
+from napari_posekit._napari.layers import points_kwargs
+from napari_posekit._napari.layers import marker_size, prediction_colors, prediction_points
+from napari_posekit.core.options import PCUTOFF as DEFAULT_PCUTOFF
 from napari_posekit._napari._training_widget import (
     _error_message,
     _Failed,

@@ -72,9 +72,8 @@ from qtpy.QtWidgets import (
 )
 
 from napari_posekit._napari._analysis_widget import analysable_layers
-from napari_posekit._napari._labeling import layer_to_xy
-from napari_posekit._napari._layers import points_kwargs
-from napari_posekit._napari._predictions_reader import marker_size, prediction_colors, prediction_points
+from napari_posekit._napari.layers import layer_to_xy, points_kwargs
+from napari_posekit._napari.layers import marker_size, prediction_colors, prediction_points
 from napari_posekit._napari._training_widget import (
     _error_message,
     _Failed,

@@ -53,7 +53,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_posekit._napari._layers import bodypart_colors
+from napari_posekit._napari.layers import bodypart_colors
 from napari_posekit._napari._viewer import unwrap_viewer
 from napari_posekit.core.model import PretrainedWeightsError
 from napari_posekit.core.project import ProjectError
