@@ -11,7 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from napari_posekit.core.labels import JournalError, LabelStore, journal_path
+from napari_posekit.core.labels import JournalError, LabelStore, journal_path, pending_journals
 
 IMAGES = [f"labeled-data/v/img{i:03d}.png" for i in range(5)]
 PARTS = ["snout", "leftear", "rightear", "tailbase"]
@@ -105,6 +105,20 @@ def test_journal_replays_unsaved_edits_and_save_clears_it(tmp_path):
     again.mark_saved()
     assert not journal.exists() and again.unsaved_edits == 0
     assert LabelStore.empty(IMAGES, PARTS, journal=journal).recover() == 0
+
+
+def test_pending_journals_lists_the_folders_unsaved_edits(tmp_path):
+    folder = tmp_path / "labeled-data" / "mouse"
+    assert pending_journals(folder) == []  # no folder yet
+    folder.mkdir(parents=True)
+    store = LabelStore.empty(IMAGES, PARTS, journal=journal_path(folder / "CollectedData_me.h5"))
+    assert pending_journals(folder) == []  # nothing edited yet
+    store.set(0, "snout", (1.0, 2.0))
+    journal_path(folder / "CollectedData_you.csv").write_text("")  # an empty journal holds no edits
+    (folder / ".machinelabels-iter0.posekit-journal.jsonl").write_text("{}\n")  # not a journal of human labels
+    assert pending_journals(folder) == [journal_path(folder / "CollectedData_me.h5")]
+    store.mark_saved()
+    assert pending_journals(folder) == []
 
 
 def test_journal_matches_images_by_name(tmp_path):

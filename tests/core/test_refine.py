@@ -11,10 +11,12 @@ import pytest
 from napari_posekit.core.project import ProjectError, arrays_to_collected, read_collected, write_collected
 from napari_posekit.core.refine import (
     MACHINE_CSV,
+    align_xy,
     find_machinelabels,
     load_refinement,
     machinelabels_path,
     read_machinelabels,
+    retrain_options,
     write_machinelabels,
 )
 
@@ -197,3 +199,35 @@ def test_bad_input_is_refused_before_anything_is_written(folder):
     with pytest.raises(ValueError, match="infinite"):
         r.save(xy, accepted=[4])
     assert _digest(folder / "CollectedData_alice.h5") == digest
+
+
+def test_align_xy_lays_out_a_layers_coordinates_for_the_merge(folder):
+    r = load_refinement(folder)
+    # a layer showing two of the images, with its own body-part order, one part the labels lack
+    images = ["img005.png", _key(2)]
+    parts = ["tailbase", "tail_tip", "snout"]
+    layer_xy = np.arange(2 * 3 * 2, dtype=float).reshape(2, 3, 2)
+    rows = align_xy(r, images, parts, layer_xy)
+    assert rows.shape == r.xy.shape
+    expected = r.xy.copy()
+    for i, image in enumerate(images):
+        expected[r.index_of(image), BODYPARTS.index("tailbase")] = layer_xy[i, 0]
+        expected[r.index_of(image), BODYPARTS.index("snout")] = layer_xy[i, 2]
+    assert np.array_equal(rows, expected, equal_nan=True)
+    assert np.array_equal(r.xy, load_refinement(folder).xy, equal_nan=True)  # the refinement is left alone
+    saved = r.save(rows, accepted=["img005.png"])
+    assert saved.added == [_key(5)]
+    merged = load_refinement(folder)
+    assert np.array_equal(merged.human[merged.index_of("img005.png"), BODYPARTS.index("tailbase")], layer_xy[0, 0])
+    with pytest.raises(ValueError, match="xy must have shape"):
+        align_xy(r, images, parts, layer_xy[:1])
+
+
+def test_retrain_options_read_the_model_folder_name(tmp_path):
+    models = tmp_path / "posekit-models" / "iteration-0"
+    assert retrain_options(models / "openfieldOct30-trainset95shuffle1" / "train" / "snapshot.pt") == {"shuffle": 1}
+    assert retrain_options(models / "openfieldOct30-trainset80shuffle3-block" / "best.pt") == {
+        "split": "block",
+        "shuffle": 3,
+    }
+    assert retrain_options(tmp_path / "somewhere" / "model.pt") == {}

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,7 +85,8 @@ from napari_posekit._napari._training_widget import (
 from napari_posekit._napari._viewer import unwrap_viewer
 from napari_posekit.core._generators import relay
 from napari_posekit.core.inference import AnalysisError
-from napari_posekit.core.labels import JournalError, LabelStore
+from napari_posekit.core.frames import frame_of_image
+from napari_posekit.core.labels import JournalError, LabelStore, pending_journals
 from napari_posekit.core.model import PretrainedWeightsError
 from napari_posekit.core.outliers import OUTLIER_METHODS, OutlierError, OutlierScores, outlier_scores
 from napari_posekit.core.project import ProjectError
@@ -105,15 +105,8 @@ MACHINE_BORDER = (1.0, 0.85, 0.0, 1.0)
 HUMAN_BORDER = (0.0, 0.0, 0.0, 1.0)
 MACHINE_SYMBOL = "diamond"
 HUMAN_SYMBOL = "disc"
-_FRAME_NAME = re.compile(r"img(\d+)\.[A-Za-z]+")
 _RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
 _CENTER = Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop
-
-
-def frame_of_image(name: str) -> int | None:
-    """The video frame of a DeepLabCut image name (``labeled-data/v/img042.png`` -> 42), or None."""
-    match = _FRAME_NAME.fullmatch(str(name).replace("\\", "/").rsplit("/", 1)[-1])
-    return int(match.group(1)) if match else None
 
 
 def _project_root(text: str) -> Path | None:
@@ -1255,7 +1248,7 @@ class RefineWidget(QWidget):
                 self._fail("Cannot accept", f"the layer '{layer.name}' shows {folder.name} with "
                                             f"{_pending_edits(layer)} unsaved edits; save it (Labeling widget) first")
                 return None
-        pending = [p for p in folder.glob(".CollectedData_*.posekit-journal.jsonl") if p.stat().st_size]
+        pending = pending_journals(folder)
         if pending:
             self._fail("Cannot accept", f"{folder} has unsaved edits of an earlier session ({pending[0].name}); "
                                         f"open the folder, recover them in the Labeling widget and save first")
@@ -1398,7 +1391,7 @@ class RefineWidget(QWidget):
 
     def save(self):
         """Merge the accepted and edited frames into CollectedData; returns what was written, or None."""
-        from napari_posekit.core.refine import load_refinement, save_refinement
+        from napari_posekit.core.refine import align_xy, load_refinement, save_refinement
 
         s = self.session
         if s is None:
@@ -1412,13 +1405,7 @@ class RefineWidget(QWidget):
         deleted = self.deleted_cells()
         try:
             refinement = load_refinement(s.folder, scorer=s.layer.metadata.get("scorer") or None)
-            rows = refinement.xy.copy()
-            columns = [refinement.bodyparts.index(bp) if bp in refinement.bodyparts else None for bp in s.bodyparts]
-            for i, name in enumerate(s.images):
-                r = refinement.index_of(name)
-                for b, col in enumerate(columns):
-                    if col is not None:
-                        rows[r, col] = xy[i, b]
+            rows = align_xy(refinement, s.images, s.bodyparts, xy)
             result = save_refinement(refinement, rows, accepted=accepted,
                                      deleted=[(name, bp) for name, bp in deleted if bp in refinement.bodyparts])
         except EXPECTED_ERRORS as err:
@@ -1455,6 +1442,8 @@ class RefineWidget(QWidget):
 
         ``overrides`` are further keyword arguments of ``train_project`` (e.g. ``batch_size``, ``device``).
         """
+        from napari_posekit.core.refine import retrain_options
+
         if self.busy:
             return None
         project = self.project_path()
@@ -1473,12 +1462,7 @@ class RefineWidget(QWidget):
         if options["epochs"] is None and options["max_minutes"] is None:
             self._fail("Cannot retrain", "set a number of epochs or a time budget")
             return None
-        folder = checkpoint.parent.parent if checkpoint.parent.name == "train" else checkpoint.parent
-        if folder.name.endswith("-block"):
-            options["split"] = "block"
-        shuffle = re.search(r"shuffle(\d+)", folder.name)
-        if shuffle:
-            options["shuffle"] = int(shuffle.group(1))
+        options.update(retrain_options(checkpoint))
         options.update(overrides)
         video = self.candidates.layer if self.candidates is not None else self.video_layer()
         reanalyse = self.reanalyse_after.isChecked() and video is not None and video in self.viewer.layers

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Edit", "JournalError", "LabelStore", "journal_path"]
+__all__ = ["Edit", "JournalError", "LabelStore", "journal_path", "pending_journals"]
 
 JOURNAL_VERSION = 1
 
@@ -52,10 +52,27 @@ class Edit:
         }
 
 
+JOURNAL_SUFFIX = ".posekit-journal.jsonl"
+
+
 def journal_path(labels_file: str | os.PathLike) -> Path:
     """The journal beside a labels file: ``.<name>.posekit-journal.jsonl``."""
     p = Path(labels_file)
-    return p.with_name(f".{p.stem}.posekit-journal.jsonl")
+    return p.with_name(f".{p.stem}{JOURNAL_SUFFIX}")
+
+
+def pending_journals(folder: str | os.PathLike) -> list[Path]:
+    """The journals of a folder's ``CollectedData_<scorer>`` files that hold unsaved edits, sorted by name.
+
+    A journal with content holds edits made since the labels were last
+    saved (saving empties it); they are recovered by opening the folder for
+    labeling. A folder that does not exist has none.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = folder.glob(f".CollectedData_*{JOURNAL_SUFFIX}")
+    return sorted(p for p in found if p.is_file() and p.stat().st_size)
 
 
 @dataclass

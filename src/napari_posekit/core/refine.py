@@ -34,6 +34,12 @@ back. The rules:
   leaves the accepted rows in both files, where the human rows win, so nothing
   is lost either way.
 
+The machine-label files themselves are :mod:`napari_posekit.core.machinelabels`
+(re-exported here), the merge is :mod:`napari_posekit.core.refine_merge`.
+:func:`align_xy` lays out coordinates kept in another order (a viewer layer's)
+for the merge, and :func:`retrain_options` reads from a model folder's name how
+to fine-tune that model on the merged labels.
+
 Everything here is napari-free.
 """
 
@@ -41,209 +47,30 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from .project import (
-    COLLECTED_KEY,
-    COLUMN_NAMES,
-    IMAGE_EXTENSIONS,
-    ProjectError,
-    _atomic_write_files,
-    _image_keys,
-    collected_path,
-    collected_to_arrays,
-    config_bodyparts,
-    index_style,
-    read_collected,
-    read_config,
-    write_collected,
-)
+from .machinelabels import MACHINE_CSV, find_machinelabels, machinelabels_path, read_machinelabels, write_machinelabels
+from .project import IMAGE_EXTENSIONS, ProjectError, collected_to_arrays, config_bodyparts
+from .refine_files import _norm, _project_config, _read_human, _read_machine
+from .refine_merge import SavedRefinement, save_refinement
 
 __all__ = [
     "MACHINE_CSV",
     "Refinement",
     "SavedRefinement",
+    "align_xy",
     "find_machinelabels",
     "load_refinement",
     "machinelabels_path",
     "read_machinelabels",
+    "retrain_options",
     "save_refinement",
     "write_machinelabels",
 ]
-
-#: DeepLabCut writes the CSV copy of the newest machine labels under this one name.
-MACHINE_CSV = "machinelabels.csv"
-_MACHINE_RE = re.compile(r"machinelabels-iter(\d+)\.h5")
-
-
-# --------------------------------------------------------------------------------------
-# Machine-label files
-# --------------------------------------------------------------------------------------
-
-
-def machinelabels_path(folder: str | os.PathLike, iteration: int = 0) -> Path:
-    """``<folder>/machinelabels-iter<iteration>.h5``, DeepLabCut's name for machine labels."""
-    return Path(folder) / f"machinelabels-iter{int(iteration)}.h5"
-
-
-def find_machinelabels(folder: str | os.PathLike) -> list[Path]:
-    """The ``machinelabels-iter<i>.h5`` files of a folder, oldest iteration first."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    found = []
-    for path in folder.iterdir():
-        match = _MACHINE_RE.fullmatch(path.name)
-        if match and path.is_file():
-            found.append((int(match.group(1)), path))
-    return [path for _, path in sorted(found)]
-
-
-def read_machinelabels(path: str | os.PathLike) -> pd.DataFrame:
-    """One machine-label file: CollectedData-shaped, coords ``x``, ``y`` (and usually ``likelihood``)."""
-    return read_collected(path, likelihood=True)
-
-
-def write_machinelabels(df: pd.DataFrame, path: str | os.PathLike, *, csv: bool = True) -> Path:
-    """Write machine labels atomically as DeepLabCut does.
-
-    The ``.h5`` is ``df.to_hdf(path, key="df_with_missing", mode="w")`` (pandas'
-    fixed format) and, with ``csv``, ``machinelabels.csv`` beside it is the
-    same table as text. Both temporary files are complete before either file
-    is replaced. An empty table removes both files instead.
-    """
-    path = Path(path)
-    csv_file = path.with_name(MACHINE_CSV)
-    if len(df) == 0:
-        for target in (path, csv_file if csv else None):
-            if target is not None:
-                try:
-                    target.unlink(missing_ok=True)
-                except OSError as err:
-                    raise ProjectError(f"cannot remove the empty machine-label file: {err.strerror or err}", target)
-        return path
-
-    def write_h5(tmp: Path) -> None:
-        df.to_hdf(tmp, key=COLLECTED_KEY, mode="w")
-
-    writers = {path: write_h5}
-    if csv:
-        writers[csv_file] = lambda tmp: df.to_csv(tmp)
-    _atomic_write_files(writers)
-    return path
-
-
-# --------------------------------------------------------------------------------------
-# Keys
-# --------------------------------------------------------------------------------------
-
-
-def _norm(key: str) -> str:
-    return str(key).replace("\\", "/")
-
-
-def _keys(df: pd.DataFrame) -> list[str]:
-    return [_norm(k) for k in _image_keys(df.index)]
-
-
-def _index_entry(key: str, like: pd.DataFrame | None, style: str) -> str | tuple[str, ...]:
-    """The index entry for image ``key`` in the style (and path separator) of ``like``."""
-    parts = tuple(_norm(key).split("/"))
-    if style == "multi":
-        return parts
-    sep = "/"
-    if like is not None and len(like) and any("\\" in str(k) for k in like.index):
-        sep = "\\"
-    return sep.join(parts)
-
-
-def _project_config(folder: Path):
-    root = folder.parent.parent
-    if folder.parent.name == "labeled-data" and (root / "config.yaml").is_file():
-        return read_config(root)
-    return None
-
-
-def _human_file(folder: Path, scorer: str | None) -> Path | None:
-    """The CollectedData file of ``folder`` (``.h5`` preferred), or None when there is none yet."""
-    if scorer is not None:
-        for suffix in (".h5", ".csv"):
-            path = collected_path(folder, scorer, suffix)
-            if path.is_file():
-                return path
-        return None
-    found = sorted(folder.glob("CollectedData_*.h5")) or sorted(folder.glob("CollectedData_*.csv"))
-    if len(found) > 1:
-        raise ProjectError(f"several CollectedData files, pass the scorer: {[f.name for f in found]}", folder)
-    return found[0] if found else None
-
-
-def _read_human(folder: Path, scorer: str | None) -> tuple[pd.DataFrame | None, Path | None]:
-    path = _human_file(folder, scorer)
-    if path is None:
-        return None, None
-    df = read_collected(path)
-    if df.columns.nlevels != 3:
-        raise ProjectError("refinement handles single-animal labels (scorer/bodyparts/coords)", path)
-    return df, path
-
-
-def _read_machine(folder: Path) -> tuple[list[tuple[Path, pd.DataFrame]], dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """Every machine-label file and ``{image key: (xy (K', 2), likelihood (K',)), ...}`` by body part name.
-
-    A later iteration's row replaces an earlier one for the same image.
-    """
-    files = []
-    rows: dict[str, dict[str, tuple[float, float, float]]] = {}
-    for path in find_machinelabels(folder):
-        df = read_machinelabels(path)
-        if df.columns.nlevels != 3:
-            raise ProjectError("refinement handles single-animal machine labels (scorer/bodyparts/coords)", path)
-        files.append((path, df))
-        scorer = df.columns.get_level_values("scorer")[0]
-        parts = list(dict.fromkeys(df.columns.get_level_values("bodyparts")))
-        has_p = "likelihood" in set(df.columns.get_level_values("coords"))
-        for key, (_, row) in zip(_keys(df), df.iterrows()):
-            rows[key] = {
-                bp: (
-                    row[(scorer, bp, "x")],
-                    row[(scorer, bp, "y")],
-                    row[(scorer, bp, "likelihood")] if has_p else np.nan,
-                )
-                for bp in parts
-            }
-    return files, rows
-
-
-# --------------------------------------------------------------------------------------
-# Loading
-# --------------------------------------------------------------------------------------
-
-
-@dataclass
-class SavedRefinement:
-    """What :func:`save_refinement` wrote.
-
-    ``collected``: the CollectedData ``.h5`` (None when there is none because
-    nothing was ever saved; it is only rewritten when something changed).
-    ``added``: images that became new rows of CollectedData; ``updated``:
-    existing rows that took edited coordinates; ``deleted``: ``(image,
-    bodypart)`` set to NaN; ``removed_from_machine``: images taken out of
-    the machine-label files; ``conflicts``: images that still have both human
-    labels and a machine-label row (the human labels were kept).
-    """
-
-    collected: Path | None
-    added: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
-    deleted: list[tuple[str, str]] = field(default_factory=list)
-    removed_from_machine: list[str] = field(default_factory=list)
-    conflicts: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -411,166 +238,49 @@ def load_refinement(folder: str | os.PathLike, *, scorer: str | None = None) -> 
     )
 
 
-# --------------------------------------------------------------------------------------
-# Saving
-# --------------------------------------------------------------------------------------
+def align_xy(refinement: Refinement, images: Sequence[str], bodyparts: Sequence[str], xy: np.ndarray) -> np.ndarray:
+    """Coordinates kept for other lists of images and body parts, laid out as :func:`save_refinement` takes them.
 
-
-def save_refinement(
-    refinement: Refinement,
-    xy: np.ndarray,
-    *,
-    accepted: Iterable[str | int] = (),
-    deleted: Iterable[tuple[str | int, str]] = (),
-) -> SavedRefinement:
-    """Merge a person's corrections into ``CollectedData_<scorer>.h5/.csv``; see the module docstring.
-
-    Parameters
-    ----------
-    refinement
-        What :func:`load_refinement` returned; ``xy`` rows follow its
-        ``images`` and columns its ``bodyparts``.
-    xy
-        ``(N, K, 2)`` the coordinates as the person left them (NaN: no label).
-        Only the rows of accepted images are read.
-    accepted
-        Images whose coordinates become human labels (keys, file names or row
-        numbers): machine-label images the person checked and corrected, and
-        human-labeled images the person edited.
-    deleted
-        ``(image, bodypart)`` pairs the person deleted: NaN in CollectedData
-        whatever ``xy`` says. On a human-labeled image that is not accepted
-        only that body part changes; a machine-label image with a deletion
-        counts as accepted.
-
-    Returns
-    -------
-    SavedRefinement
-        The CollectedData ``.h5`` written and what changed.
-
-    Raises
-    ------
-    ValueError
-        ``xy`` of the wrong shape, infinite coordinates in an accepted row, an
-        unknown image or body part.
-    ProjectError
-        A file cannot be read or written; CollectedData is then unchanged.
+    Starts from :attr:`Refinement.xy` and replaces the row of every image in
+    ``images`` (keys, file names or row numbers, see
+    :meth:`Refinement.index_of`) by the matching row of ``xy``
+    ``(len(images), len(bodyparts), 2)``, column by column for the body
+    parts both lists share: a body part only the refinement has keeps its
+    value, one only ``bodyparts`` has is left out.
     """
-    r = refinement
     xy = np.asarray(xy, dtype=np.float64)
-    n, k = len(r.images), len(r.bodyparts)
-    if xy.shape != (n, k, 2):
-        raise ValueError(f"xy must have shape (n_images, n_bodyparts, 2) = ({n}, {k}, 2), got {xy.shape}")
-    take = {r.index_of(i) for i in accepted}
-    removals: dict[int, set[int]] = {}
-    for image, bodypart in deleted:
-        if bodypart not in r.bodyparts:
-            raise ValueError(f"unknown body part {bodypart!r}; the labels have {r.bodyparts}")
-        removals.setdefault(r.index_of(image), set()).add(r.bodyparts.index(bodypart))
+    if xy.shape != (len(images), len(bodyparts), 2):
+        raise ValueError(f"xy must have shape ({len(images)}, {len(bodyparts)}, 2), got {xy.shape}")
+    rows = refinement.xy.copy()
+    shared = [(b, refinement.bodyparts.index(bp)) for b, bp in enumerate(bodyparts) if bp in refinement.bodyparts]
+    for i, image in enumerate(images):
+        row = refinement.index_of(image)
+        for b, col in shared:
+            rows[row, col] = xy[i, b]
+    return rows
 
-    # the files as they are now: rows saved since loading are kept as they are on disk
-    human_df, _ = _read_human(r.folder, r.scorer)
-    machine_files, _ = _read_machine(r.folder)
-    if human_df is None:
-        columns = pd.MultiIndex.from_product([[r.scorer], r.bodyparts, ["x", "y"]], names=COLUMN_NAMES)
-        style = index_style(machine_files[-1][1]) if machine_files else "multi"
-        out = pd.DataFrame(np.zeros((0, len(columns))), columns=columns)
-        if style == "multi":
-            out.index = pd.MultiIndex.from_arrays([[], [], []])
-    else:
-        out = human_df.copy()
-        style = index_style(human_df)
-    file_parts = list(dict.fromkeys(out.columns.get_level_values("bodyparts")))
-    missing = [bp for bp in r.bodyparts if bp not in file_parts]
-    if missing:
-        raise ProjectError(f"body parts {missing} are not in the CollectedData file any more", r.folder)
-    row_of = {key: j for j, key in enumerate(_keys(out))}
-    labeled = r.human_labeled
-    for i in list(removals):
-        if i not in take and not labeled[i] and r.in_machine[i]:
-            take.add(i)  # a deletion on a machine-label image is an edit of that image
 
-    bad = [r.images[i] for i in sorted(take) if np.isinf(xy[i]).any()]
-    if bad:
-        raise ValueError(f"infinite coordinates in {bad[:5]}")
-    values = out.to_numpy(copy=True)
-    col = {(bp, c): j for j, (_, bp, c) in enumerate(out.columns)}
-    added, updated, removed = [], [], []
-    new_rows: list[tuple[str, np.ndarray]] = []
-    for i in sorted(take):
-        key = r.images[i]
-        row = xy[i].copy()
-        for b in removals.get(i, ()):
-            row[b] = np.nan
-        if key in row_of:
-            j = row_of[key]
-            before = values[j].copy()
-            for b, bp in enumerate(r.bodyparts):
-                values[j, col[(bp, "x")]], values[j, col[(bp, "y")]] = row[b]
-            if not np.array_equal(before, values[j], equal_nan=True):
-                updated.append(key)
-        else:
-            full = np.full(len(out.columns), np.nan)
-            for b, bp in enumerate(r.bodyparts):
-                full[col[(bp, "x")]], full[col[(bp, "y")]] = row[b]
-            new_rows.append((key, full))
-            added.append(key)
-    deleted_done = []
-    for i, parts in removals.items():
-        key = r.images[i]
-        if i in take:
-            deleted_done.extend((key, r.bodyparts[b]) for b in sorted(parts))
-            continue
-        if key not in row_of:
-            continue
-        j = row_of[key]
-        for b in sorted(parts):
-            bp = r.bodyparts[b]
-            if not (np.isnan(values[j, col[(bp, "x")]]) and np.isnan(values[j, col[(bp, "y")]])):
-                values[j, col[(bp, "x")]] = values[j, col[(bp, "y")]] = np.nan
-                if key not in updated:
-                    updated.append(key)
-            deleted_done.append((key, bp))
+_MODEL_FOLDER_SHUFFLE = re.compile(r"shuffle(\d+)")
 
-    changed = bool(new_rows) or not np.array_equal(values, out.to_numpy(), equal_nan=True)
-    merged = pd.DataFrame(values, index=out.index, columns=out.columns)
-    if new_rows:
-        entries = [_index_entry(key, human_df, style) for key, _ in new_rows]
-        if style == "multi":
-            index = pd.MultiIndex.from_tuples(entries, names=out.index.names)
-        else:
-            index = pd.Index(entries, name=out.index.name)
-        extra = pd.DataFrame(np.stack([v for _, v in new_rows]), index=index, columns=out.columns)
-        was_sorted = human_df is None or human_df.index.is_monotonic_increasing
-        merged = pd.concat([merged, extra]) if len(merged) else extra
-        if was_sorted:
-            merged = merged.sort_index()
-    target = (r.collected if r.collected is not None else collected_path(r.folder, r.scorer)).with_suffix(".h5")
-    if changed:
-        write_collected(merged, target, r.scorer)
 
-    taken = {r.images[i] for i in take}
-    newest = machine_files[-1][0] if machine_files else None
-    for path, df in machine_files:
-        keys = _keys(df)
-        drop = [key in taken for key in keys]
-        if any(drop):
-            removed.extend(key for key, d in zip(keys, drop) if d)
-            write_machinelabels(df.loc[[not d for d in drop]], path, csv=path == newest)
-    remaining = set()
-    for _, df in machine_files:
-        remaining.update(_keys(df))
-    final_keys = set(_keys(merged))
-    human_now = merged.to_numpy()
-    labeled_now = {
-        key for key, row in zip(_keys(merged), human_now) if np.isfinite(row.reshape(-1, 2)).all(axis=1).any()
-    }
-    conflicts = sorted((remaining - taken) & final_keys & labeled_now)
-    return SavedRefinement(
-        collected=target if target.is_file() else None,
-        added=added,
-        updated=updated,
-        deleted=deleted_done,
-        removed_from_machine=sorted(set(removed)),
-        conflicts=conflicts,
-    )
+def retrain_options(checkpoint: str | os.PathLike) -> dict[str, int | str]:
+    """The training-set options a checkpoint's model was trained with, read from its model folder's name.
+
+    Model folders are named as DeepLabCut names them
+    (``<Task><date>-trainset95shuffle1[-block]``, see
+    :func:`napari_posekit.core.workflow.model_folder`); the checkpoint sits in
+    the folder or in its ``train/`` subfolder. Returns ``{"split": "block"}``
+    for a block split and ``{"shuffle": n}`` for shuffle ``n``, each only when
+    the name says so, ready to pass to
+    :func:`~napari_posekit.core.workflow.train_project` so that retraining
+    after refinement keeps the model's training and test images apart as before.
+    """
+    checkpoint = Path(checkpoint)
+    folder = checkpoint.parent.parent if checkpoint.parent.name == "train" else checkpoint.parent
+    options: dict[str, int | str] = {}
+    if folder.name.endswith("-block"):
+        options["split"] = "block"
+    shuffle = _MODEL_FOLDER_SHUFFLE.search(folder.name)
+    if shuffle:
+        options["shuffle"] = int(shuffle.group(1))
+    return options
