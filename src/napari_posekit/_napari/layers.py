@@ -326,3 +326,38 @@ def predictions_layer_data(predictions, *, pcutoff: float = PCUTOFF, name: str |
     )
     kwargs["shown"] = features["likelihood"].to_numpy() >= pcutoff
     return data, kwargs, "points"
+
+
+# --------------------------------------------------------------------------- picking layers
+def is_video_layer(layer) -> bool:
+    """An image layer opened by the plugin's video reader (its metadata holds the video's description).
+
+    Prediction layers name their video by path under the same key; they are not videos.
+    """
+    return isinstance((getattr(layer, "metadata", None) or {}).get(Key.VIDEO), dict)
+
+
+def video_layers(viewer) -> list:
+    """Image layers opened by the plugin's video reader."""
+    return [layer for layer in viewer.layers if is_video_layer(layer)]
+
+
+def analysable_layers(viewer) -> list:
+    """Image layers with a time axis: videos from the plugin's reader and image stacks."""
+    from napari.layers import Image
+
+    return [layer for layer in viewer.layers if isinstance(layer, Image) and layer.ndim >= 3]
+
+
+def project_config(layer) -> str | None:
+    """The config.yaml of a keypoints layer opened by the project reader (not of a predictions layer)."""
+    meta = getattr(layer, "metadata", None) or {}
+    if isinstance(layer, Points) and meta.get(Key.CONFIG) and not meta.get(Key.PREDICTIONS):
+        return str(meta[Key.CONFIG])
+    return None
+
+
+def is_image_stack_layer(layer) -> bool:
+    """A keypoints layer over a folder of labeled images (its metadata lists them), not a predictions layer."""
+    meta = getattr(layer, "metadata", None) or {}
+    return isinstance(layer, Points) and bool(meta.get(Key.IMAGES)) and not meta.get(Key.PREDICTIONS)
