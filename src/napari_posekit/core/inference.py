@@ -1,8 +1,9 @@
 """Inference: a trained model over videos and images.
 
-:class:`Predictor` wraps a checkpoint (model, codec, input scale, body parts,
-the project's skeleton) and predicts keypoints for batches of frames, either on
-the whole frame or on crops at full resolution.  :func:`iter_analyze` is a
+:class:`~napari_posekit.core.predictor.Predictor` wraps a checkpoint (model,
+codec, input scale, body parts, the project's skeleton) and predicts keypoints
+for batches of frames, either on the whole frame or on crops at full
+resolution.  :func:`iter_analyze` is a
 generator over a video (a file, a :class:`~napari_posekit.core.video.VideoReader`
 or any ``(N, H, W[, 3])`` array such as a napari layer's dask array) that
 yields :class:`AnalysisChunk` results as they are ready; decoding runs in a
@@ -24,22 +25,18 @@ from __future__ import annotations
 import math
 import os
 import queue
-import re
 import threading
 import time
-import warnings
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .codec import HeatmapCodec
-from .data import scale_images
-from .model import PoseModel
+from .options import ANALYSIS_BATCH_SIZE
+from .predictor import AnalysisError, Predictor
 
 __all__ = [
     "AnalysisChunk",
@@ -49,187 +46,6 @@ __all__ = [
     "iter_analyze",
     "output_paths",
 ]
-
-
-class AnalysisError(RuntimeError):
-    """A video cannot be analysed with this model (the message says why)."""
-
-
-# --------------------------------------------------------------------------- predictor
-class Predictor:
-    """A trained model ready for inference.
-
-    Use :meth:`load` with a project folder (its latest checkpoint), a
-    ``config.yaml`` or a checkpoint file.  :meth:`predict` returns keypoints in
-    frame pixels ``(x, y)`` and likelihoods in [0, 1].
-    """
-
-    def __init__(
-        self,
-        model: PoseModel,
-        codec: HeatmapCodec,
-        meta: dict[str, Any],
-        *,
-        checkpoint: str | os.PathLike | None = None,
-        skeleton: Sequence[tuple[str, str]] = (),
-        device: torch.device | str | None = None,
-        precision: str = "auto",
-        freeze: bool = True,
-    ) -> None:
-        self.device = torch.device(device) if device is not None else next(model.parameters()).device
-        self.model = model.to(self.device).eval().to(memory_format=torch.channels_last)
-        if precision not in ("auto", "float32", "bfloat16"):
-            raise ValueError(f"precision must be 'auto', 'float32' or 'bfloat16', not {precision!r}")
-        if precision == "auto":
-            precision = "bfloat16" if _fast_bfloat16(self.device) else "float32"
-        self.precision = precision
-        self.freeze = bool(freeze)
-        self._graphs: dict[tuple[int, int], Any] = {}
-        self.codec = codec
-        self.meta = meta
-        self.bodyparts: list[str] = list(meta["bodyparts"])
-        self.input_scale = float(meta.get("input_scale", 1.0))
-        self.checkpoint = Path(checkpoint) if checkpoint is not None else None
-        self.skeleton = [tuple(edge) for edge in skeleton]
-        self.pad_to = max(int(getattr(model, "backbone_stride", 32)), codec.stride)
-        if model.n_keypoints != len(self.bodyparts):
-            raise AnalysisError(
-                f"checkpoint predicts {model.n_keypoints} keypoints but names {len(self.bodyparts)} body parts"
-            )
-
-    # ------------------------------------------------------------------ loading
-    @classmethod
-    def load(cls, source: str | os.PathLike, *, device: torch.device | str | None = "cpu", **options: Any) -> Predictor:
-        """Predictor from a project folder / ``config.yaml`` (latest model) or a checkpoint file.
-
-        Raises :class:`FileNotFoundError` for a missing path,
-        :class:`~napari_posekit.core.train.CheckpointError` for a file that is
-        not a compatible checkpoint and :class:`AnalysisError` for a model
-        whose body parts differ from its project's.  ``options`` go to the
-        constructor (``precision``, ``freeze``).
-        """
-        from .project import read_config
-        from .train import load_checkpoint
-        from .workflow import MODELS_FOLDER, latest_checkpoint
-
-        path = Path(source).expanduser()
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: no such project or checkpoint")
-        if path.is_dir() or path.suffix in (".yaml", ".yml"):
-            checkpoint = latest_checkpoint(path)
-        else:
-            checkpoint = path
-        model, codec, meta = load_checkpoint(checkpoint, device=device)
-        skeleton: list[tuple[str, str]] = []
-        project = next((p for p in checkpoint.resolve().parents if p.name == MODELS_FOLDER), None)
-        if project is not None and (project.parent / "config.yaml").is_file():
-            config = read_config(project.parent)
-            if config.bodyparts and list(config.bodyparts) != list(meta["bodyparts"]):
-                raise AnalysisError(
-                    f"{checkpoint}: the model was trained for body parts {list(meta['bodyparts'])} but the project "
-                    f"now has {list(config.bodyparts)}; train a new model"
-                )
-            skeleton = [tuple(e) for e in (config.get("skeleton") or []) if len(e) == 2]
-        return cls(model, codec, meta, checkpoint=checkpoint, skeleton=skeleton, device=device, **options)
-
-    @property
-    def scorer(self) -> str:
-        """DeepLabCut-style scorer name, e.g. ``DLC_efficientnetlite0_openfieldOct30shuffle1_4200``."""
-        backbone = str(self.meta.get("model_config", {}).get("backbone", "model")).replace("_", "")
-        name = "posekitshuffle1"
-        if self.checkpoint is not None:
-            folder = self.checkpoint.resolve().parent.parent.name
-            match = re.fullmatch(r"(.*)-trainset\d+(shuffle\d+)(-block)?", folder)
-            # DeepLabCut's names always hold "shuffle<n>"; tools (and our reader) look for it
-            name = f"{match.group(1)}{match.group(2)}{match.group(3) or ''}" if match else f"{self.checkpoint.stem}shuffle1"
-        return f"DLC_{backbone}_{name}_{int(self.meta.get('step', 0))}"
-
-    # ------------------------------------------------------------------ prediction
-    def _to_tensor(self, frames: np.ndarray) -> torch.Tensor:
-        frames = np.asarray(frames)
-        if frames.ndim == 3:  # (B, H, W) grayscale
-            frames = np.repeat(frames[..., None], 3, axis=-1)
-        if frames.ndim != 4 or frames.shape[-1] not in (3, 4):
-            raise ValueError(f"frames must be (B, H, W, 3) or (B, H, W), got shape {frames.shape}")
-        frames = frames[..., :3]
-        if frames.dtype != np.uint8:
-            frames = np.clip(frames, 0, 255).astype(np.uint8)
-        x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device)
-        return x.permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
-
-    @torch.inference_mode()
-    def _run(self, x: torch.Tensor, scale: float) -> tuple[np.ndarray, np.ndarray]:
-        """Keypoints for float images ``(B, 3, h, w)``, in their own pixels."""
-        x = scale_images(x, scale)
-        h, w = x.shape[-2:]
-        x = F.pad(x, (0, (-w) % self.pad_to, 0, (-h) % self.pad_to))
-        x = self.model.normalize(x).contiguous(memory_format=torch.channels_last)
-        heatmaps, locref = self._network(x)
-        hc, wc = math.ceil(h / self.codec.stride), math.ceil(w / self.codec.stride)
-        xy, conf = self.codec.decode(heatmaps[..., :hc, :wc], locref[..., :hc, :wc], from_logits=True)
-        xy = (xy.double().cpu().numpy() + 0.5) / scale - 0.5
-        return xy, conf.double().cpu().numpy()
-
-    def _network(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The model's outputs in float32, through a frozen graph per input size when ``freeze``."""
-        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16")
-        with autocast:
-            if not self.freeze:
-                out = self.model(x)
-            else:
-                key = tuple(x.shape[-2:])
-                graph = self._graphs.get(key)
-                if graph is None:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")  # trace warnings about sizes fixed per graph
-                        graph = torch.jit.freeze(torch.jit.trace(self.model, x[:1], check_trace=False).eval())
-                    self._graphs[key] = graph
-                out = graph(x)
-        return out[0].float(), out[1].float()
-
-    def predict(self, frames: np.ndarray, *, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
-        """``(xy (B, K, 2), likelihood (B, K))`` for whole frames ``(B, H, W, 3)`` uint8."""
-        out_xy, out_p = [], []
-        for i in range(0, len(frames), max(1, batch_size)):
-            xy, p = self._run(self._to_tensor(frames[i : i + batch_size]), self.input_scale)
-            out_xy.append(xy)
-            out_p.append(p)
-        if not out_xy:
-            k = len(self.bodyparts)
-            return np.zeros((0, k, 2)), np.zeros((0, k))
-        return np.concatenate(out_xy), np.concatenate(out_p)
-
-    def predict_crops(
-        self, frames: np.ndarray, origin: tuple[int, int], size: tuple[int, int], *, batch_size: int = 8
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Keypoints from the window ``origin=(x0, y0)``, ``size=(w, h)`` (frame pixels) of every frame."""
-        x0, y0 = origin
-        w, h = size
-        out_xy, out_p = [], []
-        for i in range(0, len(frames), max(1, batch_size)):
-            crop = np.asarray(frames[i : i + batch_size])[:, y0 : y0 + h, x0 : x0 + w]
-            xy, p = self._run(self._to_tensor(crop), self.input_scale)
-            out_xy.append(xy + np.array([x0, y0], dtype=np.float64))
-            out_p.append(p)
-        return np.concatenate(out_xy), np.concatenate(out_p)
-
-    def locate(self, frame: np.ndarray, *, scale: float = 0.5, min_likelihood: float = 0.1) -> np.ndarray | None:
-        """Rough ``(x, y)`` of the animal's confident keypoints from one low-resolution pass, or None."""
-        xy, p = self._run(self._to_tensor(np.asarray(frame)[None]), self.input_scale * scale)
-        good = p[0] >= min_likelihood
-        return xy[0][good] if good.any() else None
-
-
-def _fast_bfloat16(device: torch.device) -> bool:
-    """Whether bfloat16 convolutions run natively here (CPUs with AVX512-BF16/AMX; CUDA)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        try:
-            return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        except (AttributeError, RuntimeError):
-            return False
-    return False
 
 
 # --------------------------------------------------------------------------- frames
@@ -324,7 +140,7 @@ def iter_analyze(
     *,
     start: int = 0,
     stop: int | None = None,
-    batch_size: int = 8,
+    batch_size: int = ANALYSIS_BATCH_SIZE,
     fast: bool = False,
     block: int = 16,
     crop_size: int = 256,
@@ -491,7 +307,7 @@ def analyze_video(
     video: str | os.PathLike,
     *,
     output_dir: str | os.PathLike | None = None,
-    batch_size: int = 8,
+    batch_size: int = ANALYSIS_BATCH_SIZE,
     fast: bool = True,
     chunk_frames: int = 512,
     overwrite: bool = False,
