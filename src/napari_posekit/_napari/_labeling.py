@@ -1,10 +1,12 @@
 """Labeling dock widget: place body parts on frames of a keypoints Points layer.
 
-The widget is a thin translator between a napari Points layer (``frame, y, x``
-with a ``bodypart`` feature) and the core :class:`~napari_posekit.core.labels.LabelStore`,
-which owns undo/redo and the crash-safe journal. After every change of the
-layer, the layer is read back into an array and handed to the store as one
-edit; after undo/redo/recovery, the layer is rebuilt from the store.
+The widget is a view of the layer's :class:`~napari_posekit._napari.label_session.LabelSession`,
+the one place where the layer's edits become edits of the core
+:class:`~napari_posekit.core.labels.LabelStore` (undo/redo and the crash-safe
+journal). The session is shared with every other widget editing the same layer
+(the Refine widget's corrections, for one): each edit is journaled once, and
+this widget redraws its list, progress and skeleton whenever the session says
+the labels changed.
 
 Keys on the keypoints layer: Down/Up next/previous body part, D/A next/previous
 frame, N next frame that is not fully labeled, C copy the labels of the previous
@@ -26,8 +28,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 from napari.layers import Points, Vectors
-from napari.utils.events import Event
-from napari.utils.notifications import show_error, show_info, show_warning
+from napari.utils.notifications import show_error, show_info
 from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
     QComboBox,
@@ -41,17 +42,18 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_posekit._napari.layers import (
-    bodypart_colors,
-    is_keypoints_layer,
-    layer_to_xy,
-    outside_image,
-    skeleton_vectors,
-)
 from napari_posekit._napari._viewer import unwrap_viewer
-from napari_posekit.core.labels import JournalError, LabelStore
-
-SYNC_ACTIONS = {"added", "removed", "changed"}
+from napari_posekit._napari.label_session import (
+    HUMAN_BORDER,
+    HUMAN_BORDER_WIDTH,
+    MACHINE_BORDER,
+    MACHINE_BORDER_WIDTH,
+    Change,
+    LabelSession,
+    session_for,
+)
+from napari_posekit._napari.layers import Key, bodypart_colors, is_keypoints_layer, outside_image, skeleton_vectors
+from napari_posekit.core.labels import LabelStore
 
 
 class LabelingWidget(QWidget):
@@ -64,11 +66,9 @@ class LabelingWidget(QWidget):
             from napari_posekit._napari._project_reader import save_labels as save
         self.save_callback = save
         self.layer: Points | None = None
-        self.store: LabelStore | None = None
+        self.session: LabelSession | None = None
         self.skeleton_layer: Vectors | None = None
         self.current = 0
-        self.sizes: np.ndarray | None = None  # (n_images, 2) width, height of each image, when known
-        self._syncing = False
 
         self.layer_box = QComboBox()
         self.layer_box.currentIndexChanged.connect(self._on_layer_chosen)
@@ -148,19 +148,13 @@ class LabelingWidget(QWidget):
     def attach(self, layer: Points) -> None:
         """Start labeling ``layer``: its metadata names the body parts, frames and files."""
         self.detach()
-        meta = layer.metadata
-        bodyparts = list(meta["bodyparts"])
-        images = list(meta.get("images") or range(self._n_frames(layer)))
-        journal = meta.get("journal")
-        xy, duplicates = layer_to_xy(layer, len(images), bodyparts)
-        self.layer = layer
-        self.store = LabelStore([str(i) for i in images], bodyparts, xy, journal=journal)
-        sizes = meta.get("image_sizes")
-        self.sizes = np.asarray(sizes, dtype=float).reshape(-1, 2) if sizes and len(sizes) == len(images) else None
+        session = session_for(layer, self.viewer)
+        self.layer, self.session = layer, session
+        session.subscribe(self._on_change)
+        bodyparts = session.bodyparts
         self.message.setText("")
-        self.colors = {bp: tuple(c) for bp, c in (meta.get("colors") or bodypart_colors(bodyparts)).items()}
-        # cells shown from machine labels that nobody has touched yet: drawn with a yellow ring
-        self.machine = {tuple(c) for c in meta.get("machine_cells", [])}
+        colors = layer.metadata.get(Key.COLORS) or bodypart_colors(bodyparts)
+        self.colors = {bp: tuple(c) for bp, c in colors.items()}
         self.parts.blockSignals(True)
         self.parts.clear()
         for bp in bodyparts:
@@ -168,19 +162,12 @@ class LabelingWidget(QWidget):
             item.setForeground(QColor.fromRgbF(*self.colors[bp]))
             self.parts.addItem(item)
         self.parts.blockSignals(False)
-        if len(duplicates):
-            self._rebuild_layer()
-        layer.events.data.connect(self._on_data)
         self._bind_keys(layer)
         layer.mode = "add"
         self._ensure_skeleton()
         self._refresh_view()
         self.skeleton_edit.setText(", ".join(f"{a}-{b}" for a, b in self._skeleton()))
-        pending = 0
-        try:
-            pending = self.store.pending_recovery()
-        except JournalError as err:
-            show_warning(str(err))
+        pending = session.pending
         self.recover_button.setText(f"Recover {pending} unsaved edits")
         self.recover_button.setVisible(pending > 0)
         if pending:
@@ -189,19 +176,26 @@ class LabelingWidget(QWidget):
         self._update_status()
 
     def detach(self) -> None:
-        if self.layer is not None:
-            self.layer.events.data.disconnect(self._on_data)
-        if self.store is not None:
-            self.store.close_journal()
+        """Stop labeling the layer (its session goes on: other widgets may edit it, the journal keeps the edits)."""
+        if self.session is not None:
+            self.session.unsubscribe(self._on_change)
         self.layer = None
-        self.store = None
-        self.sizes = None
+        self.session = None
 
-    def _n_frames(self, layer) -> int:
-        n = int(self.viewer.dims.nsteps[0]) if self.viewer.dims.ndim >= 3 else 1
-        if len(layer.data):
-            n = max(n, int(layer.data[:, 0].max()) + 1)
-        return n
+    @property
+    def store(self) -> LabelStore | None:
+        """The labels being edited (the layer's session's store)."""
+        return self.session.store if self.session is not None else None
+
+    @property
+    def machine(self) -> set[tuple[int, int]]:
+        """``(image, body part)`` cells shown from machine labels that nobody has touched yet."""
+        return self.session.machine if self.session is not None else set()
+
+    @property
+    def sizes(self) -> np.ndarray | None:
+        """``(n_images, 2)`` width, height of each image, when known."""
+        return self.session.sizes if self.session is not None else None
 
     @property
     def frame(self) -> int:
@@ -209,104 +203,49 @@ class LabelingWidget(QWidget):
         return min(max(frame, 0), len(self.store.images) - 1) if self.store is not None else frame
 
     # -- syncing ---------------------------------------------------------------
-    def _on_data(self, event: Event) -> None:
-        action = str(getattr(event, "action", "changed")).lower().split(".")[-1]
-        if self._syncing or self.store is None:
-            return
-        if action == "adding":
+    def _on_change(self, change: Change) -> None:
+        """Redraw after a change of the labels, whichever widget made it."""
+        if change.kind == "adding":
             # napari copies the selected point's features into the defaults when it
             # selects, so the highlighted body part is set again right before each add
             self._set_defaults()
-        if action not in SYNC_ACTIONS:
             return
-        xy, duplicates = layer_to_xy(self.layer, len(self.store.images), self.store.bodyparts)
-        if self._refuse_outside(xy):
-            self._rebuild_layer()  # the layer goes back to the store's labels
+        if change.kind == "closed":
+            self.detach()
+            self._update_status()
             return
-        try:
-            edit = self.store.update(xy, label=action)
-        except JournalError as err:
-            show_error(f"{err}. The change was undone; free the folder or save elsewhere.")
-            self._rebuild_layer()
-            return
-        if edit is not None:
+        if change.kind == "refused":
+            self.message.setText(change.message)
+            self.viewer.status = change.message
+        elif change.kind == "edit" and change.edit is not None:
             self.message.setText("")
-            self.machine.difference_update(edit.cells)  # a touched machine label is now a human one
-            self.layer.metadata["machine_cells"] = sorted(self.machine)
-        if len(duplicates):
-            self._rebuild_layer()
-        else:
-            self._refresh_view()
-        if action == "added" and edit is not None:
+        elif change.kind == "recovered":
+            self.recover_button.hide()
+        self._refresh_view()
+        if change.kind == "edit" and change.action == "added" and change.edit is not None:
             nxt = self.store.next_unplaced(self.frame, after=self.current)
             if nxt is not None:
                 self.set_current(nxt)
         self._update_status()
 
-    def _refuse_outside(self, xy: np.ndarray) -> bool:
-        """True (with a message) when ``xy`` places or moves a label outside its own image.
-
-        Only cells that differ from the store count: labels read from the file
-        outside their image (the reader warns about them) do not block other edits.
-        """
-        if self.sizes is None:
-            return False
-        old = np.asarray(self.store.xy)
-        changed = ~((xy == old) | (np.isnan(xy) & np.isnan(old))).all(axis=2)
-        bad = np.argwhere(changed & outside_image(xy, self.sizes))
-        if not len(bad):
-            return False
-        i, b = bad[0]
-        w, h = self.sizes[i].astype(int)
-        x, y = xy[i, b]
-        text = (f"{self.store.bodyparts[b]} not placed: ({x:.1f}, {y:.1f}) is outside "
-                f"{self.store.images[i].split('/')[-1]}, which is {w}x{h} (the striped area is padding)")
-        self.message.setText(text)
-        self.viewer.status = text
-        show_warning(text)
-        return True
-
     def _rebuild_layer(self) -> None:
         """Make the layer show exactly the store's labels."""
-        xy = self.store.xy
-        frame, part = np.nonzero(~np.isnan(xy).any(axis=2))
-        data = np.column_stack([frame, xy[frame, part, 1], xy[frame, part, 0]]) if len(frame) else np.empty((0, 3))
-        names = np.asarray(self.store.bodyparts, dtype=object)[part]
-        features = pd.DataFrame(
-            {
-                "bodypart": pd.Categorical(names, categories=self.store.bodyparts),
-                "individual": "",
-                "likelihood": 1.0,
-            }
-        )
-        self._syncing = True
-        try:
-            self.layer.selected_data = set()
-            self.layer.data = data
-            self.layer.features = features
-        finally:
-            self._syncing = False
+        self.session.rebuild()
         self._refresh_view()
 
     def _refresh_view(self) -> None:
         if self.layer is not None and len(self.layer.data):
             names = self.layer.features["bodypart"].astype(object)
-            index = {bp: k for k, bp in enumerate(self.store.bodyparts)}
-            cells = [(int(round(f)), index.get(bp, -1)) for f, bp in zip(self.layer.data[:, 0], names)]
-            self._syncing = True
-            try:
+            machine = self.session.machine_points()
+            with self.session.syncing():
                 self.layer.face_color = np.array([self.colors.get(bp, (1, 1, 1, 1)) for bp in names]).reshape(-1, 4)
-                self.layer.border_color = np.array(
-                    [(1.0, 0.85, 0.0, 1.0) if c in self.machine else (0.0, 0.0, 0.0, 1.0) for c in cells]
-                ).reshape(-1, 4)
-                self.layer.border_width = np.array([0.3 if c in self.machine else 0.1 for c in cells])
-            finally:
-                self._syncing = False
+                self.layer.border_color = np.where(machine[:, None], MACHINE_BORDER, HUMAN_BORDER).reshape(-1, 4)
+                self.layer.border_width = np.where(machine, MACHINE_BORDER_WIDTH, HUMAN_BORDER_WIDTH)
         self._update_skeleton()
 
     # -- skeleton --------------------------------------------------------------
     def _skeleton(self):
-        return [tuple(e) for e in self.layer.metadata.get("skeleton", [])]
+        return [tuple(e) for e in self.layer.metadata.get(Key.SKELETON, [])]
 
     def _ensure_skeleton(self) -> None:
         name = f"{self.layer.name} skeleton"
@@ -325,7 +264,7 @@ class LabelingWidget(QWidget):
         bad = [e for e in edges if e[0] not in bodyparts or e[1] not in bodyparts]
         if bad:
             raise ValueError(f"skeleton edges name unknown body parts: {bad}")
-        self.layer.metadata["skeleton"] = [list(e) for e in edges]
+        self.layer.metadata[Key.SKELETON] = [list(e) for e in edges]
         self._update_skeleton()
 
     def _on_skeleton_edited(self) -> None:
@@ -359,15 +298,12 @@ class LabelingWidget(QWidget):
     def _set_defaults(self) -> None:
         """New points get the highlighted body part and its colour."""
         bp = self.store.bodyparts[self.current]
-        self._syncing = True
-        try:
+        with self.session.syncing():
             self.layer.feature_defaults = pd.DataFrame(
                 {"bodypart": pd.Categorical([bp], categories=self.store.bodyparts), "individual": [""],
                  "likelihood": [1.0]}
             )
             self.layer.current_face_color = QColor.fromRgbF(*self.colors[bp]).name()
-        finally:
-            self._syncing = False
 
     def _on_part_chosen(self, row: int) -> None:
         if row >= 0:
@@ -406,8 +342,7 @@ class LabelingWidget(QWidget):
             outside = outside_image(new[target : target + 1], self.sizes[target : target + 1])[0] & fill
             new[target, outside] = np.nan
             skipped = [self.store.bodyparts[b] for b in np.flatnonzero(outside)]
-        if self.store.update(new, label=f"copy labels from {self.store.images[source]}") is not None:
-            self._rebuild_layer()
+        self.session.apply(new, label=f"copy labels from {self.store.images[source]}")
         if skipped:
             w, h = self.sizes[target].astype(int)
             text = f"Not copied (outside this {w}x{h} image): {', '.join(skipped)}"
@@ -417,23 +352,18 @@ class LabelingWidget(QWidget):
         self._update_status()
 
     def undo(self) -> None:
-        if self.store is not None and self.store.undo() is not None:
-            self._rebuild_layer()
-            self._update_status()
+        if self.session is not None:
+            self.session.undo()
 
     def redo(self) -> None:
-        if self.store is not None and self.store.redo() is not None:
-            self._rebuild_layer()
-            self._update_status()
+        if self.session is not None:
+            self.session.redo()
 
     def recover(self) -> None:
-        if self.store is None:
+        if self.session is None:
             return
-        n = self.store.recover()
-        self._rebuild_layer()
-        self.recover_button.hide()
+        n = self.session.recover()
         show_info(f"Recovered {n} unsaved edits; save to keep them.")
-        self._update_status()
 
     def save(self) -> None:
         if self.store is None:
@@ -443,8 +373,7 @@ class LabelingWidget(QWidget):
         except Exception as err:  # noqa: BLE001 - shown to the person, nothing on disk changed
             show_error(f"Labels not saved: {err}")
             return
-        self.store.mark_saved()
-        self._update_status()
+        self.session.mark_saved()
 
     def _update_status(self) -> None:
         if self.store is None:
@@ -492,5 +421,5 @@ def keypoints_layer_from_store(store: LabelStore, name: str, metadata: dict | No
 
     return keypoints_layer_data(
         np.asarray(store.xy), store.bodyparts, name=name,
-        metadata={"images": store.images, **(metadata or {})},
+        metadata={Key.IMAGES: store.images, **(metadata or {})},
     )
