@@ -17,7 +17,6 @@ from napari_posekit.core.video import (
     FrameDecodeError,
     VideoOpenError,
     VideoReader,
-    _to_rgb,
     as_dask,
     format_time,
     iter_frames,
@@ -25,6 +24,7 @@ from napari_posekit.core.video import (
     read_metadata,
     write_video,
 )
+from napari_posekit.core.video_decoder import _to_rgb
 
 
 def sequential_frames(path) -> list[np.ndarray]:

@@ -17,7 +17,8 @@ import av
 import numpy as np
 import pytest
 
-from napari_posekit.core.video import FrameDecodeError, VideoReader, _to_rgb, as_dask
+from napari_posekit.core.video import FrameDecodeError, VideoReader, as_dask
+from napari_posekit.core.video_decoder import _to_rgb
 
 from conftest import ffmpeg_encode
 
