@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .options import ANALYSIS_BATCH_SIZE
 from .video import VIDEO_EXTENSIONS
 
 __all__ = [
@@ -320,7 +321,7 @@ def analyze_videos(
     scheduler: Any = None,
     n_workers: int | None = None,
     fast: bool = True,
-    batch_size: int = 8,
+    batch_size: int = ANALYSIS_BATCH_SIZE,
     overwrite: bool = False,
     device: str | None = None,
     torch_threads: int | None = None,

@@ -49,6 +49,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from .options import TRAIN_BATCH_SIZE
 from .project import ensure_writable_folder
 
 __all__ = [
@@ -89,7 +90,7 @@ class DemoOptions:
     pretrained: bool = True
     input_scale: float = 1.0
     input_size: tuple[int, int] | None = (128, 128)
-    batch_size: int = 8
+    batch_size: int = TRAIN_BATCH_SIZE
     trail: int = 10
     device: str | None = None
 

@@ -34,6 +34,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from napari_posekit.core._generators import drive
+from napari_posekit.core.options import PCUTOFF
 from napari_posekit.core.video import VideoReader, iter_frames, read_metadata, write_video
 
 __all__ = [
@@ -418,7 +419,7 @@ def iter_labeled_video(
     *,
     skeleton: Sequence[Sequence[str]] = (),
     individual_of: Sequence[str] | None = None,
-    pcutoff: float = 0.6,
+    pcutoff: float = PCUTOFF,
     trail_length: int = 0,
     dot_radius: float | None = None,
     line_width: int | None = None,
@@ -455,7 +456,7 @@ def iter_labeled_video(
         skeleton joins body parts of the same individual, and each body part
         has the same colour on every individual.
     pcutoff:
-        Likelihood below which a point is not drawn (DeepLabCut's default 0.6).
+        Likelihood below which a point is not drawn (default :data:`~napari_posekit.core.options.PCUTOFF`).
     trail_length:
         Draw each body part's path over its last ``trail_length`` frames as a
         line that fades with age; 0 draws none.
@@ -521,7 +522,7 @@ def write_labeled_video(
     *,
     skeleton: Sequence[Sequence[str]] = (),
     individual_of: Sequence[str] | None = None,
-    pcutoff: float = 0.6,
+    pcutoff: float = PCUTOFF,
     trail_length: int = 0,
     dot_radius: float | None = None,
     line_width: int | None = None,
