@@ -42,6 +42,7 @@ from torch import nn
 from napari_posekit.core.codec import HeatmapCodec
 from napari_posekit.core.data import load_image, load_project_labels
 from napari_posekit.core.inference import Predictor, analyze_video, iter_analyze
+from napari_posekit.core.options import ANALYSIS_BATCH_SIZE
 from napari_posekit.core.predictions import write_predictions
 from napari_posekit.core.video import VideoReader, read_metadata
 
@@ -168,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", type=Path, required=True, help="checkpoint (e.g. from train_openfield.py --keep)")
     ap.add_argument("--video", type=Path, default=VIDEO)
     ap.add_argument("--reps", type=int, default=3, help="speed repetitions (0: accuracy and memory only)")
-    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--batch-size", type=int, default=ANALYSIS_BATCH_SIZE)
     ap.add_argument("--reference-frames", type=int, default=48)
     ap.add_argument("--no-full", action="store_true", help="skip the whole-frame posekit mode")
     ap.add_argument("--memory-minutes", type=float, nargs="*", default=[])

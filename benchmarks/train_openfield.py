@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from napari_posekit.core.data import Augmentation, load_project_labels
+from napari_posekit.core.options import TRAIN_FRACTION, TRAIN_MINUTES, TrainOptions
 from napari_posekit.core.train import evaluate, iter_train, load_checkpoint
 
 HERE = Path(__file__).resolve().parent
@@ -41,10 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--project", type=Path, default=DEFAULT_PROJECT)
     ap.add_argument("--split", choices=["random", "block"], default="random")
-    ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--minutes", type=float, default=TRAIN_MINUTES)
     ap.add_argument("--epochs", type=int, default=None,
                     help="train this many epochs instead of a time budget (results that do not depend on load)")
-    ap.add_argument("--backbone", default="efficientnet_lite0")
+    ap.add_argument("--backbone", default=TrainOptions().backbone)
     ap.add_argument("--input-scale", type=float, default=None)
     ap.add_argument("--crop", type=int, default=None, help="square training crop in pixels")
     ap.add_argument("--batch-size", type=int, default=None)
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             epochs=args.epochs,
             max_minutes=None if args.epochs else args.minutes,
             split=args.split,
-            train_fraction=args.train_fraction or (0.95 if args.split == "random" else 0.8),
+            train_fraction=args.train_fraction or (TRAIN_FRACTION if args.split == "random" else 0.8),
             seed=args.seed,
             eval_every=args.eval_every,
             symmetric_pairs=[("leftear", "rightear")],
