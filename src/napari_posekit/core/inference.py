@@ -22,6 +22,7 @@ on the batch size, so results do not depend on ``batch_size``.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import queue
@@ -295,11 +296,29 @@ def _check_writable(folder: Path) -> None:
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
-    import json
-
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=1))
     os.replace(tmp, path)
+
+
+def _partial_results(partial_path: Path, state_path: Path, identity: dict[str, Any], shape: tuple[int, int, int],
+                     *, resume: bool) -> tuple[np.ndarray, int, dict[int, str]]:
+    """``(results, frames done, failed frames)``: an interrupted run of the same analysis, or a fresh NaN array.
+
+    ``results`` is a memory-mapped ``(n, k, 3)`` float32 array (x, y, likelihood).
+    """
+    if resume and partial_path.is_file() and state_path.is_file():
+        try:
+            state = json.loads(state_path.read_text())
+            if state.get("identity") == identity:
+                results = np.lib.format.open_memmap(partial_path, mode="r+")
+                if results.shape == shape:
+                    return results, int(state["done"]), {int(i): r for i, r in state.get("failed", {}).items()}
+        except (OSError, ValueError, KeyError):
+            pass
+    results = np.lib.format.open_memmap(partial_path, mode="w+", dtype=np.float32, shape=shape)
+    results[:] = np.nan
+    return results, 0, {}
 
 
 def analyze_video(
@@ -329,8 +348,6 @@ def analyze_video(
     decoded come out NaN with likelihood 0 and are listed in the metadata
     (``failed_frames``).  Other keyword arguments go to :func:`iter_analyze`.
     """
-    import json
-
     from .predictions import write_predictions
     from .video import read_metadata
 
@@ -351,26 +368,8 @@ def analyze_video(
         "step": int(predictor.meta.get("step", 0)),
         "bodyparts": predictor.bodyparts,
     }
-    done, failed = 0, {}
     state_path, partial_path = paths["partial_state"], paths["partial"]
-    results = None
-    if partial_path.is_file() and state_path.is_file() and not overwrite:
-        try:
-            state = json.loads(state_path.read_text())
-            if state.get("identity") == identity:
-                results = np.lib.format.open_memmap(partial_path, mode="r+")
-                if results.shape != (n, k, 3):
-                    results = None
-                else:
-                    done = int(state["done"])
-                    failed = {int(i): r for i, r in state.get("failed", {}).items()}
-        except (OSError, ValueError, KeyError):
-            results = None
-    if results is None:
-        results = np.lib.format.open_memmap(partial_path, mode="w+", dtype=np.float32, shape=(n, k, 3))
-        results[:] = np.nan
-        done, failed = 0, {}
-
+    results, done, failed = _partial_results(partial_path, state_path, identity, (n, k, 3), resume=not overwrite)
     t0, frames0 = time.monotonic(), done
     since_flush = 0
 
