@@ -1,0 +1,36 @@
+"""The ``posekit`` command: the core's functions, headless.
+
+One module per group of subcommands, each adding its parsers with
+``add_commands``: :mod:`~napari_posekit.cli.project` (``info``, ``sample``,
+``create-project``, ``extract-frames``), :mod:`~napari_posekit.cli.training`
+(``train``, ``evaluate``), :mod:`~napari_posekit.cli.analysis` (``analyze``,
+``label-video``, ``filter``), :mod:`~napari_posekit.cli.refine`
+(``extract-outliers``) and :mod:`~napari_posekit.cli.demo` (``demo``).
+Defaults the commands show come from :mod:`napari_posekit.core.options`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``posekit`` argument parser with every subcommand."""
+    from napari_posekit.cli import analysis, demo, project, refine, training
+
+    parser = argparse.ArgumentParser(prog="posekit", description="Markerless animal pose estimation (napari-posekit).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    project.add_commands(sub)
+    refine.add_commands(sub)
+    training.add_commands(sub)
+    analysis.add_commands(sub)
+    demo.add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``posekit`` with ``argv`` (default: the process' arguments); returns the exit status."""
+    args = build_parser().parse_args(argv)
+    return args.func(args)
