@@ -253,7 +253,7 @@ def test_loading_a_model_for_other_bodyparts_or_a_bad_checkpoint(tmp_path):
 
 
 def test_a_project_model_for_other_bodyparts_is_refused(tmp_path):
-    from napari_posekit.core.project import read_config, write_config
+    from napari_posekit.core.config import read_config, write_config
     from napari_posekit.core.sample import write_sample_project
     from napari_posekit.core.workflow import train_project
 
@@ -268,3 +268,20 @@ def test_a_project_model_for_other_bodyparts_is_refused(tmp_path):
     write_config(project, config)
     with pytest.raises(AnalysisError, match="tail_tip"):
         Predictor.load(project)
+
+
+def test_evaluation_and_inference_share_one_forward_pass():
+    """Training's evaluation and the Predictor decode the same network outputs to the same keypoints."""
+    from napari_posekit.core.evaluation import predict_images
+
+    frames, _ = spot_frames(n=6)
+    predictor = spot_predictor()
+    predictor.freeze = False
+    predictor.precision = "float32"
+    for scale in (1.0, 0.5):
+        predictor.input_scale = scale
+        xy, p = predictor.predict(frames, batch_size=4)
+        xy_eval, p_eval = predict_images(predictor.model, predictor.codec, frames, input_scale=scale, batch_size=4)
+        assert xy.dtype == xy_eval.dtype == np.float64 and p.dtype == np.float64
+        np.testing.assert_array_equal(xy, xy_eval)
+        np.testing.assert_array_equal(p, p_eval)

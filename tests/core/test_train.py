@@ -11,6 +11,7 @@ import torch
 from conftest import drain
 from napari_posekit.core.codec import HeatmapCodec
 from napari_posekit.core.data import Augmentation, LabeledImages, split_block, split_random
+from napari_posekit.core.options import TRAIN_BATCH_SIZE, TrainOptions
 from napari_posekit.core.synthetic import make_behaviour
 from napari_posekit.core.train import (
     CheckpointError,
@@ -180,6 +181,32 @@ def test_iter_train_end_to_end(behaviour, tmp_path):
     epochs = [p["epoch"] for p in progress2 if "event" not in p]
     assert epochs[0] == 5 and epochs[-1] == 6
     assert load_checkpoint(path2)[2]["epoch"] == 6
+
+
+def test_options_object_and_keyword_overrides_train_alike(behaviour, tmp_path):
+    options = TrainOptions(backbone="resnet18", pretrained=False, batch_size=4, epochs=1, train_fraction=0.75,
+                           augmentation=False, eval_every=0, seed=3)
+    _, from_options = drain(iter_train(behaviour.frames, behaviour.keypoints, options=options, device="cpu",
+                                       checkpoint_dir=tmp_path / "options"))
+    keywords = {f: getattr(options, f) for f in ("backbone", "pretrained", "batch_size", "train_fraction",
+                                                   "augmentation", "eval_every", "seed")}
+    _, from_keywords = drain(iter_train(behaviour.frames, behaviour.keypoints, epochs=1, device="cpu",
+                                        checkpoint_dir=tmp_path / "keywords", **keywords))
+    a, b = (torch.load(p, weights_only=True) for p in (from_options, from_keywords))
+    assert a["train_config"] == b["train_config"] and a["train_config"]["seed"] == 3
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    # a keyword replaces the option of the same name
+    _, overridden = drain(iter_train(behaviour.frames, behaviour.keypoints, options=options, batch_size=3,
+                                     device="cpu", checkpoint_dir=tmp_path / "override"))
+    assert load_checkpoint(overridden)[2]["train_config"]["batch_size"] == 3 and options.batch_size == 4
+
+
+def test_unknown_training_options_are_named():
+    assert TrainOptions().batch_size == TRAIN_BATCH_SIZE and TrainOptions().merged(epochs=2).epochs == 2
+    with pytest.raises(TypeError, match="unknown training option 'epoch'"):
+        TrainOptions().merged(epoch=2)
+    with pytest.raises(TypeError, match="'epoch'.*the options are backbone"):
+        next(iter_train(np.zeros((2, 32, 32, 3), np.uint8), np.zeros((2, 1, 2)), epoch=2))
 
 
 def test_frozen_bn_keeps_the_backbones_pretrained_statistics_and_trains_the_rest(behaviour, tmp_path):

@@ -16,6 +16,7 @@ from PIL import Image
 from conftest import drain, require_shared
 from napari_posekit.cli import main
 from napari_posekit.core.model import UnknownBackboneError
+from napari_posekit.core.options import TrainOptions
 from napari_posekit.core.project import ProjectError, read_collected, write_collected
 from napari_posekit.core.sample import write_sample_project
 from napari_posekit.core.train import TrainingMemoryError, load_checkpoint
@@ -24,6 +25,7 @@ from napari_posekit.core.workflow import (
     evaluate_project,
     find_swapped_pairs,
     infer_symmetric_pairs,
+    iter_evaluate_project,
     latest_checkpoint,
     project_training_data,
     train_project,
@@ -285,3 +287,31 @@ def test_cli_trains_and_evaluates_the_real_openfield_project(tmp_path, capsys):
     assert _digest(project / "config.yaml") == before  # training leaves the project's files alone
     # the one frame of this dataset whose ears are labeled the other way round is pointed out
     assert "labeled-data/m4s1/img0102.png: leftear and rightear are on the opposite sides from 115 of 116" in out.err
+
+
+def test_train_project_takes_an_options_object_and_names_unknown_options(project):
+    options = TrainOptions(backbone="resnet18", pretrained=False, batch_size=4, input_size=(64, 64), epochs=1,
+                           eval_every=0, split="block")
+    _, checkpoint = drain(train_project(project, options, device="cpu"))
+    assert checkpoint.parent.parent.name.endswith("-trainset95shuffle1-block")
+    meta = load_checkpoint(checkpoint)[2]
+    assert meta["split"]["kind"] == "block" and meta["split"]["train_fraction"] == 0.95
+    assert meta["train_config"]["symmetric_pairs"] == [["leftear", "rightear"]]  # inferred from the names
+    with pytest.raises(TypeError, match="unknown training option 'epoch'"):
+        next(train_project(project, epoch=1))
+
+
+def test_evaluation_reports_progress_and_can_be_stopped(project):
+    _, checkpoint = drain(train_project(project, epochs=1, eval_every=0, **FAST))
+    events, evaluation = drain(iter_evaluate_project(project, checkpoint, write=False))
+    assert events == [{"event": "predict", "done": done, "total": 16} for done in (0, 8, 16)]
+    seen = []
+    full = evaluate_project(project, checkpoint, write=False, progress=seen.append)
+    assert seen == events
+    pd.testing.assert_frame_equal(evaluation.summary, full.summary)
+    pd.testing.assert_frame_equal(evaluation.per_image, full.per_image)
+
+    calls = iter(range(100))
+    events, stopped = drain(iter_evaluate_project(project, checkpoint, stop=lambda: next(calls) >= 1))
+    assert stopped is None and [e["done"] for e in events] == [0, 8]
+    assert not (checkpoint.parent.parent / "evaluation").exists()  # stopped: nothing written
