@@ -32,15 +32,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from napari_posekit.core.project import (
+from napari_posekit.core.collected_data import (
     arrays_to_collected,
     collected_to_arrays,
     index_style,
     read_collected,
-    read_config,
     write_collected,
-    write_config,
 )
+from napari_posekit.core.config import read_config, write_config
 
 HERE = Path(__file__).resolve().parent
 OPENFIELD = Path(os.environ.get("POSEKIT_SHARED_DATA", HERE.parent.parent / "shared" / "data")) / (

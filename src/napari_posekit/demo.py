@@ -84,11 +84,11 @@ def show_results(viewer, result) -> dict:
     from napari.layers import Layer
 
     from napari_posekit._napari._analysis_widget import AnalysisWidget
-    from napari_posekit._napari.layers import keypoints_layer_data
     from napari_posekit._napari._training_widget import TrainingWidget
     from napari_posekit._napari._video_widget import VideoWidget
+    from napari_posekit._napari.layers import keypoints_layer_data
+    from napari_posekit.core.config import read_config
     from napari_posekit.core.predictions import read_predictions
-    from napari_posekit.core.project import read_config
 
     config = read_config(result.config)
     skeleton = [tuple(edge) for edge in config.get("skeleton") or [] if len(edge) == 2]

@@ -13,6 +13,8 @@ import pytest
 import torch
 
 from napari_posekit.cli import main
+from napari_posekit.core.collected_data import read_collected
+from napari_posekit.core.config import read_config
 from napari_posekit.core.demo_pipeline import (
     MARKER,
     DemoError,
@@ -23,7 +25,6 @@ from napari_posekit.core.demo_pipeline import (
     run_pipeline,
 )
 from napari_posekit.core.predictions import read_predictions
-from napari_posekit.core.project import read_collected, read_config
 from napari_posekit.core.video import read_metadata
 
 #: A few seconds of everything: small video, few frames, a small random network for two epochs.

@@ -253,7 +253,7 @@ def test_loading_a_model_for_other_bodyparts_or_a_bad_checkpoint(tmp_path):
 
 
 def test_a_project_model_for_other_bodyparts_is_refused(tmp_path):
-    from napari_posekit.core.project import read_config, write_config
+    from napari_posekit.core.config import read_config, write_config
     from napari_posekit.core.sample import write_sample_project
     from napari_posekit.core.workflow import train_project
 

@@ -11,6 +11,8 @@ import pytest
 import torch
 
 from napari_posekit.cli import main
+from napari_posekit.core.collected_data import read_collected
+from napari_posekit.core.config import read_config
 from napari_posekit.core.frames import frame_image_name
 from napari_posekit.core.inference import Predictor, output_paths
 from napari_posekit.core.outliers import (
@@ -22,7 +24,6 @@ from napari_posekit.core.outliers import (
     write_outlier_frames,
 )
 from napari_posekit.core.predictions import read_predictions, write_predictions
-from napari_posekit.core.project import read_collected, read_config
 from napari_posekit.core.refine import MACHINE_CSV, load_refinement, machinelabels_path, read_machinelabels
 from napari_posekit.core.sample import write_sample, write_sample_project
 from napari_posekit.core.workflow import train_project

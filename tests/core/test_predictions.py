@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_posekit.core import predictions as P
+from napari_posekit.core import filesafety
+from napari_posekit.core.collected_data import arrays_to_collected, write_collected
 from napari_posekit.core.predictions import (
     Predictions,
     find_predictions,
@@ -21,7 +22,6 @@ from napari_posekit.core.predictions import (
     read_predictions,
     write_predictions,
 )
-from napari_posekit.core.project import arrays_to_collected, write_collected
 
 SCORER = "DLC_resnet50_openfieldOct30shuffle1_200000"
 BODYPARTS = ["snout", "leftear", "rightear", "tailbase"]
@@ -232,7 +232,7 @@ def test_write_into_a_read_only_folder_raises_and_leaves_nothing(tmp_path, monke
             def refuse(target):
                 raise PermissionError(errno.EACCES, "Permission denied", str(target))
 
-            monkeypatch.setattr(P, "_temp_path", refuse)
+            monkeypatch.setattr(filesafety, "_temp_path", refuse)
         xy, likelihood = make_arrays()
         with pytest.raises(PermissionError) as info:
             write_predictions(folder / f"s{SCORER}.h5", xy, likelihood, BODYPARTS, SCORER)

@@ -24,18 +24,13 @@ from test_images import write_png16
 
 from conftest import drain, require_shared
 from napari_posekit.core.codec import HeatmapCodec
+from napari_posekit.core.collected_data import index_style, read_collected, write_collected
+from napari_posekit.core.config import read_config, write_config
 from napari_posekit.core.data import load_image, load_project_labels
 from napari_posekit.core.images import read_rgb
+from napari_posekit.core.labeled_images import image_sizes
 from napari_posekit.core.outliers import _find_video, select_outliers
-from napari_posekit.core.project import (
-    ProjectError,
-    image_sizes,
-    index_style,
-    read_collected,
-    read_config,
-    write_collected,
-    write_config,
-)
+from napari_posekit.core.project import ProjectError
 from napari_posekit.core.refine import load_refinement, machinelabels_path, save_refinement, write_machinelabels
 from napari_posekit.core.train import evaluate, predict_images
 from napari_posekit.core.workflow import MODELS_FOLDER, evaluate_project, project_training_data, train_project

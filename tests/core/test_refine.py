@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napari_posekit.core.project import ProjectError, arrays_to_collected, read_collected, write_collected
+from napari_posekit.core.collected_data import arrays_to_collected, read_collected, write_collected
+from napari_posekit.core.project import ProjectError
 from napari_posekit.core.refine import (
     MACHINE_CSV,
     align_xy,

@@ -15,9 +15,10 @@ from PIL import Image
 
 from conftest import drain, require_shared
 from napari_posekit.cli import main
+from napari_posekit.core.collected_data import read_collected, write_collected
 from napari_posekit.core.model import UnknownBackboneError
 from napari_posekit.core.options import TrainOptions
-from napari_posekit.core.project import ProjectError, read_collected, write_collected
+from napari_posekit.core.project import ProjectError
 from napari_posekit.core.sample import write_sample_project
 from napari_posekit.core.train import TrainingMemoryError, load_checkpoint
 from napari_posekit.core.workflow import (

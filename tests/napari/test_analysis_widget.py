@@ -14,11 +14,11 @@ from napari_posekit._napari import _analysis_widget
 from napari_posekit._napari._analysis_widget import AnalysisWidget, skeleton_data, tracks_data
 from napari_posekit._napari._predictions_reader import napari_get_reader
 from napari_posekit._napari.layers import prediction_colors
+from napari_posekit.core.config import read_config, write_config
 from napari_posekit.core.filtering import filtered_path
 from napari_posekit.core.inference import output_paths
 from napari_posekit.core.labeled_video import bodypart_colors, labeled_video_path
 from napari_posekit.core.predictions import read_predictions, write_predictions
-from napari_posekit.core.project import read_config, write_config
 from napari_posekit.core.sample import write_sample_project
 from napari_posekit.core.synthetic import make_behaviour
 from napari_posekit.core.video import read_metadata

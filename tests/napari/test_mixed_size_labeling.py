@@ -21,7 +21,8 @@ from PIL import Image
 from conftest import require_shared
 from napari_posekit._napari._labeling import LabelingWidget
 from napari_posekit._napari._project_reader import napari_get_reader, padding
-from napari_posekit.core.project import arrays_to_collected, write_collected, write_config
+from napari_posekit.core.collected_data import arrays_to_collected, write_collected
+from napari_posekit.core.config import write_config
 
 PARTS = ["snout", "leftear", "rightear", "tailbase"]
 SCORER = "me"

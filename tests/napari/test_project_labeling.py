@@ -94,6 +94,33 @@ def test_writer_saves_a_keypoints_layer_as_collected_data(make_napari_viewer, pr
     pd.testing.assert_frame_equal(pd.read_hdf(out), pd.read_hdf(folder / "CollectedData_Pranav.h5"), check_exact=True)
 
 
+def test_writer_and_labeling_save_keep_the_same_rows(make_napari_viewer, project):
+    """Both saves keep every row the file had, empty or of an image gone from the folder, and add no empty row."""
+    from napari_posekit.core.collected_data import read_collected, write_collected
+
+    folder = project / "labeled-data" / "m4s1"
+    h5, csv = folder / "CollectedData_Pranav.h5", folder / "CollectedData_Pranav.csv"
+    df = read_collected(h5)
+    df.iloc[2] = np.nan  # every label of img0002 removed: its row stays, empty (DeepLabCut's GUIs keep such rows)
+    df = df.drop(index="labeled-data/m4s1/img0010.png")  # extracted, no label yet: no row is added
+    gone = df.iloc[[5]].set_axis(["labeled-data/m4s1/img9999.png"])  # labels of an image no longer in the folder
+    df = pd.concat([df, gone])
+    write_collected(df, folder)
+
+    viewer = make_napari_viewer()
+    with pytest.warns(UserWarning, match="img9999.png"):
+        _, points = viewer.open(str(folder), plugin="napari-posekit")
+    viewer.layers.selection = {points}
+    viewer.layers.save(str(h5), selected=True, plugin="napari-posekit")  # napari's writer, over its own file
+    pd.testing.assert_frame_equal(read_collected(h5), df, check_exact=True)
+    pd.testing.assert_frame_equal(read_collected(csv), df, check_exact=True)
+    written = csv.read_bytes()
+
+    LabelingWidget(viewer).save()  # the Labeling widget's save: the same rows, the same bytes
+    assert csv.read_bytes() == written
+    pd.testing.assert_frame_equal(read_collected(h5), df, check_exact=True)
+
+
 LABELING_SESSION = """
 import sys, time
 import napari
@@ -142,7 +169,7 @@ def test_sigkill_during_labeling_loses_no_edit(make_napari_viewer, project):
 
 
 def test_skeleton_edited_in_the_widget_is_drawn_and_saved_to_the_config(make_napari_viewer, project):
-    from napari_posekit.core.project import read_config
+    from napari_posekit.core.config import read_config
 
     folder = project / "labeled-data" / "m4s1"
     viewer = make_napari_viewer()
@@ -162,7 +189,7 @@ def test_skeleton_edited_in_the_widget_is_drawn_and_saved_to_the_config(make_nap
 
 
 def test_machine_labels_fill_gaps_and_never_overwrite_human_labels(make_napari_viewer, project):
-    from napari_posekit.core.project import write_collected
+    from napari_posekit.core.collected_data import write_collected
 
     folder = project / "labeled-data" / "m4s1"
     original = pd.read_hdf(folder / "CollectedData_Pranav.h5")

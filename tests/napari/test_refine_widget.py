@@ -10,20 +10,17 @@ import pytest
 import torch
 from napari.layers import Points
 
-from napari_posekit._napari import _refine_widget
+from napari_posekit._napari import _refine_widget, jobs
 from napari_posekit._napari._analysis_widget import AnalysisWidget
 from napari_posekit._napari._labeling import LabelingWidget
-from napari_posekit._napari._refine_widget import (
-    MACHINE_SYMBOL,
-    RefineWidget,
-    ScoreCurve,
-    frame_of_image,
-    point_sources,
-)
-from napari_posekit.core.frames import frame_image_name
+from napari_posekit._napari._refine_widget import RefineWidget
+from napari_posekit._napari.refine_layers import MACHINE_SYMBOL, point_sources
+from napari_posekit._napari.score_curve import ScoreCurve
+from napari_posekit.core.collected_data import read_collected
+from napari_posekit.core.config import read_config
+from napari_posekit.core.frames import frame_image_name, frame_of_image
 from napari_posekit.core.inference import output_paths
 from napari_posekit.core.predictions import write_predictions
-from napari_posekit.core.project import read_collected, read_config
 from napari_posekit.core.refine import find_machinelabels, read_machinelabels
 from napari_posekit.core.sample import write_sample_project
 from napari_posekit.core.synthetic import make_behaviour
@@ -122,8 +119,10 @@ def test_find_correct_save_retrain_loop(make_napari_viewer, qtbot, tmp_path, mon
 
     # accept: PNGs and machine labels in the project, opened as an editable layer, machine labels distinct
     accepted = sorted(c.picked)
-    layer = widget.accept()
-    assert isinstance(layer, Points) and widget.session.layer is layer and layer.mode == "select"
+    assert widget.accept() is not None  # written and read back in a job
+    qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT)
+    layer = widget.session.layer
+    assert isinstance(layer, Points) and layer.mode == "select"
     names = [frame_image_name(f, N_FRAMES) for f in accepted]
     assert all((folder / name).is_file() for name in names)
     [machine_file] = find_machinelabels(folder)
@@ -180,7 +179,7 @@ def test_find_correct_save_retrain_loop(make_napari_viewer, qtbot, tmp_path, mon
                 assert np.isnan(values).all()  # the deleted point stays deleted
             else:
                 assert np.allclose(values, truth.keypoints[f, k])
-    assert (point_sources(layer) == "human").all() and not widget.session.unsaved
+    assert (point_sources(layer) == "human").all() and not widget.corrections.unsaved
     assert not any(k.split("/")[-1] in names for path in find_machinelabels(folder)
                    for k in read_machinelabels(path).index.map("/".join))  # no longer offered as machine labels
     statuses = {int(widget.table.item(r, 0).text()): widget.table.item(r, 5).text()
@@ -248,6 +247,7 @@ def _predictions(truth, frames=N_FRAMES, jump_at=None):
 def test_bad_input_is_a_message_and_nothing_is_lost(make_napari_viewer, qtbot, tmp_path, monkeypatch):
     errors: list[str] = []
     monkeypatch.setattr(_refine_widget, "show_error", errors.append)
+    monkeypatch.setattr(jobs, "show_error", errors.append)  # failures of a job
     project, video, truth = _sample(tmp_path, n_labeled=6)
     folder = project / "labeled-data" / video.stem
     bodyparts = list(truth.bodyparts)
@@ -260,10 +260,13 @@ def test_bad_input_is_a_message_and_nothing_is_lost(make_napari_viewer, qtbot, t
     assert widget.find_outliers() is None
     assert "has no predictions and the project has no trained model" in errors[-1]
 
-    # predictions of a video whose frame count changed
+    # predictions of a video whose frame count changed (the file is read in the job)
     h5 = output_paths(video, "DLC_resnet18_sampleshuffle1_10")["h5"]
     write_predictions(h5, *_predictions(truth, frames=N_FRAMES - 5), bodyparts, "DLC_resnet18_sampleshuffle1_10")
-    assert widget.find_outliers() is None and f"have {N_FRAMES - 5} frames but the video has {N_FRAMES}" in errors[-1]
+    assert widget.find_outliers() is not None
+    qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT)
+    assert f"have {N_FRAMES - 5} frames but the video has {N_FRAMES}" in errors[-1]
+    assert "Cannot find outliers" in widget.status.text() and widget.candidates is None
     # a predictions layer past the end of the video
     wrong = viewer.add_points(
         np.array([[N_FRAMES + 4, 10.0, 10.0]]), name=f"{video_layer.name} predictions",
@@ -296,7 +299,9 @@ def test_bad_input_is_a_message_and_nothing_is_lost(make_napari_viewer, qtbot, t
     assert sorted(p.name for p in folder.iterdir()) == files and len(viewer.layers) == n_layers
     # saved: Accept replaces that layer by one with the new frames, the edit kept
     labeling.save()
-    layer = widget.accept([17])
+    assert widget.accept([17]) is not None
+    qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT)
+    layer = widget.session.layer
     assert layer is not None and labels not in viewer.layers
     assert sum(1 for other in viewer.layers if other.metadata.get("folder") == str(folder)) == 2  # images + points
     first = layer.metadata["images"].index(labels.metadata["images"][0])

@@ -16,10 +16,11 @@ from qtpy.QtCore import QTimer
 from conftest import require_shared
 from napari_posekit._napari import _training_widget
 from napari_posekit._napari._labeling import LabelingWidget
-from napari_posekit._napari.layers import is_keypoints_layer
 from napari_posekit._napari._training_widget import TrainingWidget, format_eta, linear_ticks, log_ticks
 from napari_posekit._napari._writer import write_keypoints
-from napari_posekit.core.project import read_collected, read_config, write_collected, write_config
+from napari_posekit._napari.layers import is_keypoints_layer
+from napari_posekit.core.collected_data import read_collected, write_collected
+from napari_posekit.core.config import read_config, write_config
 from napari_posekit.core.sample import write_sample_project
 from napari_posekit.core.train import load_checkpoint
 from napari_posekit.core.workflow import MODELS_FOLDER, latest_checkpoint

@@ -17,21 +17,12 @@ import numpy as np
 from dask import delayed
 
 from napari_posekit._napari.layers import colormap_colors, keypoints_layer_data, outside_image
+from napari_posekit.core.collected_data import collected_to_arrays, read_collected, update_collected
+from napari_posekit.core.collected_data import index_style as collected_index_style
+from napari_posekit.core.config import config_bodyparts, read_config, write_config
+from napari_posekit.core.labeled_images import image_sizes
 from napari_posekit.core.labels import LabelStore, journal_path
-from napari_posekit.core.project import (
-    ProjectError,
-    arrays_to_collected,
-    collected_to_arrays,
-    config_bodyparts,
-    image_sizes,
-    read_collected,
-    read_config,
-    write_collected,
-    write_config,
-)
-from napari_posekit.core.project import (
-    index_style as collected_index_style,
-)
+from napari_posekit.core.project import ProjectError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -250,24 +241,23 @@ def folder_layers(folder: Path) -> list[tuple]:
 def save_labels(store: LabelStore, layer) -> tuple[Path, Path]:
     """Write the store's labels to the layer's CollectedData (.h5 + .csv), atomically.
 
-    Images with at least one label, and images that had a row before, get a
-    row; the index style of the existing file is kept.
+    The rows are :func:`~napari_posekit.core.collected_data.update_collected`'s:
+    images with at least one label and every row the file had; the index
+    style of the existing file is kept.
     """
     meta = layer.metadata
     if not meta.get("labels_file") or not meta.get("scorer"):
         raise ProjectError("this keypoints layer was not opened from a DeepLabCut project folder")
     xy = np.asarray(store.xy)
-    kept = set(meta.get("kept_rows", []))
-    rows = [i for i, name in enumerate(store.images) if (~np.isnan(xy[i])).any() or name.split("/")[-1] in kept]
-    df = arrays_to_collected(
-        [store.images[i] for i in rows], store.bodyparts, xy[rows], meta["scorer"], index_style=meta["index_style"]
+    h5, csv = update_collected(
+        meta["labels_file"], store.images, store.bodyparts, xy, meta["scorer"], index_style=meta["index_style"]
     )
-    h5, csv = write_collected(df, meta["labels_file"], meta["scorer"])
     if meta.get("config"):  # the skeleton is edited in the widget and belongs to the project
         config = read_config(meta["config"])
         skeleton = [list(e) for e in meta.get("skeleton", [])]
         if [list(e) for e in config.get("skeleton") or []] != skeleton:
             config["skeleton"] = skeleton
             write_config(meta["config"], config)
-    meta["kept_rows"] = sorted(store.images[i].split("/")[-1] for i in rows)
+    labeled = {name.split("/")[-1] for name, placed in zip(store.images, (~np.isnan(xy)).any(axis=(1, 2))) if placed}
+    meta["kept_rows"] = sorted(set(meta.get("kept_rows", [])) | labeled)
     return h5, csv

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_posekit.core.project import arrays_to_collected, write_collected
+from napari_posekit.core.collected_data import update_collected
 
 
 def write_keypoints(path: str, data, attributes: dict) -> list[str]:
@@ -14,7 +14,10 @@ def write_keypoints(path: str, data, attributes: dict) -> list[str]:
 
     The scorer comes from the file name (``CollectedData_<scorer>``) or the
     layer's metadata; image names from the layer's metadata (a layer opened
-    from a project) or ``img<frame>.png``. Both files are written atomically.
+    from a project) or ``img<frame>.png``. The rows are those of the
+    Labeling widget's save (:func:`~napari_posekit.core.collected_data.update_collected`):
+    every image with a label and every row the file had. Both files are
+    written atomically.
     """
     meta = attributes.get("metadata") or {}
     features = attributes.get("features")
@@ -33,8 +36,6 @@ def write_keypoints(path: str, data, attributes: dict) -> list[str]:
     xy = np.full((len(images), len(bodyparts), 2), np.nan)
     for (f, y, x), bp in zip(data, features["bodypart"]):
         xy[int(round(f)), bodyparts.index(bp)] = (x, y)
-    rows = [i for i in range(len(images)) if not np.isnan(xy[i]).all()]
-    df = arrays_to_collected([images[i] for i in rows], bodyparts, xy[rows], scorer,
-                             index_style=meta.get("index_style", "multi"))
-    h5, csv = write_collected(df, target.with_name(f"CollectedData_{scorer}.h5"), scorer)
+    h5, csv = update_collected(target.with_name(f"CollectedData_{scorer}.h5"), images, bodyparts, xy, scorer,
+                               index_style=meta.get("index_style", "multi"))
     return [str(h5), str(csv)]

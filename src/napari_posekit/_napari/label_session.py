@@ -47,6 +47,7 @@ __all__ = [
     "Change",
     "LabelSession",
     "close_session",
+    "existing_session",
     "point_cells",
     "session_for",
 ]
@@ -343,3 +344,9 @@ def close_session(layer) -> None:
     session = _SESSIONS.pop(layer, None) if isinstance(layer, Points) else None
     if session is not None:
         session.close()
+
+
+def existing_session(layer) -> LabelSession | None:
+    """The open session of ``layer``, without making one (None: nobody edits the layer)."""
+    session = _SESSIONS.get(layer) if isinstance(layer, Points) else None
+    return session if session is not None and not session.closed else None

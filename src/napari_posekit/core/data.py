@@ -164,7 +164,9 @@ def load_project_labels(project_folder: str | os.PathLike) -> tuple[list[Path], 
     the body parts of ``config.yaml`` and ``xy`` ``(N, K, 2)`` float64 with NaN
     where a body part is not labeled.
     """
-    from .project import ProjectError, collected_to_arrays, config_bodyparts, read_collected, read_config
+    from .collected_data import collected_to_arrays, read_collected
+    from .config import config_bodyparts, read_config
+    from .project import ProjectError
 
     folder = Path(project_folder).resolve()
     bodyparts = list(config_bodyparts(read_config(folder)))

@@ -9,7 +9,7 @@ project's own functions at every step:
    picks frames by k-means (:func:`~napari_posekit.core.frames.select_kmeans`,
    :func:`~napari_posekit.core.frames.extract_frames`) and labels them from the
    ground truth (``CollectedData_<scorer>.h5/.csv`` through
-   :func:`~napari_posekit.core.project.write_collected`);
+   :func:`~napari_posekit.core.collected_data.write_collected`);
 3. trains with a time budget (:func:`~napari_posekit.core.workflow.train_project`)
    and evaluates (:func:`~napari_posekit.core.workflow.evaluate_project`);
 4. analyses the whole video (:func:`~napari_posekit.core.inference.analyze_video`)
@@ -239,8 +239,10 @@ def _drive(gen: Generator[Any, None, Any], on_item: Callable[[Any], None]) -> An
 # --------------------------------------------------------------------------- steps
 def _make_project(out: Path, options: DemoOptions, progress: Progress, log: Callable[[str], None]):
     """Sample, project, k-means frames and their ground-truth labels; returns ``(sample, config, frames, files)``."""
+    from .collected_data import arrays_to_collected, write_collected
+    from .config import read_config, write_config
     from .frames import extract_frames, iter_select_kmeans
-    from .project import arrays_to_collected, create_project, read_config, write_collected, write_config
+    from .project import create_project
     from .sample import write_sample
 
     sample = write_sample(out / "sample", n_frames=options.n_frames, height=options.height, width=options.width,

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .project import COLLECTED_KEY, ProjectError, _atomic_write_files, read_collected
+from .collected_data import COLLECTED_KEY, read_collected
+from .filesafety import write_atomically
+from .project import ProjectError
 
 __all__ = [
     "MACHINE_CSV",
@@ -81,5 +83,5 @@ def write_machinelabels(df: pd.DataFrame, path: str | os.PathLike, *, csv: bool 
     writers = {path: write_h5}
     if csv:
         writers[csv_file] = lambda tmp: df.to_csv(tmp)
-    _atomic_write_files(writers)
+    write_atomically(writers, error=ProjectError)
     return path

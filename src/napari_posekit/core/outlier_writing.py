@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .collected_data import COLUMN_NAMES, _image_keys, index_style, read_collected, to_multi_index, to_string_index
+from .config import read_config, write_config
 from .frames import extract_frames, frame_image_name, frame_of_image
 from .machinelabels import find_machinelabels, machinelabels_path, read_machinelabels, write_machinelabels
 from .outlier_scores import OutlierError
-from .collected_data import COLUMN_NAMES, _image_keys, index_style, read_collected, to_multi_index, to_string_index
-from .config import read_config, write_config
-from .project import IMAGE_EXTENSIONS, ProjectError
+from .project import IMAGE_EXTENSIONS, project_root
 
 __all__ = ["add_video_set", "write_outlier_frames"]
 
@@ -50,15 +50,6 @@ def _frames_in_folder(folder: Path) -> tuple[set[int], pd.DataFrame | None]:
     return frames, collected
 
 
-def _project(project: str | os.PathLike) -> Path:
-    path = Path(project).expanduser().resolve()
-    if path.is_file() and path.suffix in (".yaml", ".yml"):
-        path = path.parent
-    if not (path / "config.yaml").is_file():
-        raise ProjectError("not a DeepLabCut project folder (no config.yaml)", path)
-    return path
-
-
 def _in_video_sets(config, video: Path) -> bool:
     sets = config.get("video_sets") or {}
     return any(Path(str(key).replace("\\", "/")).stem == video.stem for key in sets)
@@ -72,7 +63,7 @@ def add_video_set(project: str | os.PathLike, video: str | os.PathLike) -> bool:
     """
     from .video import read_metadata
 
-    root = _project(project)
+    root = project_root(project)
     video = Path(video)
     config = read_config(root)
     if _in_video_sets(config, video):
@@ -121,7 +112,7 @@ def write_outlier_frames(
     """
     from .video import read_metadata
 
-    root = _project(project)
+    root = project_root(project)
     video = Path(video)
     config = read_config(root)
     if n_frames is None:

@@ -31,12 +31,12 @@ from typing import Any
 import numpy as np
 
 from ._generators import drive, relay
+from .config import config_bodyparts, read_config
 from .options import OUTLIER_EPSILON
 from .outlier_scores import OUTLIER_METHODS, OutlierError, OutlierScores, _check_methods, outlier_scores
 from .outlier_selection import iter_select_outliers, select_outliers
-from .outlier_writing import _frames_in_folder, _project, add_video_set, write_outlier_frames
-from .config import config_bodyparts, read_config
-from .project import ProjectError
+from .outlier_writing import _frames_in_folder, add_video_set, write_outlier_frames
+from .project import ProjectError, project_root
 
 __all__ = [
     "OUTLIER_METHODS",
@@ -118,7 +118,7 @@ def iter_extract_outliers(
     """
     from .video import read_metadata
 
-    root = _project(project)
+    root = project_root(project)
     config = read_config(root)
     if config.get("multianimalproject"):
         raise OutlierError("outlier extraction handles single-animal projects", root)

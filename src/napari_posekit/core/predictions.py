@@ -15,9 +15,10 @@ coords)``. A body part that was not found has NaN coordinates.
 
 :func:`write_predictions` writes the same ``.h5`` and ``.csv`` and, instead of
 the pickle, ``<video stem><scorer>_meta.json``. Every file is written under a
-temporary name in its folder and moved into place with :func:`os.replace`, the
-HDF5 file last, so an interrupted write never leaves a file that looks
-complete and an existing ``.h5`` always has its ``.csv`` and ``_meta.json``.
+temporary name in its folder and moved into place with :func:`os.replace`
+(:mod:`~napari_posekit.core.filesafety`), the HDF5 file last, so an
+interrupted write never leaves a file that looks complete and an existing
+``.h5`` always has its ``.csv`` and ``_meta.json``.
 
 :func:`read_predictions` reads these files and DeepLabCut's own (``.h5`` with
 any key, ``.csv`` with 3 or 4 header rows) into :class:`Predictions`.
@@ -34,7 +35,6 @@ import glob
 import json
 import math
 import os
-import secrets
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,9 +43,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from napari_posekit.core.project import COLLECTED_KEY, COLUMN_NAMES, COLUMN_NAMES_MULTIANIMAL
-
-from .project import _fsync_dir, _fsync_path
+from .collected_data import COLLECTED_KEY, COLUMN_NAMES, COLUMN_NAMES_MULTIANIMAL
+from .filesafety import error_reason, write_atomically
 
 __all__ = [
     "COORDS",
@@ -283,65 +282,6 @@ def predictions_dataframe(
 # --------------------------------------------------------------------------------------
 
 
-def _reason(err: BaseException) -> str:
-    if isinstance(err, OSError) and err.strerror:
-        return err.strerror
-    return str(err) or type(err).__name__
-
-
-def _write_error(err: BaseException, target: Path) -> OSError:
-    """An OSError (of the original errno's subclass, e.g. PermissionError) naming the file and its folder."""
-    message = f"cannot write {target.name} in the folder {target.parent}: {_reason(err)}"
-    code = getattr(err, "errno", None)
-    return OSError(code, message) if code else OSError(message)
-
-
-def _temp_path(target: Path) -> Path:
-    """Create an empty, uniquely named temporary file beside ``target`` (hidden, ending in ``.tmp``)."""
-    tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    os.close(fd)
-    return tmp
-
-
-def _atomic_write(writers: Mapping[Path, Callable[[Path], None]]) -> None:
-    """Write every file to a temporary file first, then move them into place in the given order.
-
-    Nothing is replaced unless every file was written completely; the
-    temporary files are always removed. Raises OSError naming the file and
-    its folder.
-    """
-    temps: dict[Path, Path] = {}
-    try:
-        for target, write in writers.items():
-            folder = target.parent
-            if not folder.is_dir():
-                reason = "the parent is not a folder" if folder.exists() else "the folder does not exist"
-                code = errno.ENOTDIR if folder.exists() else errno.ENOENT
-                raise OSError(code, f"cannot write {target.name} in the folder {folder}: {reason}")
-            try:
-                temps[target] = tmp = _temp_path(target)
-                write(tmp)
-                _fsync_path(tmp)
-            except OSError as err:
-                raise _write_error(err, target) from err
-            except Exception as err:  # e.g. PyTables' HDF5ExtError on a full disk
-                raise _write_error(err, target) from err
-        for target, tmp in temps.items():
-            try:
-                os.replace(tmp, target)
-            except OSError as err:
-                raise _write_error(err, target) from err
-        for folder in {target.parent for target in temps}:
-            _fsync_dir(folder)
-    finally:
-        for tmp in temps.values():
-            try:
-                tmp.unlink(missing_ok=True)
-            except OSError:
-                pass
-
-
 def _plain(value, where: str = "metadata"):
     """``value`` as plain JSON data (Paths and numpy values converted, non-finite floats as null)."""
     if value is None or isinstance(value, (bool, str, int)):
@@ -430,7 +370,7 @@ def write_predictions(
     if csv:
         writers[csv_path(path_h5)] = lambda tmp: df.to_csv(tmp)
     writers[path_h5] = write_h5
-    _atomic_write(writers)
+    write_atomically(writers)
     return path_h5
 
 
@@ -445,7 +385,9 @@ def _version() -> str:
 # --------------------------------------------------------------------------------------
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-_LABELS_HINT = "this looks like a CollectedData labels file (rows are images); read it with core.project.read_collected"
+_LABELS_HINT = (
+    "this looks like a CollectedData labels file (rows are images); read it with core.collected_data.read_collected"
+)
 
 
 def _read_h5(path: Path) -> pd.DataFrame:
@@ -461,7 +403,7 @@ def _read_h5(path: Path) -> pd.DataFrame:
                 if isinstance(obj, pd.DataFrame) and isinstance(obj.columns, pd.MultiIndex):
                     return obj
     except Exception as err:  # not HDF5, damaged, or not written by pandas
-        raise ValueError(f"{path}: cannot read the HDF5 file: {_reason(err)}") from err
+        raise ValueError(f"{path}: cannot read the HDF5 file: {error_reason(err)}") from err
     raise ValueError(f"{path}: no table of pose predictions in the HDF5 file (keys: {keys})")
 
 
@@ -496,7 +438,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
     try:
         df = pd.read_csv(path, header=list(range(len(names))), **kwargs)
     except Exception as err:  # pandas raises many kinds
-        raise ValueError(f"{path}: cannot parse the CSV file: {_reason(err)}") from err
+        raise ValueError(f"{path}: cannot parse the CSV file: {error_reason(err)}") from err
     if df.shape[1] == 0:
         raise ValueError(f"{path}: cannot parse the CSV file: no columns")
     index = pd.Index(df.iloc[:, 0].to_numpy())
@@ -619,7 +561,7 @@ def read_predictions(path: str | os.PathLike) -> Predictions:
         The file is not a pose prediction table; the message names the file
         and the reason. Labels files (``CollectedData``, whose rows are image
         paths rather than frame numbers) are rejected with a hint to
-        :func:`napari_posekit.core.project.read_collected`.
+        :func:`napari_posekit.core.collected_data.read_collected`.
     """
     path = Path(path)
     if not path.is_file():

@@ -83,8 +83,8 @@ class Predictor:
         whose body parts differ from its project's.  ``options`` go to the
         constructor (``precision``, ``freeze``).
         """
-        from .project import read_config
         from .checkpoint import load_checkpoint
+        from .config import read_config
         from .workflow import MODELS_FOLDER, latest_checkpoint
 
         path = Path(source).expanduser()

@@ -22,13 +22,13 @@ back. The rules:
 * Every other row and body part of CollectedData is written back exactly as it
   is on disk at the moment of saving (re-read then, so labels saved meanwhile
   by someone else are kept), bit for bit. Machine labels never overwrite or
-  complete a human label; this is why :func:`napari_posekit.core.project.merge_collected`,
+  complete a human label; this is why :func:`napari_posekit.core.collected_data.merge_collected`,
   which fills human gaps from machine labels, is not used here: a deleted
   body part would come back.
 * An image with both human labels and a machine-label row is a **conflict**:
   the human labels win (they are what :attr:`Refinement.xy` shows) unless the
   person accepted the image. Conflicts are listed on load and on save.
-* Writes are atomic (:func:`~napari_posekit.core.project.write_collected`):
+* Writes are atomic (:func:`~napari_posekit.core.collected_data.write_collected`):
   CollectedData is replaced first, then the machine-label files. A failure
   while writing CollectedData leaves every file as it was; a failure after it
   leaves the accepted rows in both files, where the human rows win, so nothing
@@ -53,8 +53,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .collected_data import collected_to_arrays
+from .config import config_bodyparts
 from .machinelabels import MACHINE_CSV, find_machinelabels, machinelabels_path, read_machinelabels, write_machinelabels
-from .project import IMAGE_EXTENSIONS, ProjectError, collected_to_arrays, config_bodyparts
+from .project import IMAGE_EXTENSIONS, ProjectError
 from .refine_files import _norm, _project_config, _read_human, _read_machine
 from .refine_merge import SavedRefinement, save_refinement
 

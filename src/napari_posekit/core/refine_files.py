@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .collected_data import _image_keys, collected_path, read_collected
+from .config import read_config
 from .machinelabels import find_machinelabels, read_machinelabels
-from .project import ProjectError, _image_keys, collected_path, read_collected, read_config
+from .project import ProjectError
 
 
 def _norm(key: str) -> str:

@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from .collected_data import COLUMN_NAMES, collected_path, index_style, write_collected
 from .machinelabels import write_machinelabels
-from .project import COLUMN_NAMES, ProjectError, collected_path, index_style, write_collected
+from .project import ProjectError
 from .refine_files import _index_entry, _keys, _read_human, _read_machine
 
 if TYPE_CHECKING:

@@ -76,8 +76,9 @@ def write_sample_project(
     import numpy as np
     from PIL import Image
 
+    from napari_posekit.core.collected_data import arrays_to_collected, write_collected
     from napari_posekit.core.frames import frame_image_name
-    from napari_posekit.core.project import arrays_to_collected, create_project, write_collected
+    from napari_posekit.core.project import create_project
     from napari_posekit.core.synthetic import SKELETON
 
     folder = Path(folder)

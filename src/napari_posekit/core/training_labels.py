@@ -17,20 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .collected_data import read_collected
+from .config import config_bodyparts, read_config
 from .data import load_project_labels
-from .project import ProjectError, config_bodyparts, missing_images, read_collected, read_config
+from .labeled_images import missing_images
+from .project import ProjectError, project_root
 
-__all__ = ["TrainingData", "find_swapped_pairs", "infer_symmetric_pairs", "project_root", "project_training_data"]
-
-
-def project_root(project: str | os.PathLike) -> Path:
-    """The folder of a DeepLabCut project (or of its ``config.yaml``); :class:`ProjectError` otherwise."""
-    path = Path(project).expanduser().resolve()
-    if path.is_file() and path.name.endswith(".yaml"):
-        path = path.parent
-    if not (path / "config.yaml").is_file():
-        raise ProjectError("not a DeepLabCut project folder (no config.yaml)", path)
-    return path
+__all__ = ["TrainingData", "find_swapped_pairs", "infer_symmetric_pairs", "project_training_data"]
 
 
 def infer_symmetric_pairs(bodyparts: Sequence[str]) -> list[tuple[str, str]]:

@@ -25,15 +25,16 @@ import numpy as np
 import pandas as pd
 
 from ._generators import drive
+from .config import read_config
+from .filesafety import atomic_write_text
 from .options import PCUTOFF, TRAIN_FRACTION, TrainOptions, train_options
-from .project import ProjectError, atomic_write_text, read_config
+from .project import ProjectError, project_root
 from .training_labels import (
     TrainingData,
     find_swapped_pairs,
     infer_symmetric_pairs,
     project_training_data,
 )
-from .training_labels import project_root as _project_root
 
 __all__ = [
     "MODELS_FOLDER",
@@ -56,7 +57,7 @@ def model_folder(
     project: str | os.PathLike, *, train_fraction: float | None = None, shuffle: int = 1, split: str = "random"
 ) -> Path:
     """The model folder of a training set, named as DeepLabCut names its ``dlc-models`` folders."""
-    root = _project_root(project)
+    root = project_root(project)
     config = read_config(root)
     if train_fraction is None:
         train_fraction = _config_train_fraction(config)
@@ -75,7 +76,7 @@ def _config_train_fraction(config) -> float:
 
 def latest_checkpoint(project: str | os.PathLike) -> Path:
     """The most recently written ``checkpoint.pt`` under the project's models folder."""
-    root = _project_root(project)
+    root = project_root(project)
     found = [p for p in (root / MODELS_FOLDER).glob("iteration-*/*/train/checkpoint.pt") if p.is_file()]
     if not found:
         raise ProjectError(f"no trained model yet (nothing in {MODELS_FOLDER}/); run 'posekit train' first", root)
@@ -122,7 +123,7 @@ def train_project(
 
     options, run = _split_train_arguments(options, overrides)
     data = project_training_data(project)
-    root = _project_root(project)
+    root = project_root(project)
     if options.train_fraction is None:
         options = options.merged(train_fraction=_config_train_fraction(read_config(root)))
     folder = model_folder(root, train_fraction=options.train_fraction, shuffle=shuffle, split=options.split)
@@ -295,7 +296,7 @@ def iter_evaluate_project(
     from .checkpoint import load_checkpoint
     from .evaluation import iter_predict_images
 
-    root = _project_root(project)
+    root = project_root(project)
     checkpoint = Path(checkpoint) if checkpoint is not None else latest_checkpoint(root)
     model, codec, meta = load_checkpoint(checkpoint, device=device)
     if pcutoff is None:
@@ -326,8 +327,8 @@ def iter_evaluate_project(
         if checkpoint.parent.name != "train":
             out = checkpoint.parent / "evaluation"
         out.mkdir(parents=True, exist_ok=True)
-        files.append(atomic_write_text(out / "evaluation-results.csv", summary.to_csv(index=False)))
-        files.append(atomic_write_text(out / "per-image-errors.csv", per_image.to_csv(index=False)))
+        files.append(atomic_write_text(out / "evaluation-results.csv", summary.to_csv(index=False), error=ProjectError))
+        files.append(atomic_write_text(out / "per-image-errors.csv", per_image.to_csv(index=False), error=ProjectError))
     return Evaluation(checkpoint, summary, per_image, pcutoff, files)
 
 
