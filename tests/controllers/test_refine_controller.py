@@ -50,11 +50,10 @@ def _predictions(truth, origin="test") -> refine.Predictions:
 
 
 def _find_task(controller, project, video, **overrides):
-    kwargs = dict(video="video-id", video_name=video.stem, video_path=video, source=str(video), n_frames=N_FRAMES,
-                  project=project, bodyparts=None, options={"methods": ("jump",), "epsilon": 6.0, "p_bound": 0.01},
-                  n=2, fresh=False, shown=lambda: None)
-    kwargs.update(overrides)
-    return controller.find_task(**kwargs)
+    kwargs = {"video": "video-id", "video_name": video.stem, "video_path": video, "source": str(video),
+              "n_frames": N_FRAMES, "project": project, "bodyparts": None, "n": 2, "fresh": False,
+              "options": {"methods": ("jump",), "epsilon": 6.0, "p_bound": 0.01}, "shown": lambda: None}
+    return controller.find_task(**{**kwargs, **overrides})
 
 
 # --------------------------------------------------------------------------- predictions

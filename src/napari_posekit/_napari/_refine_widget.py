@@ -51,7 +51,7 @@ from napari_posekit._napari import refine_layers
 from napari_posekit._napari._viewer import unwrap_viewer
 from napari_posekit._napari.jobs import KNOWN_ERRORS, JobRunner, error_message, format_eta
 from napari_posekit._napari.label_session import Change, LabelSession, session_for
-from napari_posekit._napari.layers import Key, analysable_layers, project_config
+from napari_posekit._napari.layers import Key, analysable_layers
 from napari_posekit._napari.preload import preload_training_modules
 from napari_posekit._napari.refine_view import RefineView
 from napari_posekit.controllers import refine
@@ -134,11 +134,7 @@ class RefineWidget(RefineView):
     def _prefill_project(self, layer) -> None:
         if self.project.text().strip() or self.busy:
             return
-        config = project_config(layer)
-        if config is None and isinstance(layer, Image):  # a video inside a project's videos/ folder
-            path = (layer.metadata.get(Key.VIDEO) or {}).get("path")
-            if path and Path(path).parent.name == "videos" and (Path(path).parent.parent / "config.yaml").is_file():
-                config = str(Path(path).parent.parent / "config.yaml")
+        config = refine_layers.layer_project(layer)
         if config:
             self.project.setText(config)
 
@@ -198,13 +194,6 @@ class RefineWidget(RefineView):
     def project_path(self) -> Path | None:
         return project_folder(self.project.text())
 
-    def _bodyparts(self, project: Path | None) -> list[str] | None:
-        if project is None:
-            return None
-        from napari_posekit.core.config import config_bodyparts, read_config
-
-        return list(config_bodyparts(read_config(project))) or None
-
     # -- jobs -----------------------------------------------------------------------------
     def _fail(self, what: str, message: str) -> None:
         self.status.setText(f"{what}: {message}")
@@ -260,7 +249,7 @@ class RefineWidget(RefineView):
             return None
         video_path, n_frames = self.video_path(layer), int(layer.data.shape[0])
         try:
-            bodyparts = self._bodyparts(project)
+            bodyparts = refine.project_bodyparts(project)
             task = self.controller.find_task(
                 video=layer.unique_id, video_name=layer.name, video_path=video_path,
                 source=str(video_path) if video_path else layer.data, n_frames=n_frames, project=project,
@@ -490,7 +479,7 @@ class RefineWidget(RefineView):
             task.reanalyse, task.video, task.video_path = True, video.unique_id, video_path
             task.source = str(video_path) if video_path else video.data
             task.n_frames = int(video.data.shape[0])
-        task.bodyparts = self._bodyparts(project)
+        task.bodyparts = refine.project_bodyparts(project)
         task.score_options = self.options() if self.options()["methods"] else {}
         self.eval_label.setText(f"Fine-tuning {model_name(task.checkpoint)}…")
         return self._start("retrain", lambda job: refine.iter_retrain(task, job.stopping), "Retraining",

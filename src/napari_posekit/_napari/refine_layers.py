@@ -5,7 +5,8 @@
   :func:`~napari_posekit._napari.layers.points_to_arrays`),
   :func:`point_sources` (machine or human label, per point),
   :func:`fingerprint` (tells whether a layer's data changed).
-- Finding: :func:`find_predictions_layer` (the layer with a video's
+- Finding: :func:`layer_project` (the project a layer belongs to),
+  :func:`video_path`, :func:`find_predictions_layer` (the layer with a video's
   predictions), :func:`video_group` (a video and the layers drawn over it),
   :func:`folder_claims` and :func:`unsaved_claim` (the layers that show a
   labeled-data folder, and whether one holds unsaved edits).
@@ -40,6 +41,7 @@ from napari_posekit._napari.layers import (
     points_to_arrays,
     prediction_colors,
     prediction_points,
+    project_config,
 )
 from napari_posekit.controllers import refine
 from napari_posekit.core.labels import pending_journals
@@ -94,6 +96,16 @@ def read_folder(accepted: refine.Accepted) -> refine.Accepted:
             accepted.extra["error"] = err
     accepted.extra["warnings"] = [str(w.message) for w in caught]
     return accepted
+
+
+def layer_project(layer) -> str | None:
+    """The config.yaml a layer belongs to: a project reader's keypoints, or a video in a project's ``videos/``."""
+    config = project_config(layer)
+    if config is None and isinstance(layer, Image):
+        path = (layer.metadata.get(Key.VIDEO) or {}).get("path")
+        if path and Path(path).parent.name == "videos" and (Path(path).parent.parent / "config.yaml").is_file():
+            config = str(Path(path).parent.parent / "config.yaml")
+    return config
 
 
 def video_path(layer: Image) -> Path | None:

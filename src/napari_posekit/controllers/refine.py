@@ -81,6 +81,7 @@ __all__ = [
     "iter_retrain",
     "predictions_from_file",
     "predictions_from_points",
+    "project_bodyparts",
     "retrain_kwargs",
     "saved_text",
     "write_accepted",
@@ -251,6 +252,15 @@ class JobProgress:
         if self.test_px is not None:
             text += f" · test {float(self.test_px):.2f} px"
         return text + f" · ETA {self.format_eta(event.get('eta_s'))}"
+
+
+def project_bodyparts(project: Path | None) -> list[str] | None:
+    """The project's body parts, in its order (None without a project, or when its config names none)."""
+    if project is None:
+        return None
+    from napari_posekit.core.config import config_bodyparts, read_config
+
+    return list(config_bodyparts(read_config(project))) or None
 
 
 # --------------------------------------------------------------------------- the controller
