@@ -1,0 +1,111 @@
+"""Which model a path means: a project folder, its ``config.yaml`` or a checkpoint file.
+
+Every widget that takes a model box resolves it here, to the same answer:
+
+- :func:`project_folder`: the project a text names (a folder or its
+  ``config.yaml``), or None.
+- :func:`resolve_model`: the checkpoint a project (its latest model) or a
+  checkpoint path stands for, with its version key and model name
+  (:class:`ModelRef`); :func:`latest_checkpoint` the same for a project, or
+  None when it has no model yet.
+- :func:`model_key`: what tells two versions of a checkpoint apart
+  (fine-tuning writes the new model under the same name).
+- :func:`model_name`: the model folder's name of a checkpoint
+  (``<Task><date>-trainset95shuffle1``).
+- :func:`resume_checkpoint`: the checkpoint Resume would continue.
+
+The core's :mod:`~napari_posekit.core.workflow` imports torch; it is imported
+only when a function needs it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from napari_posekit.core.project import ProjectError, project_root
+
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A resolved model: its checkpoint file, version key and model folder's name."""
+
+    checkpoint: Path
+    key: tuple[str, int]
+    name: str
+
+
+def project_folder(text: str | os.PathLike | None) -> Path | None:
+    """The project folder ``text`` names (the folder or its ``config.yaml``), or None when it is no project."""
+    text = str(text or "").strip()
+    if not text:
+        return None
+    try:
+        return project_root(text)
+    except ProjectError:
+        return None
+
+
+def model_name(checkpoint: str | os.PathLike) -> str:
+    """The model folder's name (``<Task><date>-trainset95shuffle1``) of a checkpoint."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.parent.parent.name if checkpoint.parent.name == "train" else checkpoint.parent.name
+
+
+def model_key(checkpoint: str | os.PathLike | None) -> tuple[str, int] | None:
+    """``(resolved path, modification time)``: what tells two versions of a checkpoint apart; None if unreadable."""
+    if not checkpoint:
+        return None
+    try:
+        path = Path(checkpoint).resolve()
+        return str(path), path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def latest_checkpoint(project: str | os.PathLike | None) -> Path | None:
+    """The project's most recently written checkpoint, or None (no project, no model yet)."""
+    from napari_posekit.core.workflow import ProjectError
+    from napari_posekit.core.workflow import latest_checkpoint as latest
+
+    if project is None:
+        return None
+    try:
+        return latest(project)
+    except ProjectError:
+        return None
+
+
+def resolve_model(model: str | os.PathLike) -> ModelRef:
+    """The checkpoint a project folder, ``config.yaml`` (its latest model) or checkpoint path stands for.
+
+    Raises :class:`FileNotFoundError` for a path that does not exist and
+    :class:`~napari_posekit.core.project.ProjectError` for a project without
+    a trained model.
+    """
+    from napari_posekit.core.workflow import latest_checkpoint as latest
+
+    path = Path(model).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such project or checkpoint")
+    checkpoint = latest(path) if path.is_dir() or path.suffix in YAML_SUFFIXES else path
+    key = model_key(checkpoint)
+    if key is None:
+        raise FileNotFoundError(f"{checkpoint}: the checkpoint cannot be read")
+    return ModelRef(checkpoint=checkpoint, key=key, name=model_name(checkpoint))
+
+
+def resume_checkpoint(project: str | os.PathLike | None, split: str = "random") -> Path | None:
+    """The checkpoint Resume would continue for ``split``, or None (none yet, or the config cannot be read)."""
+    from napari_posekit.core.workflow import model_folder
+
+    if project is None:
+        return None
+    try:
+        path = model_folder(project, split=split) / "train" / "checkpoint.pt"
+    except Exception:  # noqa: BLE001 - an unreadable config: nothing to resume, Start says why
+        return None
+    return path if path.is_file() else None
