@@ -14,11 +14,13 @@ import torch
 from qtpy.QtCore import QTimer
 
 from conftest import require_shared
-from napari_posekit._napari import _training_widget
+from napari_posekit._napari import _training_widget, jobs
 from napari_posekit._napari._labeling import LabelingWidget
-from napari_posekit._napari._training_widget import TrainingWidget, format_eta, linear_ticks, log_ticks
+from napari_posekit._napari._training_widget import TrainingWidget
 from napari_posekit._napari._writer import write_keypoints
+from napari_posekit._napari.jobs import PROGRESS_TOTAL, format_eta
 from napari_posekit._napari.layers import is_keypoints_layer
+from napari_posekit._napari.loss_curve import linear_ticks, log_ticks
 from napari_posekit.core.collected_data import read_collected, write_collected
 from napari_posekit.core.config import read_config, write_config
 from napari_posekit.core.sample import write_sample_project
@@ -58,8 +60,7 @@ def _configure(widget, project, epochs):
 
 
 def _idle(widget):
-    return (widget.start_button.isEnabled() and not widget.stop_button.isEnabled()
-            and widget.worker is None and widget.progress_bar is None)
+    return widget.start_button.isEnabled() and not widget.stop_button.isEnabled() and not widget.busy
 
 
 def test_helpers():
@@ -110,8 +111,8 @@ def test_train_evaluate_and_show_the_worst_frame(make_napari_viewer, qtbot, proj
     _configure(widget, project, epochs=3)
     assert _idle(widget) and not widget.resume_button.isEnabled()  # nothing to resume yet
 
-    worker = widget.start(**FAST)
-    assert worker is not None and widget.progress_bar is not None
+    job = widget.start(**FAST)
+    assert job is not None and job.progress_bar is not None and widget.jobs.running("train") is job
     assert not widget.start_button.isEnabled() and not widget.resume_button.isEnabled()
     assert widget.stop_button.isEnabled()
     assert widget.start() is None  # one run at a time
@@ -179,12 +180,12 @@ def test_stop_saves_a_checkpoint_and_resume_continues(make_napari_viewer, qtbot,
     viewer = make_napari_viewer()
     widget = TrainingWidget(viewer)
     _configure(widget, project, epochs=6)
-    widget.start(**FAST)
+    job = widget.start(**FAST)
     qtbot.waitUntil(lambda: len(widget.curve.steps) >= 4, timeout=TIMEOUT)  # into the second epoch
-    qtbot.wait(2 * _training_widget.REFRESH_MS)
+    qtbot.wait(200)  # two redraws of the job runner
     assert re.fullmatch(r"epoch \d · loss \d\.\d{4} · test \d+\.\d\d px · ETA \d+:\d\d", widget.status.text())
-    assert 0 < widget.progress_bar.n < _training_widget.PROGRESS_TOTAL
-    assert widget.progress_bar.desc.startswith("Training: epoch ")
+    assert 0 < job.progress_bar.n < PROGRESS_TOTAL
+    assert job.progress_bar.desc.startswith("Training: epoch ")
     widget.stop()
     assert not widget.stop_button.isEnabled() and "Stopping" in widget.status.text()
     qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT)
@@ -196,7 +197,7 @@ def test_stop_saves_a_checkpoint_and_resume_continues(make_napari_viewer, qtbot,
     steps_before = list(widget.curve.steps)
 
     widget.resume_button.click()  # the settings' epochs (6), counted from the first run
-    assert widget.worker is not None and widget.stop_button.isEnabled()
+    assert widget.jobs.running("train") is not None and widget.stop_button.isEnabled()
     qtbot.waitUntil(lambda: widget.evaluation is not None and not widget.busy, timeout=TIMEOUT)
     assert "Training failed" not in widget.status.text()
     assert widget.checkpoint == checkpoint and load_checkpoint(checkpoint)[2]["epoch"] == 6 > stopped_at
@@ -209,6 +210,7 @@ def test_stop_saves_a_checkpoint_and_resume_continues(make_napari_viewer, qtbot,
 def test_bad_input_is_a_message_and_writes_nothing(make_napari_viewer, qtbot, project, monkeypatch):
     errors: list[str] = []
     monkeypatch.setattr(_training_widget, "show_error", errors.append)
+    monkeypatch.setattr(jobs, "show_error", errors.append)  # a job's failure
     viewer = make_napari_viewer()
     widget = TrainingWidget(viewer)
     assert widget.start() is None and "choose a project" in errors[-1]
@@ -222,8 +224,8 @@ def test_bad_input_is_a_message_and_writes_nothing(make_napari_viewer, qtbot, pr
     original = read_collected(labels)
     write_collected(original * np.nan, labels.parent)
     widget.epochs.setValue(1)
-    worker = widget.start(**FAST)
-    assert worker is not None
+    job = widget.start(**FAST)
+    assert job is not None
     qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT)
     assert "no labeled frames" in widget.status.text() and "no labeled frames" in errors[-1]
     assert _idle(widget) and widget.evaluation is None and widget.checkpoint is None

@@ -1,0 +1,317 @@
+"""The Training widget's settings, run progress and evaluation, without Qt.
+
+- :class:`TrainSettings`: what the widget's controls hold, with the defaults
+  of :class:`~napari_posekit.core.options.TrainOptions`; :func:`train_kwargs`
+  turns them into :func:`~napari_posekit.core.workflow.train_project`'s
+  keyword arguments and checks them (:class:`SettingsError`).
+- :class:`LossHistory`: the loss per step and the test error per evaluation
+  that the loss curve draws (a resumed run replaces the steps it repeats).
+- :class:`TrainingRun`: one run's progress as the core reports it, and the
+  texts the widget shows about it.
+- Evaluation: :func:`evaluation_table` (the summary table's cells),
+  :func:`evaluation_text`, :func:`worst_images`, :func:`find_image` (which
+  open image stack shows an evaluated image) and :func:`evaluation_points`
+  (the predictions of the images of one stack).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from napari_posekit.controllers.models import model_name
+from napari_posekit.core.options import TRAIN_MINUTES, TrainOptions, train_option_names, train_options
+
+BACKBONES = ("efficientnet_lite0", "resnet18", "resnet50", "mobilenetv3_large_100")
+SPLITS = ("random", "block")
+WORST_SHOWN = 10
+MAX_WARNINGS_SHOWN = 3
+RECENT_LOSSES = 20
+
+
+# --------------------------------------------------------------------------- settings
+class SettingsError(ValueError):
+    """Settings no training run can use; the message is for the person."""
+
+
+@dataclass
+class TrainSettings:
+    """The Training widget's controls: 0 stands for "default" (scale) and "no limit" (epochs, minutes)."""
+
+    backbone: str
+    pretrained: bool
+    batch_size: int
+    lr: float
+    split: str
+    epochs: int = 0
+    minutes: float = TRAIN_MINUTES
+    input_scale: float = 0.0
+
+    @classmethod
+    def defaults(cls) -> TrainSettings:
+        """The core's training defaults, with the widget's time budget instead of an epoch count."""
+        options = TrainOptions()
+        return cls(backbone=options.backbone, pretrained=bool(options.pretrained), batch_size=options.batch_size,
+                   lr=options.lr, split=options.split, epochs=0, minutes=TRAIN_MINUTES,
+                   input_scale=options.input_scale or 0.0)
+
+
+def train_kwargs(settings: TrainSettings, **overrides: Any) -> dict[str, Any]:
+    """Keyword arguments for ``train_project`` from the settings (and ``overrides``); checked.
+
+    ``input_scale`` is left out at 0 (the core chooses); epochs and minutes
+    at 0 are None (no limit).  Raises :class:`SettingsError` with a message
+    for the person when no run could use them.
+    """
+    options: dict[str, Any] = {
+        "backbone": settings.backbone.strip(),
+        "pretrained": bool(settings.pretrained),
+        "batch_size": int(settings.batch_size),
+        "lr": float(settings.lr),
+        "split": settings.split,
+        "epochs": int(settings.epochs) or None,
+        "max_minutes": float(settings.minutes) or None,
+    }
+    if settings.input_scale > 0:
+        options["input_scale"] = float(settings.input_scale)
+    options.update(overrides)
+    if options.get("epochs") is None and options.get("max_minutes") is None:
+        raise SettingsError("set a number of epochs or a time budget (both are 'no limit')")
+    if not options.get("backbone"):
+        raise SettingsError("choose a backbone")
+    if options.get("split") not in SPLITS:
+        raise SettingsError(f"the test split is one of {', '.join(SPLITS)}, not {options.get('split')!r}")
+    names = set(train_option_names())
+    try:
+        train_options(**{k: v for k, v in options.items() if k in names}).check()
+    except ValueError as err:
+        raise SettingsError(str(err)) from err
+    return options
+
+
+# --------------------------------------------------------------------------- progress
+@dataclass
+class LossHistory:
+    """Training loss per step and test error (pixels) per evaluation, in step order."""
+
+    steps: list[int] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    test_steps: list[int] = field(default_factory=list)
+    test_errors: list[float] = field(default_factory=list)
+
+    def clear(self) -> None:
+        for values in (self.steps, self.losses, self.test_steps, self.test_errors):
+            values.clear()
+
+    def add_loss(self, step: int, loss: float) -> None:
+        """Record one step (a resumed run replaces what it repeats); losses that are not positive are left out."""
+        while self.steps and self.steps[-1] >= step:
+            self.steps.pop(), self.losses.pop()
+        if math.isfinite(loss) and loss > 0:
+            self.steps.append(int(step))
+            self.losses.append(float(loss))
+
+    def add_test(self, step: int, error_px: float) -> None:
+        while self.test_steps and self.test_steps[-1] >= step:
+            self.test_steps.pop(), self.test_errors.pop()
+        if math.isfinite(error_px):
+            self.test_steps.append(int(step))
+            self.test_errors.append(float(error_px))
+
+
+@dataclass
+class TrainingRun:
+    """One training run's progress, from the events of ``train_project``."""
+
+    project: Path
+    resume: bool = False
+    progress: dict[str, Any] = field(default_factory=dict)
+    recent_losses: list[float] = field(default_factory=list)
+    warnings: int = 0
+    stopped: bool = False
+
+    def record(self, event: dict[str, Any], history: LossHistory) -> str:
+        """Take one event: ``"warning"``, ``"evaluated"`` (a test error) or ``"step"``; the history follows."""
+        kind = event.get("event")
+        if kind == "warning":
+            self.warnings += 1
+            return "warning"
+        if kind == "evaluated":
+            error = event.get("test_error_px")
+            if error is not None:
+                history.add_test(int(event["step"]), float(error))
+        else:
+            kind = "step"
+            history.add_loss(int(event["step"]), float(event["loss"]))
+            self.recent_losses = (self.recent_losses + [float(event["loss"])])[-RECENT_LOSSES:]
+        self.progress = event
+        return kind
+
+    def show_warning(self) -> bool:
+        """Whether the warning just recorded is among the first few shown on their own."""
+        return self.warnings <= MAX_WARNINGS_SHOWN
+
+    def more_warnings(self) -> str | None:
+        """The line about the warnings that were not shown, or None."""
+        more = self.warnings - MAX_WARNINGS_SHOWN
+        return f"… and {more} more warnings about the labels" if more > 0 else None
+
+    @property
+    def fraction(self) -> float:
+        return min(max(float(self.progress.get("progress", 0.0)), 0.0), 1.0)
+
+    @property
+    def eta_s(self) -> float | None:
+        return self.progress.get("eta_s")
+
+    @property
+    def epoch(self) -> Any:
+        return self.progress.get("epoch", "?")
+
+    def status_text(self, history: LossHistory, eta: str) -> str:
+        """``epoch 2 · loss 0.0123 · test 3.45 px · ETA 1:23`` (``eta`` is the formatted time left)."""
+        parts = [f"epoch {self.epoch}"]
+        if self.recent_losses:
+            parts.append(f"loss {np.mean(self.recent_losses):.4f}")
+        if history.test_errors:
+            parts.append(f"test {history.test_errors[-1]:.2f} px")
+        parts.append(f"ETA {eta}")
+        return " · ".join(parts)
+
+    def finished_text(self, checkpoint: Path) -> str:
+        """What the status says when the run ended with ``checkpoint`` (stopped, or finished and evaluating)."""
+        try:
+            where = checkpoint.relative_to(self.project)
+        except ValueError:
+            where = checkpoint
+        if self.stopped:
+            return f"Stopped at epoch {self.epoch}; checkpoint saved: {where}. Resume continues it."
+        return f"Finished after epoch {self.epoch}; checkpoint: {where}. Evaluating…"
+
+
+# --------------------------------------------------------------------------- evaluation
+@dataclass(frozen=True)
+class Table:
+    """A table's cells as text, with headers and tooltips."""
+
+    headers: list[str]
+    tooltips: list[str]
+    rows: list[str]
+    cells: list[list[str]]
+
+
+def evaluation_table(evaluation) -> Table:
+    """The summary table: one row per split; images, errors, per body part and PCK columns."""
+    summary = evaluation.summary
+    parts = [c for c in summary.columns if c.endswith("_error_px") and c != "mean_error_px"]
+    pck = [c for c in summary.columns if c.startswith("pck@")]
+    cutoff = f"{evaluation.pcutoff:g}"
+    columns = [  # (summary column, header, format, tooltip)
+        ("images", "images", "{:.0f}", "labeled images"),
+        ("mean_error_px", "error px", "{:.2f}", "mean error over labeled keypoints (pixels)"),
+        ("mean_error_px_pcutoff", f"p>{cutoff} px", "{:.2f}",
+         f"mean error of keypoints predicted with likelihood >= {cutoff} (pixels)"),
+        *[(c, c[: -len("_error_px")], "{:.2f}", f"{c[: -len('_error_px')]}: mean error (pixels)") for c in parts],
+        *[(c, "PCK@" + c[4:].removesuffix("px"), "{:.0%}",
+           f"keypoints within {c[4:].removesuffix('px')} px of the label") for c in pck],
+    ]
+    cells = [
+        ["–" if pd.isna(summary[column].iloc[r]) else fmt.format(summary[column].iloc[r]) for column, _, fmt, _ in columns]
+        for r in range(len(summary))
+    ]
+    return Table(headers=[c[1] for c in columns], tooltips=[c[3] for c in columns],
+                 rows=[str(s) for s in summary["split"]], cells=cells)
+
+
+def evaluation_text(evaluation) -> str:
+    """``<model>, <n> epochs: test error 1.23 px, train 0.98 px``."""
+    epochs = int(evaluation.summary["epochs"].iloc[0]) if "epochs" in evaluation.summary else "?"
+    return (f"{model_name(evaluation.checkpoint)}, {epochs} epochs: test error {evaluation.error('test'):.2f} px, "
+            f"train {evaluation.error('train'):.2f} px")
+
+
+def worst_images(evaluation, n: int = WORST_SHOWN) -> list[tuple[str, str]]:
+    """``(text, image)`` of the ``n`` test images with the largest errors, worst first."""
+    worst = evaluation.worst_test.head(n)
+    out = []
+    for image, error in zip(worst["image"], worst["mean_error_px"]):
+        value = "n/a" if pd.isna(error) else f"{error:.1f} px"
+        out.append((f"{Path(str(image)).name}  {value}", str(image)))
+    return out
+
+
+def _slashes(name: Any) -> str:
+    return str(name).replace("\\", "/")
+
+
+@dataclass(frozen=True)
+class ImageStack:
+    """What :func:`find_image` needs of an open stack of labeled images (a keypoints layer)."""
+
+    key: Any
+    images: Sequence[str]
+    folder: str | None = None
+    config: str | None = None
+
+
+def find_image(image: str, stacks: Sequence[ImageStack], project: Path | None) -> tuple[Any, int] | None:
+    """``(stack key, index)`` of the stack showing ``image``, else None.
+
+    Stacks of other projects than ``project`` are skipped; stacks opened from
+    a folder outside any project count.  The image matches by its relative
+    path, else by its folder and file name, else by file name.
+    """
+    image = _slashes(image)
+    parts = image.split("/")
+    folder_name = parts[-2] if len(parts) > 1 else None
+    same = [s for s in stacks if not s.config or project is None or Path(s.config).resolve().parent == project]
+    for match in (
+        lambda name, stack: name == image,
+        lambda name, stack: name.split("/")[-1] == parts[-1] and Path(str(stack.folder or "")).name == folder_name,
+        lambda name, stack: name.split("/")[-1] == parts[-1],
+    ):
+        for stack in same:
+            for index, name in enumerate(_slashes(n) for n in stack.images):
+                if match(name, stack):
+                    return stack.key, index
+    return None
+
+
+def evaluation_points(per_image: pd.DataFrame, images: Sequence[str]) -> tuple[np.ndarray, list[str], np.ndarray,
+                                                                                 list[str]]:
+    """The predictions of the evaluated images among ``images`` (one stack, in its frame order).
+
+    Returns Points data ``(M, 3)`` (frame, y, x), each point's body part, its
+    likelihood and the body parts of the model.
+    """
+    index = {_slashes(name): i for i, name in enumerate(images)}
+    bodyparts = [c[: -len("_likelihood")] for c in per_image.columns if c.endswith("_likelihood")]
+    data, parts, likelihood = [], [], []
+    for r, image in enumerate(per_image["image"]):
+        frame = index.get(_slashes(image))
+        if frame is None:
+            continue
+        record = per_image.iloc[r]
+        for bp in bodyparts:
+            x, y = float(record[f"{bp}_x"]), float(record[f"{bp}_y"])
+            if math.isfinite(x) and math.isfinite(y):
+                data.append((frame, y, x))
+                parts.append(bp)
+                likelihood.append(float(record[f"{bp}_likelihood"]))
+    return np.asarray(data, dtype=float).reshape(-1, 3), parts, np.asarray(likelihood, dtype=float), bodyparts
+
+
+def evaluation_target(checkpoint: str | os.PathLike | None, last: Path | None, project: Path) -> Path | None:
+    """The checkpoint to evaluate: the one asked for, else the last one trained here when it is of ``project``."""
+    if checkpoint:
+        return Path(checkpoint)
+    if last is not None and last.is_relative_to(project.resolve()):
+        return last
+    return None
