@@ -144,7 +144,7 @@ def _groundtruth(result) -> np.ndarray | None:
 
 def _show_predictions(widget, video, predictions, result, skeleton) -> None:
     """Hand the predictions to the Analysis widget as if it had analysed the video, and let it draw them."""
-    from napari_posekit._napari._analysis_widget import Analysis
+    from napari_posekit.controllers.analysis import Analysis
 
     checkpoint = Path(result.checkpoint)
     n = int(video.data.shape[0])
@@ -155,7 +155,7 @@ def _show_predictions(widget, video, predictions, result, skeleton) -> None:
     analysed = np.zeros(n, bool)
     analysed[:m] = True
     analysis = Analysis(
-        layer=video, model_key=(str(checkpoint.resolve()), checkpoint.stat().st_mtime_ns),
+        layer_id=video.unique_id, model_key=(str(checkpoint.resolve()), checkpoint.stat().st_mtime_ns),
         bodyparts=list(predictions.bodyparts), skeleton=skeleton, scorer=predictions.scorer, checkpoint=checkpoint,
         video_path=Path(result.video), xy=xy, likelihood=likelihood, analysed=analysed, saved=Path(result.predictions),
     )
@@ -182,7 +182,7 @@ def save_screenshot(viewer, path: Path, training=None, timeout: float = 60.0) ->
     from qtpy.QtWidgets import QApplication
 
     deadline = time.monotonic() + timeout
-    while training is not None and training.eval_worker is not None and time.monotonic() < deadline:
+    while training is not None and training.busy and time.monotonic() < deadline:
         QApplication.processEvents()
         time.sleep(0.05)
     QApplication.processEvents()

@@ -10,10 +10,11 @@ import pytest
 import torch
 from napari.layers import Points, Tracks, Vectors
 
-from napari_posekit._napari import _analysis_widget
-from napari_posekit._napari._analysis_widget import AnalysisWidget, skeleton_data, tracks_data
+from napari_posekit._napari import _analysis_widget, jobs
+from napari_posekit._napari._analysis_widget import AnalysisWidget
 from napari_posekit._napari._predictions_reader import napari_get_reader
 from napari_posekit._napari.layers import prediction_colors
+from napari_posekit.controllers.analysis import skeleton_data, tracks_data
 from napari_posekit.core.config import read_config, write_config
 from napari_posekit.core.filtering import filtered_path
 from napari_posekit.core.inference import output_paths
@@ -66,10 +67,17 @@ def _open(viewer, trained, tmp_path):
 
 
 def _run(qtbot, widget, which="Whole video"):
-    worker = widget.analyze(which)
-    assert worker is not None
+    job = widget.analyze(which)
+    assert job is not None
     qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT)
-    return worker
+    return job
+
+
+def _result(qtbot, job):
+    """What a job (saving, export) returned, once it ended."""
+    assert job is not None
+    qtbot.waitUntil(lambda: job.finished, timeout=TIMEOUT)
+    return job.result
 
 
 def test_layer_data_helpers():
@@ -100,12 +108,13 @@ def test_analyze_the_whole_video_then_save_and_read_back(make_napari_viewer, qtb
 
     _run(qtbot, widget)
     assert widget.status.text().startswith(f"Analysed {N_FRAMES} frames of {video_layer.name}")
-    assert widget.progress_bar is None and widget.analyze_button.isEnabled() and not widget.stop_button.isEnabled()
+    assert widget.jobs.running("analyze") is None and widget.analyze_button.isEnabled()
+    assert not widget.stop_button.isEnabled()
     analysis = widget.current_analysis()
     bodyparts = analysis.bodyparts
     k = len(bodyparts)
     points = viewer.layers[f"{video_layer.name} predictions"]
-    assert isinstance(points, Points) and points is analysis.layers["points"]
+    assert isinstance(points, Points) and points is widget.shown_layers(analysis)["points"]
     assert points.data.shape == (N_FRAMES * k, 3) and np.isfinite(points.data).all()
     assert points.data[:, 0].tolist() == np.repeat(np.arange(N_FRAMES), k).tolist()
     assert list(points.features["bodypart"]) == bodyparts * N_FRAMES
@@ -141,7 +150,7 @@ def test_analyze_the_whole_video_then_save_and_read_back(make_napari_viewer, qtb
     assert tracks.tail_length == 7
 
     # save: DeepLabCut's files beside the video, equal to the layer
-    h5 = widget.save_predictions()
+    h5 = _result(qtbot, widget.save_predictions())  # written in a job
     assert h5 == output_paths(video, analysis.scorer)["h5"] and h5.with_suffix(".csv").is_file()
     saved = read_predictions(h5)
     assert saved.bodyparts == bodyparts and saved.scorer == analysis.scorer and saved.scorer.startswith("DLC_")
@@ -191,20 +200,20 @@ def test_filter_preview_save_filtered_and_export_labeled_video(make_napari_viewe
     widget.preview_filter()
     assert len(viewer.layers) == n_layers + 2
 
-    path = widget.save_filtered()
+    path = _result(qtbot, widget.save_filtered())
     h5 = output_paths(video, analysis.scorer)["h5"]
     assert path == filtered_path(h5) and path.name.endswith("_filtered.h5")
     saved = read_predictions(path)
     assert np.allclose(saved.xy[:, :, ::-1].reshape(-1, 2), filtered.data[:, 1:])
     assert saved.metadata["filter"] == {"method": "median", "window": 7, "pcutoff": 0.0}
 
-    worker = widget.export_video()
-    assert worker is not None and widget.export_progress is not None
-    qtbot.waitUntil(lambda: widget.export_worker is None, timeout=TIMEOUT)
+    job = widget.export_video()
+    assert job is not None and job.progress_bar is not None and widget.jobs.running("export") is job
+    qtbot.waitUntil(lambda: widget.jobs.running("export") is None, timeout=TIMEOUT)
     out = labeled_video_path(h5)
     assert h5.is_file()  # the raw predictions were saved first, the video lies beside them
     assert widget.last_output == out and out.is_file() and read_metadata(out).n_frames == N_FRAMES
-    assert widget.export_progress is None and "Wrote the labeled video" in widget.status.text()
+    assert job.progress_bar is None and "Wrote the labeled video" in widget.status.text()
 
 
 def test_current_frame_range_and_stop_on_an_image_stack(make_napari_viewer, qtbot, trained, tmp_path):
@@ -230,8 +239,8 @@ def test_current_frame_range_and_stop_on_an_image_stack(make_napari_viewer, qtbo
     assert sorted(set(points.data[:, 0].astype(int))) == [17, *range(30, 40)]  # added to what was there
 
     # stop after the first block: what was analysed stays
-    worker = widget.analyze("Whole video")
-    worker.yielded.connect(lambda event: event["event"] == "chunk" and widget.stop())
+    job = widget.analyze("Whole video")
+    job.worker.yielded.connect(lambda event: event["event"] == "chunk" and widget.stop())
     qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT)
     analysis = widget.current_analysis()
     done = int(analysis.analysed.sum())
@@ -239,7 +248,7 @@ def test_current_frame_range_and_stop_on_an_image_stack(make_napari_viewer, qtbo
     assert len(points.data) == done * k and np.isfinite(points.data).all()
 
     # an image stack has no video file: Save needs a path
-    path = widget.save_predictions(tmp_path / "stackDLC_test.h5")
+    path = _result(qtbot, widget.save_predictions(tmp_path / "stackDLC_test.h5"))
     saved = read_predictions(path)
     assert saved.n_frames == 160 and np.isnan(saved.xy[~analysis.analysed]).all()
     assert np.isfinite(saved.xy[analysis.analysed]).all()
@@ -250,6 +259,7 @@ def test_current_frame_range_and_stop_on_an_image_stack(make_napari_viewer, qtbo
 def test_bad_models_are_messages_and_leave_the_layers(make_napari_viewer, qtbot, trained, tmp_path, monkeypatch):
     errors: list[str] = []
     monkeypatch.setattr(_analysis_widget, "show_error", errors.append)
+    monkeypatch.setattr(jobs, "show_error", errors.append)  # a job's failure
     viewer = make_napari_viewer()
     widget, video_layer, _ = _open(viewer, trained, tmp_path)
     n_layers = len(viewer.layers)
