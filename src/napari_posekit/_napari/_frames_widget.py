@@ -1,16 +1,14 @@
 """Frames dock widget: pick frames of an open video (k-means, uniform, this frame) into a project.
 
 Frames are written as PNGs to ``<project>/labeled-data/<video stem>/`` with
-DeepLabCut's names, then the folder opens for labeling. The selection runs in a
-napari ``thread_worker`` over the core generator; the worker never touches
-layers.
+DeepLabCut's names, then the folder opens for labeling. Selecting and writing
+run as one job of the widget's :class:`~napari_posekit._napari.jobs.JobRunner`
+over :func:`~napari_posekit.controllers.frames.iter_select_and_extract`; the
+work never touches layers.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import (
     QComboBox,
@@ -26,39 +24,39 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_posekit._napari._video_widget import video_layers
 from napari_posekit._napari._viewer import unwrap_viewer
-from napari_posekit.core.frames import iter_extract_frames, iter_select_kmeans, select_uniform
+from napari_posekit._napari.jobs import Job, JobRunner
+from napari_posekit._napari.layers import Key, video_layers
+from napari_posekit.controllers.frames import (
+    METHODS,
+    extraction_text,
+    iter_select_and_extract,
+    labeled_data_folder,
+    stage_text,
+)
 
-
-def _select_and_extract(video: str, method: str, k: int, labeled_data: Path, frames: list[int] | None,
-                        start: float = 0.0, stop: float = 1.0):
-    """Generator run in a worker: yields progress fractions, returns the extraction result."""
-    if frames is None:
-        if method == "kmeans":
-            frames = yield from iter_select_kmeans(video, k, start=start, stop=stop)
-        else:
-            from napari_posekit.core.video import read_metadata
-
-            frames = select_uniform(read_metadata(video).n_frames, k, start=start, stop=stop)
-    return (yield from iter_extract_frames(video, frames, labeled_data))
+DEFAULT_COUNT = 20
 
 
 class FramesWidget(QWidget):
+    """Video, project, method, number of frames and part of the video; Extract frames and Add this frame."""
+
     def __init__(self, napari_viewer):
         super().__init__()
         self.viewer = unwrap_viewer(napari_viewer)
-        self.worker = None
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.jobs = JobRunner(self.status.setText, self._update_buttons)
         self.video_box = QComboBox()
         self.project = QLineEdit()
         self.project.setPlaceholderText("project folder or its config.yaml")
-        browse = QPushButton("…")
-        browse.clicked.connect(self._browse)
+        self.browse_button = QPushButton("…")
+        self.browse_button.clicked.connect(self._browse)
         self.method = QComboBox()
-        self.method.addItems(["kmeans", "uniform"])
+        self.method.addItems(METHODS)
         self.count = QSpinBox()
         self.count.setRange(1, 10_000)
-        self.count.setValue(20)
+        self.count.setValue(DEFAULT_COUNT)
         self.start = QDoubleSpinBox()
         self.stop = QDoubleSpinBox()
         for box, value in ((self.start, 0.0), (self.stop, 100.0)):
@@ -69,33 +67,33 @@ class FramesWidget(QWidget):
         self.extract_button.clicked.connect(self.extract)
         self.this_frame_button = QPushButton("Add this frame")
         self.this_frame_button.clicked.connect(self.add_this_frame)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
+        self._lay_out()
+        self.viewer.layers.events.inserted.connect(self._refresh)
+        self.viewer.layers.events.removed.connect(self._refresh)
+        self._refresh()
 
+    def _lay_out(self) -> None:
         row = QHBoxLayout()
         row.addWidget(self.project)
-        row.addWidget(browse)
+        row.addWidget(self.browse_button)
+        span = QHBoxLayout()
+        span.addWidget(self.start)
+        span.addWidget(QLabel("to"))
+        span.addWidget(self.stop)
         form = QFormLayout()
         form.addRow("Video:", self.video_box)
         form.addRow("Project:", row)
         form.addRow("Method:", self.method)
         form.addRow("Frames:", self.count)
-        span = QHBoxLayout()
-        span.addWidget(self.start)
-        span.addWidget(QLabel("to"))
-        span.addWidget(self.stop)
         form.addRow("Part of video:", span)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
         buttons = QHBoxLayout()
         buttons.addWidget(self.extract_button)
         buttons.addWidget(self.this_frame_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
         layout.addLayout(buttons)
         layout.addWidget(self.status)
         layout.addStretch(1)
-        self.viewer.layers.events.inserted.connect(self._refresh)
-        self.viewer.layers.events.removed.connect(self._refresh)
-        self._refresh()
 
     def _refresh(self, event=None) -> None:
         current = self.video_box.currentText()
@@ -109,54 +107,52 @@ class FramesWidget(QWidget):
         if folder:
             self.project.setText(folder)
 
+    @property
+    def busy(self) -> bool:
+        return self.jobs.busy
+
+    def _update_buttons(self) -> None:
+        self.extract_button.setEnabled(not self.busy)
+        self.this_frame_button.setEnabled(not self.busy)
+
     def _target(self):
         """(video path, labeled-data folder) or None with a message."""
         name = self.video_box.currentText()
         if not name:
             show_error("Open a video first (File > Open).")
             return None
-        project = Path(self.project.text()).expanduser()
-        if project.name == "config.yaml":
-            project = project.parent
-        if not self.project.text() or not (project / "config.yaml").exists():
-            show_error(f"'{project}' is not a project folder (no config.yaml); pick one first.")
+        labeled_data, problem = labeled_data_folder(self.project.text())
+        if problem:
+            show_error(problem)
             return None
-        return self.viewer.layers[name].metadata["video"]["path"], project / "labeled-data"
+        return self.viewer.layers[name].metadata[Key.VIDEO]["path"], labeled_data
 
-    def extract(self):
-        """Select frames with the chosen method and write them; returns the worker (or None)."""
+    def extract(self) -> Job | None:
+        """Select frames with the chosen method and write them; returns the job (or None)."""
         return self._run(None)
 
-    def add_this_frame(self):
-        """Write the frame the viewer shows; returns the worker (or None)."""
+    def add_this_frame(self) -> Job | None:
+        """Write the frame the viewer shows; returns the job (or None)."""
         return self._run([int(self.viewer.dims.current_step[0])])
 
-    def _run(self, frames: list[int] | None):
+    def _run(self, frames: list[int] | None) -> Job | None:
+        if self.busy:
+            return None
         target = self._target()
-        if target is None or self.worker is not None:
+        if target is None:
             return None
         video, labeled_data = target
         method, k = self.method.currentText(), self.count.value()
-        worker = thread_worker(_select_and_extract, progress={"total": 100, "desc": "Selecting frames"})(
-            video, method, k, labeled_data, frames, self.start.value() / 100, self.stop.value() / 100
+        start, stop = self.start.value() / 100, self.stop.value() / 100
+        return self.jobs.start(
+            "extract", lambda job: iter_select_and_extract(video, method, k, labeled_data, frames, start, stop),
+            description="Selecting frames" if frames is None else "Writing frames", status="Reading frames…",
+            failure="Frame extraction failed",
+            on_event=lambda job, event: job.report(event["progress"], text=stage_text(event)), on_done=self._done,
         )
-        worker.yielded.connect(lambda f: self.status.setText(f"Reading frames… {100 * f:.0f}%"))
-        worker.returned.connect(self._done)
-        worker.errored.connect(lambda err: show_error(f"Frame extraction failed: {err}"))
-        worker.finished.connect(self._finished)
-        self.worker = worker
-        self.extract_button.setEnabled(False)
-        worker.start()
-        return worker
 
-    def _done(self, result) -> None:
-        text = f"{len(result.written)} frames written to {result.folder}"
-        if result.skipped:
-            text += f" ({len(result.skipped)} existed already and were kept)"
+    def _done(self, job: Job, result) -> None:
+        text = extraction_text(result)
         self.status.setText(text)
         show_info(text)
         self.viewer.open(str(result.folder), plugin="napari-posekit")
-
-    def _finished(self) -> None:
-        self.worker = None
-        self.extract_button.setEnabled(True)

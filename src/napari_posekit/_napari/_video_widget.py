@@ -7,20 +7,8 @@ from pathlib import Path
 from qtpy.QtWidgets import QFormLayout, QLabel, QLineEdit, QVBoxLayout, QWidget
 
 from napari_posekit._napari._viewer import unwrap_viewer
+from napari_posekit._napari.layers import Key, is_video_layer, video_layers
 from napari_posekit.core.video import format_time, parse_position
-
-
-def is_video_layer(layer) -> bool:
-    """An image layer opened by the plugin's video reader (its metadata holds the video's description).
-
-    Prediction layers name their video by path under the same key; they are not videos.
-    """
-    return isinstance(getattr(layer, "metadata", {}).get("video"), dict)
-
-
-def video_layers(viewer) -> list:
-    """Image layers opened by the plugin's video reader."""
-    return [layer for layer in viewer.layers if is_video_layer(layer)]
 
 
 class VideoWidget(QWidget):
@@ -70,7 +58,7 @@ class VideoWidget(QWidget):
             for label in self.fields.values():
                 label.setText("–")
             return
-        v = layer.metadata["video"]
+        v = layer.metadata[Key.VIDEO]
         self.title.setText(f"<b>{layer.name}</b><br><small>{Path(v['path']).name}</small>")
         self.fields["frames"].setText(f"{v['n_frames']}")
         self.fields["fps"].setText(f"{v['fps']:.3f}")
@@ -84,7 +72,7 @@ class VideoWidget(QWidget):
         layer = self.layer()
         if layer is None:
             return
-        v = layer.metadata["video"]
+        v = layer.metadata[Key.VIDEO]
         frame = int(self.viewer.dims.current_step[0])
         self.fields["position"].setText(f"frame {frame} / {v['n_frames'] - 1} · {format_time(frame / v['fps'])}")
 
@@ -92,7 +80,7 @@ class VideoWidget(QWidget):
         layer = self.layer()
         if layer is None:
             return
-        v = layer.metadata["video"]
+        v = layer.metadata[Key.VIDEO]
         try:
             frame = parse_position(self.goto.text(), v["fps"], v["n_frames"])
         except ValueError as err:
