@@ -1,9 +1,8 @@
-"""DeepLabCut project files: config.yaml, CollectedData, atomic writes, validation and merging."""
+"""A project as a whole (core.project): new projects, the project a path names, atomic writes, labeled images."""
 
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import os
 import shutil
 import stat
@@ -12,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from conftest import require_shared
 from napari_posekit.core import collected_data as C
@@ -22,9 +20,7 @@ from napari_posekit.core import project as P
 from napari_posekit.core.project import ProjectError
 
 OPENFIELD = "dlc_openfield-Pranav-2018-10-30"
-BODYPARTS = ["snout", "leftear", "rightear", "tailbase"]
 H5 = "labeled-data/m4s1/CollectedData_Pranav.h5"
-CSV = "labeled-data/m4s1/CollectedData_Pranav.csv"
 
 
 def _make_writable(root: Path) -> None:
@@ -55,184 +51,9 @@ def collected(shared_project) -> pd.DataFrame:
     return C.read_collected(shared_project / H5)
 
 
-def assert_exact(a: pd.DataFrame, b: pd.DataFrame) -> None:
-    pd.testing.assert_frame_equal(a, b, check_exact=True)
-
-
 def no_temp_files(folder: Path) -> bool:
     return not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
 
-
-# ---------------------------------------------------------------------------------------------
-# config.yaml
-# ---------------------------------------------------------------------------------------------
-
-
-def test_config_round_trip_is_byte_exact_and_same_mapping(shared_project, tmp_path):
-    source = shared_project / "config.yaml"
-    config = CF.read_config(shared_project)  # a project folder works too
-    assert isinstance(config, dict) and config.path == source
-    assert list(config)[:5] == ["Task", "scorer", "date", "multianimalproject", "identity"]
-    assert config["bodyparts"] == BODYPARTS and config["TrainingFraction"] == [0.95]
-    assert config["video_sets"] == {"WILL BE AUTOMATICALLY UPDATED BY DEMO CODE": {"crop": "0, 640, 0, 480"}}
-    assert config["SuperAnimalConversionTables"]["superanimal_topviewmouse"]["snout"] == "nose"
-    assert config["multianimalproject"] is None and config["cropping"] is False
-    assert config == yaml.safe_load(source.read_text())
-
-    out = CF.write_config(tmp_path / "config.yaml", config)
-    assert out.read_bytes() == source.read_bytes()
-    assert CF.read_config(out) == config
-    assert list(CF.read_config(out)) == list(config)
-
-
-def _changed_lines(a: str, b: str) -> list[str]:
-    return [
-        line for line in difflib.unified_diff(a.splitlines(), b.splitlines(), lineterm="", n=0)
-        if line[:1] in "+-" and not line.startswith(("+++", "---"))
-    ]
-
-
-def test_changing_one_key_changes_only_its_lines(shared_project, tmp_path):
-    original = (shared_project / "config.yaml").read_text()
-    config = CF.read_config(shared_project / "config.yaml")
-    config["pcutoff"] = 0.55
-    path = CF.write_config(tmp_path / "config.yaml", config)
-    assert _changed_lines(original, path.read_text()) == ["-pcutoff: 0.4", "+pcutoff: 0.55"]
-
-    config = CF.read_config(path)
-    config["bodyparts"].append("tailtip")  # a change inside a list
-    CF.write_config(path, config)
-    assert _changed_lines(original, path.read_text()) == ["+- tailtip", "-pcutoff: 0.4", "+pcutoff: 0.55"]
-    assert CF.read_config(path)["bodyparts"] == [*BODYPARTS, "tailtip"]
-
-
-def test_unknown_keys_comments_and_key_order_are_kept(shared_project, tmp_path):
-    text = (shared_project / "config.yaml").read_text()
-    custom = "# lab notes\nmy_lab_key:  {a: 1, b: [x, y]}  # flow\n"
-    text = text.replace("move2corner: true\n", "move2corner: true\n" + custom)
-    text += "\nzz_last: 3\n"
-    path = tmp_path / "config.yaml"
-    path.write_text(text)
-    config = CF.read_config(path)
-    assert config["my_lab_key"] == {"a": 1, "b": ["x", "y"]} and config["zz_last"] == 3
-    CF.write_config(path, config)
-    assert path.read_text() == text  # untouched keys keep their exact text, flow style and comments
-
-    config["snapshotindex"] = 5
-    config["new_tool_key"] = "value"
-    del config["zz_last"]
-    CF.write_config(path, config)
-    again = CF.read_config(path)
-    assert again["my_lab_key"] == {"a": 1, "b": ["x", "y"]} and "zz_last" not in again
-    assert list(again)[-1] == "new_tool_key" and again["snapshotindex"] == 5
-    assert custom in path.read_text()
-
-
-def test_new_deeplabcut_key_goes_where_deeplabcut_puts_it(shared_project, tmp_path):
-    path = tmp_path / "config.yaml"
-    path.write_text((shared_project / "config.yaml").read_text().replace("detector_batch_size: 1\n", ""))
-    config = CF.read_config(path)
-    assert "detector_batch_size" not in config
-    config["detector_batch_size"] = 1
-    CF.write_config(path, config)
-    keys = list(CF.read_config(path))
-    assert keys.index("detector_batch_size") == keys.index("batch_size") + 1
-    assert path.read_text() == (shared_project / "config.yaml").read_text()
-
-
-def test_windows_line_endings_are_kept(shared_project, tmp_path):
-    text = (shared_project / "config.yaml").read_text().replace("\n", "\r\n")
-    path = tmp_path / "config.yaml"
-    path.write_bytes(text.encode())
-    config = CF.read_config(path)
-    config["numframes2pick"] = 40
-    CF.write_config(path, config)
-    assert path.read_bytes() == text.replace("numframes2pick: 20", "numframes2pick: 40").encode()
-
-
-def test_yaml_1_2_scalars_like_deeplabcut(tmp_path):
-    path = tmp_path / "config.yaml"
-    path.write_text("Task: on\nbodyparts:\n- yes\n- no\n- nose\nx1: 010\ncropping: false\nratio: 1e-3\n")
-    config = CF.read_config(path)
-    assert config["Task"] == "on" and config["bodyparts"] == ["yes", "no", "nose"]
-    assert config["x1"] == 10 and config["cropping"] is False and config["ratio"] == 0.001
-    config["Task"] = "yes"
-    config["scorer"] = "0o17"
-    CF.write_config(path, config)
-    again = CF.read_config(path)
-    assert again["Task"] == "yes" and again["scorer"] == "0o17"
-    assert yaml.safe_load(path.read_text())["Task"] == "yes"  # quoted, so YAML 1.1 readers agree
-
-
-def test_plain_mapping_is_written_in_deeplabcut_layout(tmp_path):
-    config = {
-        "Task": "reach", "scorer": "Ann", "date": "Jan5", "multianimalproject": False, "identity": None,
-        "project_path": "/data/reach", "video_sets": {"/data/v1.mp4": {"crop": "0, 320, 0, 240"}},
-        "bodyparts": ["a", "b"], "skeleton": [["a", "b"]], "corner2move2": (50, 50), "my_key": np.int64(3),
-    }
-    path = CF.write_config(tmp_path, config)
-    text = path.read_text()
-    assert text.startswith("# Project definitions (do not edit)\nTask: reach\nscorer: Ann\ndate: Jan5\n")
-    assert "identity:\n\n\n# Project path (change when moving around)\nproject_path: /data/reach\n" in text
-    assert "video_sets:\n  /data/v1.mp4:\n    crop: 0, 320, 0, 240\nbodyparts:\n- a\n- b\n" in text
-    assert "skeleton:\n- - a\n  - b\n" in text and "corner2move2:\n- 50\n- 50\n" in text
-    assert text.endswith("my_key: 3\n")
-    again = CF.read_config(path)
-    assert again == {**config, "corner2move2": [50, 50], "my_key": 3}
-
-
-def test_read_config_errors(tmp_path):
-    with pytest.raises(ProjectError, match="config file not found"):
-        CF.read_config(tmp_path / "config.yaml")
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("Task: [unclosed\n")
-    with pytest.raises(ProjectError, match=r"bad\.yaml: not valid YAML"):
-        CF.read_config(bad)
-    bad.write_text("- a\n- b\n")
-    with pytest.raises(ProjectError, match="expected a mapping"):
-        CF.read_config(bad)
-    bad.write_text("")
-    with pytest.raises(ProjectError, match="empty"):
-        CF.read_config(bad)
-
-
-def test_write_config_rejects_values_yaml_cannot_hold(tmp_path):
-    with pytest.raises(ProjectError, match="cannot write the config"):
-        CF.write_config(tmp_path / "config.yaml", {"Task": object()})
-    assert not (tmp_path / "config.yaml").exists() and no_temp_files(tmp_path)
-
-
-def test_what_ruamel_alone_would_rewrite_stays_as_written(shared_project, tmp_path):
-    """Indented lists, odd spacing and a deleted last key of a section: only the changed lines change."""
-    original = (shared_project / "config.yaml").read_text()
-    text = original.replace("\n- ", "\n  - ").replace("\n\n# Training", "\nodd_key:   'x'   # spaced\n\n\n# Training", 1)
-    path = tmp_path / "config.yaml"
-    path.write_text(text)
-    config = CF.read_config(path)
-    assert config["bodyparts"] == BODYPARTS and config["odd_key"] == "x"
-    config["pcutoff"] = 0.5
-    del config["odd_key"]  # the last key of its section: the next section's comment stays
-    CF.write_config(path, config)
-    assert _changed_lines(text, path.read_text()) == [
-        "-pcutoff: 0.4", "+pcutoff: 0.5", "-odd_key:   'x'   # spaced"
-    ]
-    config["bodyparts"] = [*BODYPARTS, "tailtip"]  # a replaced list keeps the section comment after it
-    CF.write_config(path, config)
-    assert "- tailtip\n\n\n# Fraction of video" in path.read_text()
-
-
-def test_round_trip_of_values_only_ruamel_reads(tmp_path):
-    path = tmp_path / "config.yaml"
-    text = "corner2move2: !!python/tuple [50, 50]\nflag: &on true\nsame: *on\nratio: 2.50\nx1: 0x10\n"
-    path.write_text(text)
-    config = CF.read_config(path)
-    assert config == {"corner2move2": [50, 50], "flag": True, "same": True, "ratio": 2.5, "x1": 16}
-    assert type(config["flag"]) is bool and type(config["ratio"]) is float and type(config["x1"]) is int
-    CF.write_config(path, config)
-    assert path.read_text() == text
-    path.write_text("a: 1\na: 2\n")
-    with pytest.raises(ProjectError, match="not valid YAML"):  # DeepLabCut (ruamel) refuses it too
-        CF.read_config(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -329,105 +150,6 @@ def test_project_root_of_the_folder_its_config_or_neither(tmp_path, small_video,
             P.project_root(not_a_project)
 
 
-# ---------------------------------------------------------------------------------------------
-# CollectedData: exact round trips
-# ---------------------------------------------------------------------------------------------
-
-
-def test_real_collected_data_reads_the_same_from_h5_and_csv(shared_project, collected):
-    assert collected.shape == (116, 8)
-    assert list(collected.columns.names) == ["scorer", "bodyparts", "coords"]
-    assert list(dict.fromkeys(collected.columns.get_level_values("bodyparts"))) == BODYPARTS
-    assert C.index_style(collected) == "string" and collected.index[0] == "labeled-data/m4s1/img0000.png"
-    assert (collected.dtypes == np.float64).all()
-    assert_exact(C.read_collected(shared_project / CSV), collected)
-    assert_exact(C.read_collected(shared_project / "labeled-data" / "m4s1"), collected)  # the folder finds the .h5
-    # what DeepLabCut itself does to read them
-    assert_exact(pd.read_hdf(shared_project / H5, "df_with_missing"), collected)
-
-
-def test_real_collected_data_round_trip_is_exact(project, shared_project, collected):
-    h5, csv_path = C.write_collected(collected, project / "labeled-data" / "m4s1")
-    assert (h5, csv_path) == (project / H5, project / CSV)
-    assert csv_path.read_bytes() == (shared_project / CSV).read_bytes()  # DLC's float formatting, byte for byte
-    assert_exact(C.read_collected(h5), collected)
-    assert_exact(C.read_collected(csv_path), collected)
-    assert_exact(pd.read_hdf(h5, "df_with_missing"), collected)
-    with pd.HDFStore(h5, mode="r") as store:
-        assert store.keys() == ["/df_with_missing"]
-        assert not store.get_storer("df_with_missing").is_table  # pandas' fixed format, as DeepLabCut writes
-    assert no_temp_files(h5.parent)
-
-
-def test_multiindex_file_round_trip_is_exact(project, collected):
-    multi = C.to_multi_index(collected)
-    assert multi.index[0] == ("labeled-data", "m4s1", "img0000.png")
-    h5, csv_path = C.write_collected(multi, project / H5)
-    lines = csv_path.read_text().splitlines()
-    assert lines[0].startswith("scorer,,,Pranav,Pranav") and lines[2].startswith("coords,,,x,y")
-    assert lines[3] == (
-        "labeled-data,m4s1,img0000.png,21.521,265.428,33.819,265.941,19.984,250.05599999999998,87.11,152.69799999999998"
-    )
-    assert_exact(C.read_collected(h5), multi)
-    assert_exact(C.read_collected(csv_path), multi)
-    C.write_collected(C.read_collected(csv_path), h5)
-    assert csv_path.read_text().splitlines() == lines
-
-
-def test_legacy_string_index_file_made_by_conversion(project, collected):
-    multi = C.to_multi_index(collected)
-    legacy = C.to_string_index(multi)
-    assert_exact(legacy, collected)
-    C.write_collected(legacy, project / "labeled-data" / "m4s1", "Pranav")
-    back = C.read_collected(project / CSV)
-    assert C.index_style(back) == "string"
-    assert_exact(back, collected)
-
-
-def test_missing_values_and_numeric_folder_names(tmp_path, collected):
-    df = C.to_multi_index(collected).iloc[:5].copy()
-    df.index = pd.MultiIndex.from_tuples([("labeled-data", "1234", f"img{i}.png") for i in range(5)])
-    df.iloc[0, :4] = np.nan
-    df.iloc[3, :] = np.nan
-    h5, csv_path = C.write_collected(df, tmp_path / "CollectedData_Pranav.h5")
-    assert csv_path.read_text().splitlines()[3].startswith("labeled-data,1234,img0.png,,,,,19.984,")
-    for path in (h5, csv_path):
-        back = C.read_collected(path)
-        assert_exact(back, df)
-        assert back.index[0][1] == "1234"
-
-
-def test_scorer_argument_renames_the_scorer_level(tmp_path, collected):
-    h5, csv_path = C.write_collected(collected, tmp_path, "Ann")
-    assert h5.name == "CollectedData_Ann.h5" and csv_path.name == "CollectedData_Ann.csv"
-    assert set(C.read_collected(h5).columns.get_level_values("scorer")) == {"Ann"}
-    assert set(collected.columns.get_level_values("scorer")) == {"Pranav"}
-
-
-def test_multi_animal_files_are_read(tmp_path):
-    columns = pd.MultiIndex.from_product(
-        [["Ann"], ["mouse1", "mouse2"], ["nose", "tail"], ["x", "y"]], names=C.COLUMN_NAMES_MULTIANIMAL
-    )
-    index = pd.MultiIndex.from_tuples([("labeled-data", "v", f"img{i:03d}.png") for i in range(3)])
-    df = pd.DataFrame(np.arange(24, dtype=float).reshape(3, 8), index=index, columns=columns)
-    df.iloc[1, 2:4] = np.nan
-    df.to_csv(tmp_path / "CollectedData_Ann.csv")
-    df.to_hdf(tmp_path / "CollectedData_Ann.h5", key="df_with_missing", mode="w")
-    for suffix in (".h5", ".csv"):
-        back = C.read_collected(tmp_path / f"CollectedData_Ann{suffix}", ["nose", "tail"])
-        assert_exact(back, df)
-    C.write_collected(df, tmp_path / "out.h5")
-    assert_exact(C.read_collected(tmp_path / "out.csv"), df)
-    with pytest.raises(ProjectError, match="single-animal"):
-        C.collected_to_arrays(df)
-    warnings = L.check_labels(df, (10, 10))  # values 0..23 in a 10x10 image
-    assert len(warnings) == 6
-    assert warnings[0] == "labeled-data/v/img001.png: mouse2/nose at (12.0, 13.0) is outside the 10x10 image"
-
-
-def test_h5_from_napari_deeplabcut_with_another_key(tmp_path, collected):
-    collected.to_hdf(tmp_path / "CollectedData_Pranav.h5", key="keypoints", mode="w")
-    assert_exact(C.read_collected(tmp_path / "CollectedData_Pranav.h5"), collected)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -493,66 +215,11 @@ def test_new_files_get_normal_permissions(tmp_path, collected):
     assert stat.S_IMODE(csv_path.stat().st_mode) == 0o666 & ~umask
 
 
+
+
 # ---------------------------------------------------------------------------------------------
-# Validation
+# Labeled images
 # ---------------------------------------------------------------------------------------------
-
-
-def test_bodyparts_must_match_the_config(shared_project, collected):
-    config = CF.read_config(shared_project)
-    C.check_bodyparts(collected, config)
-    C.check_bodyparts(collected, list(reversed(BODYPARTS)))  # order may differ
-    C.read_collected(shared_project / H5, config)
-    other = [*BODYPARTS[:3], "tailtip"]
-    with pytest.raises(ProjectError) as info:
-        C.read_collected(shared_project / H5, other)
-    message = str(info.value)
-    assert str(BODYPARTS) in message and str(other) in message
-    assert "missing from the labels: ['tailtip']" in message and "not in the config: ['tailbase']" in message
-    assert "CollectedData_Pranav.h5" in message
-
-
-def _write_lines(path: Path, lines: list[str]) -> Path:
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def test_malformed_csv_headers(tmp_path, shared_project):
-    lines = (shared_project / CSV).read_text().splitlines()
-    two_rows = _write_lines(tmp_path / "two.csv", [lines[0], lines[2], *lines[3:6]])
-    expected = r"two\.csv: malformed header: expected 3 header rows.*row 2 starts with 'coords'"
-    with pytest.raises(ProjectError, match=expected):
-        C.read_collected(two_rows)
-    no_coords = _write_lines(tmp_path / "nocoords.csv", [lines[0], lines[1], *lines[3:6]])
-    with pytest.raises(ProjectError, match="row 3 starts with 'labeled-data/m4s1/img0000.png'"):
-        C.read_collected(no_coords)
-    no_scorer = _write_lines(tmp_path / "noscorer.csv", lines[1:6])
-    with pytest.raises(ProjectError, match="first row must start with 'scorer'"):
-        C.read_collected(no_scorer)
-    z_header = lines[2].replace(",y,x,y", ",z,x,y", 1)
-    zcoords = _write_lines(tmp_path / "z.csv", [lines[0], lines[1], z_header, *lines[3:6]])
-    with pytest.raises(ProjectError, match=r"coords must be \['x', 'y'\], found \['z'\]"):
-        C.read_collected(zcoords)
-    text_value = _write_lines(tmp_path / "text.csv", [*lines[:3], lines[3].replace("21.521", "abc"), *lines[4:6]])
-    with pytest.raises(ProjectError, match="non-numeric"):
-        C.read_collected(text_value)
-    with pytest.raises(ProjectError, match="file not found"):
-        C.read_collected(tmp_path / "absent.csv")
-    garbage = tmp_path / "CollectedData_x.h5"
-    garbage.write_text("not hdf5")
-    with pytest.raises(ProjectError, match="cannot read the HDF5 file"):
-        C.read_collected(garbage)
-
-
-def test_likelihood_coords_only_when_asked(tmp_path, collected):
-    paths, bodyparts, xy = C.collected_to_arrays(collected)
-    columns = pd.MultiIndex.from_product([["DLC_net"], bodyparts, ["x", "y", "likelihood"]], names=C.COLUMN_NAMES)
-    values = np.concatenate([xy, np.full(xy.shape[:2] + (1,), 0.9)], axis=2).reshape(len(xy), -1)
-    machine = pd.DataFrame(values, index=collected.index, columns=columns)
-    machine.to_hdf(tmp_path / "machinelabels-iter0.h5", key="df_with_missing", mode="w")
-    with pytest.raises(ProjectError, match="coords must be"):
-        C.read_collected(tmp_path / "machinelabels-iter0.h5")
-    assert C.read_collected(tmp_path / "machinelabels-iter0.h5", likelihood=True).shape == (116, 12)
 
 
 def test_labels_outside_the_image(shared_project, collected):
@@ -595,140 +262,3 @@ def test_image_sizes_and_mixed_sizes(project):
     assert L.check_image_sizes(project / "empty") is None
     with pytest.raises(ProjectError, match="not a folder"):
         L.image_sizes(project / "absent")
-
-
-# ---------------------------------------------------------------------------------------------
-# Arrays and merging
-# ---------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("style", ["string", "multi"])
-def test_arrays_round_trip_exact(collected, style):
-    df = collected if style == "string" else C.to_multi_index(collected)
-    paths, bodyparts, xy = C.collected_to_arrays(df)
-    assert paths[0] == "labeled-data/m4s1/img0000.png" and len(paths) == 116
-    assert bodyparts == BODYPARTS and xy.shape == (116, 4, 2) and xy.dtype == np.float64
-    assert xy[0, 0].tolist() == [21.521, 265.428]
-    assert_exact(C.arrays_to_collected(paths, bodyparts, xy, "Pranav", index_style=style), df)
-    with pytest.raises(ProjectError, match="shape"):
-        C.arrays_to_collected(paths, bodyparts, xy[:, :3], "Pranav")
-
-
-def test_arrays_keep_nan(tmp_path):
-    xy = np.array([[[1.5, 2.5], [np.nan, np.nan]], [[np.nan, np.nan], [3.0, 4.0]]])
-    paths = ["labeled-data/v/img0.png", "labeled-data/v/img1.png"]
-    df = C.arrays_to_collected(paths, ["a", "b"], xy, "Ann")
-    C.write_collected(df, tmp_path)
-    back_paths, back_parts, back_xy = C.collected_to_arrays(C.read_collected(tmp_path / "CollectedData_Ann.csv"))
-    assert back_paths == paths and back_parts == ["a", "b"]
-    assert np.array_equal(back_xy, xy, equal_nan=True)
-
-
-def _labels(rows: dict[str, list[float]], parts=("a", "b"), style="multi") -> pd.DataFrame:
-    xy = np.array([v for v in rows.values()], dtype=float).reshape(len(rows), len(parts), 2)
-    return C.arrays_to_collected(list(rows), list(parts), xy, "Ann", index_style=style)
-
-
-def test_update_collected_rows(tmp_path):
-    """A row for every labeled image and every row the file had; none for an unlabeled new image."""
-    nan = np.nan
-    images = [f"labeled-data/v/img{i}.png" for i in range(4)]
-    xy = np.full((4, 2, 2), np.nan)
-    xy[1, 0] = (1.0, 2.0)
-    h5, csv_path = C.update_collected(tmp_path, images, ["a", "b"], xy, "Ann")
-    assert (h5, csv_path) == (tmp_path / "CollectedData_Ann.h5", tmp_path / "CollectedData_Ann.csv")
-    assert_exact(C.read_collected(h5), _labels({images[1]: [1, 2, nan, nan]}))
-
-    xy[1] = np.nan  # every label of img1 removed: its row stays, empty
-    xy[3, 1] = (5.0, 6.0)
-    C.update_collected(h5, images, ["a", "b"], xy, "Ann")
-    assert_exact(C.read_collected(csv_path), _labels({images[1]: [nan] * 4, images[3]: [nan, nan, 5, 6]}))
-
-
-@pytest.mark.parametrize("style", ["string", "multi"])
-def test_csv_whose_first_image_has_no_label_yet(tmp_path, style):
-    """pandas takes an empty first row below a 3-row header for index names; it is read as the image it is."""
-    nan = np.nan
-    df = _labels({"labeled-data/v/img0.png": [nan] * 4, "labeled-data/v/img1.png": [1, 2, 3, 4]}, style=style)
-    _, csv_path = C.write_collected(df, tmp_path)
-    assert csv_path.read_text().splitlines()[3] in ("labeled-data/v/img0.png,,,,", "labeled-data,v,img0.png,,,,")
-    assert_exact(C.read_collected(csv_path), df)
-
-
-def test_update_collected_keeps_what_only_the_file_has(tmp_path):
-    """Rows of images not saved now, body parts not saved now, the file's index style and Windows keys."""
-    nan = np.nan
-    old = _labels(
-        {"labeled-data\\v\\img0.png": [1, 1, 2, 2, 3, 3], "labeled-data\\v\\gone.png": [4, 4, 5, 5, 6, 6]},
-        parts=("a", "b", "c"), style="string",
-    )
-    C.write_collected(old, tmp_path)
-    images = ["labeled-data/v/img0.png", "labeled-data/v/img1.png"]
-    xy = np.array([[[7, 7], [nan, nan]], [[8, 8], [9, 9]]], dtype=float)
-    h5, _ = C.update_collected(tmp_path, images, ["a", "b"], xy, "Ann", index_style="multi")
-    saved = C.read_collected(h5)
-    expected = _labels(
-        {images[0]: [7, 7, nan, nan, 3, 3], images[1]: [8, 8, 9, 9, nan, nan],
-         "labeled-data\\v\\gone.png": [4, 4, 5, 5, 6, 6]},
-        parts=("a", "b", "c"), style="string",
-    )
-    assert C.index_style(saved) == "string"  # the file's style, not the argument's
-    assert_exact(saved, expected)
-
-
-def _human_labels_kept(human: pd.DataFrame, merged: pd.DataFrame) -> None:
-    for row in human.index:
-        for col in human.columns:
-            value = human.at[row, col]
-            if not np.isnan(value):
-                assert merged.at[row, col] == value, (row, col)
-
-
-def test_merge_never_loses_a_human_label(collected):
-    rng = np.random.default_rng(0)
-    human = C.to_multi_index(collected)
-    human = human.iloc[rng.permutation(len(human))[:80]].copy()  # unsorted, a subset of frames
-    holes = rng.random((len(human), 4)) < 0.3
-    values = np.array(human.to_numpy(), dtype=np.float64).reshape(len(human), 4, 2)
-    values[holes] = np.nan
-    values[0, 0, 1] = np.nan  # a half label (x only) still counts as human
-    human.loc[:, :] = values.reshape(len(human), -1)
-
-    paths, bodyparts, xy = C.collected_to_arrays(collected)
-    machine_xy = xy + 1000.0
-    machine = C.arrays_to_collected(paths, bodyparts[::-1] + ["tailtip"],
-                                    np.concatenate([machine_xy[:, ::-1], machine_xy[:, :1]], axis=1),
-                                    "DLC_resnet50", index_style="string")
-    machine[("DLC_resnet50", "snout", "likelihood")] = 0.5
-
-    merged = C.merge_collected(human, machine)
-    assert merged.index.is_monotonic_increasing and C.index_style(merged) == "multi"
-    assert len(merged) == 116 and set(merged.columns.get_level_values("scorer")) == {"Pranav"}
-    assert list(dict.fromkeys(merged.columns.get_level_values("bodyparts"))) == [*BODYPARTS, "tailtip"]
-    assert "likelihood" not in merged.columns.get_level_values("coords")
-    _human_labels_kept(human, merged)
-
-    merged_xy = C.collected_to_arrays(merged)[2]
-    row_of = {p: i for i, p in enumerate(C.collected_to_arrays(merged)[0])}
-    human_paths, _, human_xy = C.collected_to_arrays(human)
-    for i, path in enumerate(human_paths):
-        j = row_of[path]
-        for k in range(4):
-            if np.isnan(human_xy[i, k]).all():
-                assert np.array_equal(merged_xy[j, k], xy[paths.index(path), k] + 1000.0)  # filled by the machine
-            else:
-                assert np.array_equal(merged_xy[j, k], human_xy[i, k], equal_nan=True)  # human, even half labels
-    extra = [p for p in paths if p not in human_paths]
-    assert all(np.array_equal(merged_xy[row_of[p], :4], xy[paths.index(p)] + 1000.0) for p in extra)
-
-
-def test_merge_keeps_human_rows_the_machine_lacks(collected):
-    human = collected.iloc[:10].copy()
-    human.iloc[2, :] = np.nan  # an image nobody labeled yet stays
-    machine = collected.iloc[5:20] * 0 + 1.0
-    merged = C.merge_collected(human, machine)
-    assert list(merged.index) == sorted(set(collected.index[:20]))
-    _human_labels_kept(human, merged)
-    assert merged.loc[collected.index[2]].isna().all()
-    assert (merged.loc[collected.index[10:20]] == 1.0).all().all()
-    assert_exact(C.merge_collected(collected, collected.iloc[:0]), collected)
