@@ -47,7 +47,6 @@ from qtpy.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -56,6 +55,7 @@ from superqt import QLabeledDoubleSlider
 from napari_posekit._napari._viewer import unwrap_viewer
 from napari_posekit._napari.analysis_files import PredictionFiles
 from napari_posekit._napari.analysis_layers import AnalysisLayers, video_source
+from napari_posekit._napari.controls import row, spin_box
 from napari_posekit._napari.jobs import Failed, Job, JobRunner
 from napari_posekit._napari.layers import Key, analysable_layers, project_config
 from napari_posekit._napari.preload import preload_training_modules
@@ -123,13 +123,8 @@ class AnalysisWidget(PredictionFiles, QWidget):
         self.range_box = QComboBox()
         self.range_box.addItems(RANGES)
         self.range_box.setCurrentText("Whole video")
-        self.first = QSpinBox()
-        self.last = QSpinBox()
-        for box in (self.first, self.last):
-            box.setRange(0, 0)
-        self.batch_size = QSpinBox()
-        self.batch_size.setRange(1, 1024)
-        self.batch_size.setValue(ANALYSIS_BATCH_SIZE)
+        self.first, self.last = spin_box(0, 0, 0), spin_box(0, 0, 0)
+        self.batch_size = spin_box(1, 1024, ANALYSIS_BATCH_SIZE)
         self.fast = QCheckBox("fast (crop around the animal)")
         self.fast.setChecked(True)
         self.fast.setToolTip(
@@ -148,20 +143,13 @@ class AnalysisWidget(PredictionFiles, QWidget):
         self.pcutoff.setSingleStep(0.01)
         self.pcutoff.setValue(PCUTOFF)
         self.pcutoff.setToolTip("Keypoints with a lower likelihood are hidden and left out of skeleton and tracks")
-        self.tail_length = QSpinBox()
-        self.tail_length.setRange(0, 100_000)
-        self.tail_length.setValue(TAIL_LENGTH)
-        self.tail_length.setSuffix(" frames")
+        self.tail_length = spin_box(0, 100_000, TAIL_LENGTH, suffix=" frames")
         self.save_button = QPushButton("Save predictions")
         self.save_button.clicked.connect(lambda: self.save_predictions())
         self.filter_method = QComboBox()
         for text, method in FILTERS:
             self.filter_method.addItem(text, method)
-        self.filter_window = QSpinBox()
-        self.filter_window.setRange(3, 999)
-        self.filter_window.setSingleStep(2)
-        self.filter_window.setValue(FILTER_WINDOW)
-        self.filter_window.setSuffix(" frames")
+        self.filter_window = spin_box(3, 999, FILTER_WINDOW, step=2, suffix=" frames")
         self.filter_window.editingFinished.connect(self._odd_window)
         self.preview_button = QPushButton("Preview")
         self.preview_button.clicked.connect(lambda: self.preview_filter())
@@ -173,16 +161,13 @@ class AnalysisWidget(PredictionFiles, QWidget):
         self.export_button.clicked.connect(lambda: self.export_video())
 
     def _lay_out(self) -> None:
-        row = QHBoxLayout()
-        row.addWidget(self.model)
-        row.addWidget(self.browse_button)
         self.span_row = QWidget()
         span = QHBoxLayout(self.span_row)
         span.setContentsMargins(0, 0, 0, 0)
         for part in (QLabel("from"), self.first, QLabel("to"), self.last):
             span.addWidget(part, 0 if isinstance(part, QLabel) else 1)
         form = QFormLayout()
-        form.addRow("Model:", row)
+        form.addRow("Model:", row(self.model, self.browse_button))
         form.addRow("Video:", self.video_box)
         form.addRow("Frames:", self.range_box)
         form.addRow(self.span_row)
@@ -196,18 +181,16 @@ class AnalysisWidget(PredictionFiles, QWidget):
         filters.addRow("Window:", self.filter_window)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
-        layout.addLayout(_row(self.analyze_button, self.stop_button))
+        layout.addLayout(row(self.analyze_button, self.stop_button))
         layout.addWidget(self.status)
         layout.addWidget(QLabel("<b>Predictions</b>"))
         layout.addLayout(display)
         layout.addWidget(self.save_button)
         layout.addWidget(QLabel("<b>Filter</b>"))
         layout.addLayout(filters)
-        layout.addLayout(_row(self.preview_button, self.save_filtered_button))
+        layout.addLayout(row(self.preview_button, self.save_filtered_button))
         layout.addWidget(QLabel("<b>Labeled video</b>"))
-        export = _row(self.export_button, self.export_filtered)
-        export.setStretch(0, 1)
-        layout.addLayout(export)
+        layout.addLayout(row(self.export_button, self.export_filtered, stretch=(1,)))
         layout.addStretch(1)
 
     # -- model and video ---------------------------------------------------------
@@ -415,10 +398,3 @@ class AnalysisWidget(PredictionFiles, QWidget):
             analysis.refilter(self.pcutoff.value())
             if self.display.of(analysis):
                 self.show_analysis(analysis, create=False, data_changed=False)
-
-
-def _row(*widgets) -> QHBoxLayout:
-    row = QHBoxLayout()
-    for widget in widgets:
-        row.addWidget(widget)
-    return row

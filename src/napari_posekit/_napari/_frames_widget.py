@@ -12,19 +12,17 @@ from __future__ import annotations
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import (
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
 from napari_posekit._napari._viewer import unwrap_viewer
+from napari_posekit._napari.controls import double_spin_box, row, spin_box
 from napari_posekit._napari.jobs import Job, JobRunner
 from napari_posekit._napari.layers import Key, video_layers
 from napari_posekit.controllers.frames import (
@@ -54,15 +52,9 @@ class FramesWidget(QWidget):
         self.browse_button.clicked.connect(self._browse)
         self.method = QComboBox()
         self.method.addItems(METHODS)
-        self.count = QSpinBox()
-        self.count.setRange(1, 10_000)
-        self.count.setValue(DEFAULT_COUNT)
-        self.start = QDoubleSpinBox()
-        self.stop = QDoubleSpinBox()
-        for box, value in ((self.start, 0.0), (self.stop, 100.0)):
-            box.setRange(0.0, 100.0)
-            box.setSuffix(" %")
-            box.setValue(value)
+        self.count = spin_box(1, 10_000, DEFAULT_COUNT)
+        self.start = double_spin_box(0.0, 100.0, 0.0, suffix=" %")
+        self.stop = double_spin_box(0.0, 100.0, 100.0, suffix=" %")
         self.extract_button = QPushButton("Extract frames")
         self.extract_button.clicked.connect(self.extract)
         self.this_frame_button = QPushButton("Add this frame")
@@ -73,25 +65,15 @@ class FramesWidget(QWidget):
         self._refresh()
 
     def _lay_out(self) -> None:
-        row = QHBoxLayout()
-        row.addWidget(self.project)
-        row.addWidget(self.browse_button)
-        span = QHBoxLayout()
-        span.addWidget(self.start)
-        span.addWidget(QLabel("to"))
-        span.addWidget(self.stop)
         form = QFormLayout()
         form.addRow("Video:", self.video_box)
-        form.addRow("Project:", row)
+        form.addRow("Project:", row(self.project, self.browse_button))
         form.addRow("Method:", self.method)
         form.addRow("Frames:", self.count)
-        form.addRow("Part of video:", span)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.extract_button)
-        buttons.addWidget(self.this_frame_button)
+        form.addRow("Part of video:", row(self.start, QLabel("to"), self.stop))
         layout = QVBoxLayout(self)
         layout.addLayout(form)
-        layout.addLayout(buttons)
+        layout.addLayout(row(self.extract_button, self.this_frame_button))
         layout.addWidget(self.status)
         layout.addStretch(1)
 

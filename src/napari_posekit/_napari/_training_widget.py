@@ -27,10 +27,8 @@ from qtpy.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
-    QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
@@ -38,7 +36,6 @@ from qtpy.QtWidgets import (
     QListWidgetItem,
     QPushButton,
     QSizePolicy,
-    QSpinBox,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -46,6 +43,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_posekit._napari._viewer import unwrap_viewer
+from napari_posekit._napari.controls import double_spin_box, row, spin_box
 from napari_posekit._napari.jobs import Job, JobRunner, format_eta
 from napari_posekit._napari.layers import Key, bodypart_colors, is_image_stack_layer, project_config
 from napari_posekit._napari.loss_curve import LossCurve
@@ -116,36 +114,17 @@ class TrainingWidget(QWidget):
         self.backbone.setCurrentText(defaults.backbone)
         self.pretrained = QCheckBox("ImageNet weights")
         self.pretrained.setChecked(defaults.pretrained)
-        self.input_scale = QDoubleSpinBox()
-        self.input_scale.setRange(0.0, 4.0)
-        self.input_scale.setDecimals(2)
-        self.input_scale.setSingleStep(0.05)
-        self.input_scale.setSpecialValueText("default")
-        self.input_scale.setValue(defaults.input_scale)
-        self.input_scale.setToolTip(
-            "Scale images by this factor for the network (default: from the labels, 1 unless the animal spans "
-            "more than a 224-px crop; Resume keeps the trained scale)"
+        self.input_scale = double_spin_box(
+            0.0, 4.0, defaults.input_scale, step=0.05, special="default",
+            tip="Scale images by this factor for the network (default: from the labels, 1 unless the animal spans "
+                "more than a 224-px crop; Resume keeps the trained scale)",
         )
-        self.batch_size = QSpinBox()
-        self.batch_size.setRange(1, 1024)
-        self.batch_size.setValue(defaults.batch_size)
-        self.epochs = QSpinBox()
-        self.epochs.setRange(0, 1_000_000)
-        self.epochs.setSpecialValueText("no limit")
-        self.epochs.setValue(defaults.epochs)
-        self.epochs.setToolTip("Passes over the training images; training ends at this or the time budget")
-        self.minutes = QDoubleSpinBox()
-        self.minutes.setRange(0.0, 100_000.0)
-        self.minutes.setDecimals(1)
-        self.minutes.setSuffix(" min")
-        self.minutes.setSpecialValueText("no limit")
-        self.minutes.setValue(defaults.minutes)
-        self.minutes.setToolTip("Wall-clock training time; the learning rate schedule follows it")
-        self.lr = QDoubleSpinBox()
-        self.lr.setRange(1e-6, 1.0)
-        self.lr.setDecimals(6)
-        self.lr.setSingleStep(1e-4)
-        self.lr.setValue(defaults.lr)
+        self.batch_size = spin_box(1, 1024, defaults.batch_size)
+        self.epochs = spin_box(0, 1_000_000, defaults.epochs, special="no limit",
+                               tip="Passes over the training images; training ends at this or the time budget")
+        self.minutes = double_spin_box(0.0, 100_000.0, defaults.minutes, decimals=1, suffix=" min", special="no limit",
+                                       tip="Wall-clock training time; the learning rate schedule follows it")
+        self.lr = double_spin_box(1e-6, 1.0, defaults.lr, decimals=6, step=1e-4)
         self.split = QComboBox()
         self.split.addItems(SPLITS)
         self.split.setCurrentText(defaults.split)
@@ -174,11 +153,8 @@ class TrainingWidget(QWidget):
         self.worst.itemClicked.connect(lambda item: self.jump_to_worst(self.worst.row(item)))
 
     def _lay_out(self) -> None:
-        row = QHBoxLayout()
-        row.addWidget(self.project)
-        row.addWidget(self.browse_button)
         form = QFormLayout()
-        form.addRow("Project:", row)
+        form.addRow("Project:", row(self.project, self.browse_button))
         form.addRow("Backbone:", self.backbone)
         form.addRow("", self.pretrained)
         form.addRow("Input scale:", self.input_scale)
@@ -187,19 +163,12 @@ class TrainingWidget(QWidget):
         form.addRow("Time budget:", self.minutes)
         form.addRow("Learning rate:", self.lr)
         form.addRow("Test split:", self.split)
-        buttons = QHBoxLayout()
-        for button in (self.start_button, self.stop_button, self.resume_button):
-            buttons.addWidget(button)
-        evaluation = QHBoxLayout()
-        evaluation.addWidget(QLabel("<b>Evaluation</b>"))
-        evaluation.addStretch(1)
-        evaluation.addWidget(self.evaluate_button)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
-        layout.addLayout(buttons)
+        layout.addLayout(row(self.start_button, self.stop_button, self.resume_button))
         layout.addWidget(self.status)
         layout.addWidget(self.curve, 1)
-        layout.addLayout(evaluation)
+        layout.addLayout(row(QLabel("<b>Evaluation</b>"), self.evaluate_button, stretch=(1,)))
         layout.addWidget(self.eval_label)
         layout.addWidget(self.table)
         layout.addWidget(QLabel("Worst test images (click to show with predictions):"))
