@@ -97,3 +97,21 @@ def test_messages_and_eta():
     assert error_message(ValueError("bad value")) == "bad value"
     assert error_message(ZeroDivisionError("x")) == "ZeroDivisionError: x"
     assert format_eta(None) == "?" and format_eta(65) == "1:05" and format_eta(3725) == "1:02:05"
+
+
+def test_finished_waits_for_the_result_even_when_events_are_processed_in_between(qtbot):
+    # a progress bar update processes pending events: the worker's ``finished`` must not overtake the result
+    from qtpy.QtWidgets import QApplication
+
+    order = []
+
+    def done(job, result):
+        for _ in range(20):
+            QApplication.processEvents()
+        order.append(("done", result))
+
+    runner = JobRunner()
+    runner.start("quick", lambda job: _count(3), description="Quick", on_done=done,
+                 on_finished=lambda job: order.append(("finished", job.result)))
+    qtbot.waitUntil(lambda: not runner.busy, timeout=10_000)
+    assert order == [("done", "counted 3"), ("finished", "counted 3")]

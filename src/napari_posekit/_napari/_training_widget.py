@@ -257,9 +257,7 @@ class TrainingWidget(QWidget):
         self.status.setText(text)
         show_info(text)
         if not self.run.stopped:
-            self._evaluate_when_done = self.checkpoint
-            if job.finished:  # the progress bar let the job's end through first
-                self._evaluate_pending()
+            self._evaluate_when_done = self.checkpoint  # once the job has ended (_on_train_finished)
 
     def _on_train_finished(self, job: Job) -> None:
         more = self.run.more_warnings()

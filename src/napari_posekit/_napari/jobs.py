@@ -99,6 +99,9 @@ class Job:
         self._text: str | None = None
         self._eta: float | None = None
         self._dirty = False
+        self._returning = False
+        self._returned = False
+        self._finish_waiting = False
 
     def stopping(self) -> bool:
         """True once a stop was asked for (pass as the core generators' ``stop``)."""
@@ -247,22 +250,33 @@ class JobRunner:
                 bar.set_description(f"{job.description}: ETA {format_eta(job._eta)}")
 
     def _on_returned(self, job: Job, handlers: dict[str, Any], result: Any) -> None:
-        job._dirty = True
-        self._draw(job, handlers)
+        # the progress bar processes events when it changes, so the worker's ``finished`` can
+        # arrive inside this method: it waits until the result has been handed over
+        job._returning = True
         job.result = result
-        if isinstance(result, Failed):
-            if result.trace:
-                log.error("%s: %s\n%s", handlers["failure"], result.message, result.trace)
-            text = f"{handlers['failure']}: {result.message}"
-            self.status(text)
-            show_error(text)
-            if handlers["failed"] is not None:
-                handlers["failed"](job, result)
-        elif handlers["done"] is not None:
-            handlers["done"](job, result)
+        job._dirty = True
+        self._draw(job, handlers)  # the last progress, before the result's own status text
+        try:
+            if isinstance(result, Failed):
+                if result.trace:
+                    log.error("%s: %s\n%s", handlers["failure"], result.message, result.trace)
+                text = f"{handlers['failure']}: {result.message}"
+                self.status(text)
+                show_error(text)
+                if handlers["failed"] is not None:
+                    handlers["failed"](job, result)
+            elif handlers["done"] is not None:
+                handlers["done"](job, result)
+        finally:
+            job._returned = True
+        if job._finish_waiting:
+            self._on_finished(job, handlers)
 
     def _on_finished(self, job: Job, handlers: dict[str, Any]) -> None:
         if job.finished:
+            return
+        if job._returning and not job._returned:
+            job._finish_waiting = True  # the result is still being handed over: finish after it
             return
         job.finished = True
         self._ticks.pop(job.name, None)
