@@ -113,7 +113,7 @@ def run_posekit(predictor: Predictor, video: Path, fast: bool, out: Path, batch_
 
 
 def accuracy(predictor: Predictor) -> dict:
-    images, bodyparts, xy = load_project_labels(PROJECT)
+    images, _bodyparts, xy = load_project_labels(PROJECT)
     frames = np.stack([load_image(p) for p in images])
     labeled = ~np.isnan(xy).any(axis=-1)
     full_xy, _ = predictor.predict(frames)
@@ -134,7 +134,7 @@ def accuracy(predictor: Predictor) -> dict:
 
 def memory_run(model: Path, video: Path, minutes: float, workdir: Path) -> dict:
     meta = read_metadata(video)
-    loops = max(1, int(round(minutes * 60 / meta.duration)))
+    loops = max(1, round(minutes * 60 / meta.duration))
     looped = workdir / f"loop{loops}.mp4"
     import imageio_ffmpeg
 

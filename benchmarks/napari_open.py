@@ -43,9 +43,9 @@ def main(argv=None) -> int:
     parser.add_argument("--reps", type=int, default=7)
     args = parser.parse_args(argv)
 
-    import napari
     from qtpy.QtWidgets import QApplication
 
+    import napari
     from napari_posekit.core.synthetic import make_behaviour
     from napari_posekit.core.video import write_video
 

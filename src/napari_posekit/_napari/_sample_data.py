@@ -5,8 +5,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from napari_posekit._napari.layers import keypoints_layer_data
 from napari_posekit._napari._reader import video_layer_data
+from napari_posekit._napari.layers import keypoints_layer_data
 from napari_posekit.core.sample import write_sample
 from napari_posekit.core.video import VideoReader
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from napari_posekit._napari.layers import bodypart_colors, points_kwargs
 from napari_posekit._napari._reader import video_layer_data
+from napari_posekit._napari.layers import bodypart_colors, points_kwargs
 from napari_posekit.core.sleap import SleapLabels, load_slp
 from napari_posekit.core.video import VideoError, VideoReader
 

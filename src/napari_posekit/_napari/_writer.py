@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_posekit._napari.layers import points_to_arrays
 from napari_posekit.core.collected_data import update_collected
 
 
@@ -30,12 +31,16 @@ def write_keypoints(path: str, data, attributes: dict) -> list[str]:
     if not scorer:
         raise ValueError("name the file CollectedData_<scorer>.h5 so the labels get a scorer")
     data = np.asarray(data, dtype=float).reshape(-1, 3)
-    frames = np.round(data[:, 0]).astype(int)
-    n = int(frames.max()) + 1 if len(frames) else 0
+    n = round(data[:, 0].max()) + 1 if len(data) else 0
     images = list(meta.get("images") or [f"img{i:0{len(str(max(n - 1, 0)))}d}.png" for i in range(n)])
-    xy = np.full((len(images), len(bodyparts), 2), np.nan)
-    for (f, y, x), bp in zip(data, features["bodypart"]):
-        xy[int(round(f)), bodyparts.index(bp)] = (x, y)
+    frames = np.rint(data[:, 0]).astype(int)
+    placeable = np.asarray(features["bodypart"].isin(bodyparts)) & (frames >= 0) & (frames < len(images))
+    if not placeable.all():
+        raise ValueError(
+            f"{int((~placeable).sum())} points have a body part the layer does not list or no image to be on; "
+            "nothing was written"
+        )
+    xy, _likelihood, _duplicates = points_to_arrays(data, features, bodyparts, len(images))  # the last point wins
     h5, csv = update_collected(target.with_name(f"CollectedData_{scorer}.h5"), images, bodyparts, xy, scorer,
                                index_style=meta.get("index_style", "multi"))
     return [str(h5), str(csv)]

@@ -210,7 +210,7 @@ def points_to_arrays(
     index = {bp: k for k, bp in enumerate(bodyparts)}
     unused, seen = [], {}
     for row, ((frame, y, x), bp, value) in enumerate(zip(data, names, p)):
-        f, k = int(round(frame)), index.get(bp)
+        f, k = round(frame), index.get(bp)
         if k is None or not 0 <= f < n_frames:
             unused.append(row)
             continue

@@ -22,6 +22,7 @@ reported with the reason and does not stop the others.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -187,10 +188,8 @@ def _stop_checker(event_name: str | None, every: float = 2.0) -> Callable[[], bo
         now = time.monotonic()
         if not state["stop"] and now >= state["next"]:
             state["next"] = now + every
-            try:
+            with contextlib.suppress(Exception):  # no answer from the scheduler: carry on
                 state["stop"] = bool(event.is_set())
-            except Exception:  # noqa: BLE001 - no answer from the scheduler: carry on
-                pass
         return state["stop"]
 
     return should_stop
@@ -462,10 +461,8 @@ def _run(client, todo: list[tuple[Path, Path]], checkpoint: Path, output_dir: Pa
         if not finished:
             # interrupted (Ctrl+C) or the client failed: tasks not started yet end at once, running ones stop
             # between blocks and save their progress for the next run
-            try:
+            with contextlib.suppress(BaseException):  # best effort, also on a second Ctrl+C
                 event = Event(stop_name, client=client)
                 event.set()
                 wait([f for f in futures if not f.done()], timeout=stop_wait)
-            except BaseException:  # noqa: BLE001 - best effort, also on a second Ctrl+C
-                pass
             client.cancel(list(futures))

@@ -61,7 +61,7 @@ def _check_split_args(n: int, train_fraction: float) -> int:
 
 
 def _n_train(n: int, train_fraction: float) -> int:
-    n_train = int(round(n * float(train_fraction)))
+    n_train = round(n * float(train_fraction))
     if n >= 2 and train_fraction < 1.0:
         n_train = min(max(n_train, 1), n - 1)  # keep at least one image on each side
     return min(n_train, n)
@@ -369,20 +369,20 @@ class LabeledImages(torch.utils.data.Dataset):
         scale, angle = g["scale"], g["angle"]
         # a window around the crop centre big enough for any rotation of the output
         turn = abs(math.sin(math.radians(angle))) + abs(math.cos(math.radians(angle)))
-        side = int(math.ceil(max(out_h, out_w) * turn / scale)) + 4
+        side = math.ceil(max(out_h, out_w) * turn / scale) + 4
         side = max(side, out_h, out_w)
         # torchvision's affine and crop work in pixel-corner coordinates
         cx, cy = float(g["centre"][0]) + 0.5, float(g["centre"][1]) + 0.5
-        top, left = int(math.floor(cy - side / 2)), int(math.floor(cx - side / 2))
+        top, left = math.floor(cy - side / 2), math.floor(cx - side / 2)
         img = tv_tensors.Image(image)
         pts = tv_tensors.KeyPoints(torch.from_numpy(xy + 0.5), canvas_size=tuple(image.shape[-2:]))
         img, pts = TF.crop(img, top, left, side, side), TF.crop(pts, top, left, side, side)
         if scale != 1.0 or angle != 0.0:
             centre = [cx - left, cy - top]
-            kwargs = dict(
-                angle=angle, translate=[side / 2 - centre[0], side / 2 - centre[1]], scale=scale,
-                shear=[0.0, 0.0], center=centre,
-            )
+            kwargs = {
+                "angle": angle, "translate": [side / 2 - centre[0], side / 2 - centre[1]], "scale": scale,
+                "shear": [0.0, 0.0], "center": centre,
+            }
             img = TF.affine(img, interpolation=InterpolationMode.BILINEAR, **kwargs)
             pts = TF.affine(pts, **kwargs)
         img, pts = TF.center_crop(img, [out_h, out_w]), TF.center_crop(pts, [out_h, out_w])

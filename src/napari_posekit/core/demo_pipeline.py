@@ -172,7 +172,7 @@ def _start_fresh(out: Path) -> None:
 def _clock(seconds: float | None) -> str:
     if seconds is None or not math.isfinite(seconds):
         return "--:--"
-    seconds = int(round(max(seconds, 0.0)))
+    seconds = round(max(seconds, 0.0))
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
@@ -204,7 +204,7 @@ class TextProgress:
         elapsed = now - self.t0
         if eta_s is None and fraction > 0:
             eta_s = elapsed * (1.0 - fraction) / fraction
-        filled = int(round(self.width * fraction))
+        filled = round(self.width * fraction)
         self.line = (f"{step:<9s} [{'#' * filled}{'-' * (self.width - filled)}] {100 * fraction:3.0f}%  "
                      f"{_clock(elapsed)} elapsed, ETA {_clock(eta_s if fraction < 1 else 0.0)}"
                      + (f"  {note}" if note else ""))
@@ -427,16 +427,20 @@ def format_result(result: DemoResult) -> str:
     t = result.timings
     parts = ", ".join(f"{bp} {e:.2f}" for bp, e in result.bodypart_error_px.items())
     lines = [
-        f"mean error against the ground truth over all {result.n_frames} frames: {result.mean_error_px:.2f} px "
-        f"({result.unlabeled_error_px:.2f} px on the {result.n_frames - len(result.labeled_frames)} frames "
-        f"never labeled; per body part: {parts})",
+        (
+            f"mean error against the ground truth over all {result.n_frames} frames: {result.mean_error_px:.2f} px "
+            f"({result.unlabeled_error_px:.2f} px on the {result.n_frames - len(result.labeled_frames)} frames "
+            f"never labeled; per body part: {parts})"
+        ),
     ]
     if result.missing_keypoints:
         lines.append(f"  {result.missing_keypoints} keypoints were not found at all (left out of the mean)")
     lines += [
-        f"times: project {t.get('project', 0):.0f} s, training {t.get('training', 0):.0f} s, "
-        f"analysis {t.get('analysis', 0):.0f} s, labeled video {t.get('labeled_video', 0):.0f} s "
-        f"(pipeline {t.get('total', 0):.0f} s)",
+        (
+            f"times: project {t.get('project', 0):.0f} s, training {t.get('training', 0):.0f} s, "
+            f"analysis {t.get('analysis', 0):.0f} s, labeled video {t.get('labeled_video', 0):.0f} s "
+            f"(pipeline {t.get('total', 0):.0f} s)"
+        ),
         "files:",
         f"  sample video + ground truth  {result.groundtruth_csv.parent}",
         f"  DeepLabCut project           {result.config}",

@@ -249,7 +249,7 @@ def _fast_block(predictor: Predictor, frames: np.ndarray, previous: np.ndarray |
     if anchor is None:
         xy, p = predictor.predict(frames, batch_size=batch_size)
         return xy, p, full + len(frames)
-    align = max(1, int(math.ceil(predictor.pad_to / predictor.input_scale)))
+    align = max(1, math.ceil(predictor.pad_to / predictor.input_scale))
     # crop sides in steps of two alignment units: fewer distinct input sizes, fewer frozen graphs
     origin, size = _crop_window(anchor, (h, w), crop_size, margin, align, step=2 * align)
     xy, p = predictor.predict_crops(frames, origin, size, batch_size=batch_size)
@@ -373,7 +373,7 @@ def analyze_video(
     t0, frames0 = time.monotonic(), done
     since_flush = 0
 
-    def flush() -> None:
+    def flush(done: int) -> None:
         results.flush()
         _write_json_atomic(state_path, {"identity": identity, "done": done, "failed": failed})
 
@@ -385,13 +385,13 @@ def analyze_video(
         done = chunk.stop
         since_flush += len(chunk.xy)
         if since_flush >= chunk_frames:
-            flush()
+            flush(done)
             since_flush = 0
         elapsed = time.monotonic() - t0
         yield {"event": "progress", "done": done, "total": n, "fps": (done - frames0) / max(elapsed, 1e-9),
                "chunk": chunk}
     if done < n:
-        flush()
+        flush(done)
         return None
     failed_list = sorted(failed)
     write_predictions(
@@ -414,7 +414,7 @@ def analyze_video(
             "seconds": time.monotonic() - t0,
         },
     )
-    del results
+    results = None  # closes the memory map before its file goes
     partial_path.unlink(missing_ok=True)
     state_path.unlink(missing_ok=True)
     return paths["h5"]

@@ -93,8 +93,8 @@ def default_input_size(first: np.ndarray, scale: float, stride: int, cap: int = 
     h, w = first.shape[:2]
     size = []
     for v in (h, w):
-        v = min(int(round(v * scale)), cap)
-        size.append(max(stride, int(math.ceil(v / stride)) * stride))
+        v = min(round(v * scale), cap)
+        size.append(max(stride, math.ceil(v / stride) * stride))
     return size[0], size[1]
 
 

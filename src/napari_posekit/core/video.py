@@ -56,11 +56,13 @@ Everything here is napari-free.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -76,6 +78,9 @@ from .video_index import (
 )
 from .video_time import format_time, parse_position
 from .video_write import write_video
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = [
     "VIDEO_EXTENSIONS",
@@ -150,9 +155,9 @@ class VideoReader:
         if max_decoders is not None and max_decoders < 1:
             raise ValueError("max_decoders must be at least 1")
         self.path = os.fspath(path)
-        self._options = dict(
-            cache_bytes=cache_bytes, max_decoders=max_decoders, readahead=readahead, threads=threads, on_error=on_error
-        )
+        self._options = {
+            "cache_bytes": cache_bytes, "max_decoders": max_decoders, "readahead": readahead, "threads": threads, "on_error": on_error
+        }
         self.metadata, self.index = scan(self.path)
         self._plan = SeekPlan(self.index)
         if max_decoders is None:
@@ -203,7 +208,7 @@ class VideoReader:
     def __reduce__(self):
         return (_reopen, (self.path, self._options))
 
-    def __enter__(self) -> VideoReader:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -241,12 +246,10 @@ class VideoReader:
             for i in frames:
                 if self._closed:
                     return
-                try:
+                with contextlib.suppress(Exception):  # the real request reports it
                     i = self._check_index(i)
                     if i not in self._cache:
                         self._read(i, quiet=True)
-                except Exception:  # noqa: BLE001 - the real request reports it
-                    pass
 
         thread = threading.Thread(target=work, name="posekit-prefetch", daemon=True)
         thread.start()
@@ -379,10 +382,8 @@ class VideoReader:
         self._cache.clear()
 
     def __del__(self):
-        try:
+        with contextlib.suppress(Exception):  # interpreter shutdown
             self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
-            pass
 
 
 def _reopen(path: str, options: dict) -> VideoReader:
@@ -430,7 +431,7 @@ def as_dask(video: str | os.PathLike | VideoReader, *, frames_per_chunk: int = 1
     import dask.array as da
 
     reader = video if isinstance(video, VideoReader) else VideoReader(video, **reader_options)
-    n, h, w, c = reader.shape
+    _n, h, w, c = reader.shape
     name = f"posekit-video-{Path(reader.path).name}-{id(reader):x}"
     return da.from_array(
         _DaskFrames(reader),

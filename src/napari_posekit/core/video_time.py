@@ -14,7 +14,7 @@ def format_time(seconds: float) -> str:
     """``[h:]mm:ss.fff`` for a time in seconds."""
     if not math.isfinite(seconds):
         return "--:--"
-    ms = int(round(seconds * 1000))
+    ms = round(seconds * 1000)
     h, rem = divmod(ms, 3_600_000)
     m, rem = divmod(rem, 60_000)
     s, ms = divmod(rem, 1000)
@@ -44,7 +44,7 @@ def parse_position(text: str, fps: float, n_frames: int) -> int:
                 seconds = seconds * 60 + value
             if not (fps > 0):
                 raise ValueError
-            frame = int(math.floor(seconds * fps + 1e-6))
+            frame = math.floor(seconds * fps + 1e-6)
     except ValueError:
         raise ValueError(f"{text!r} is neither a frame number nor a time like 1:02.5 or 62.5s") from None
     if not 0 <= frame < n_frames:

@@ -61,7 +61,7 @@ def model_folder(
     config = read_config(root)
     if train_fraction is None:
         train_fraction = _config_train_fraction(config)
-    name = f"{config.get('Task', 'project')}{config.get('date', '')}-trainset{int(round(100 * train_fraction))}shuffle{shuffle}"
+    name = f"{config.get('Task', 'project')}{config.get('date', '')}-trainset{round(100 * train_fraction)}shuffle{shuffle}"
     if split == "block":
         name += "-block"
     return root / MODELS_FOLDER / f"iteration-{int(config.get('iteration', 0) or 0)}" / name
