@@ -76,6 +76,7 @@ class RefineWidget(RefineView):
         self.session: LabelSession | None = None  # the label session of the folder opened for correction
         self.image_layer: Image | None = None  # that folder's images
         self.predictions_layer: Points | None = None  # the retrained model's predictions
+        self.saved = None  # what the last save wrote (core.refine's result)
         self._progress = refine.JobProgress("find", format_eta)
         self._chosen: Image | None = None
         self._connect()
@@ -431,7 +432,11 @@ class RefineWidget(RefineView):
         )
 
     def save(self):
-        """Merge the accepted and edited frames into CollectedData; returns what was written, or None."""
+        """Merge the accepted and edited frames into CollectedData in a job; returns the job, or None with a message.
+
+        The layer takes no edits while the job writes, so the journal is emptied of exactly
+        what was written; :attr:`saved` is the result.
+        """
         c, session = self.corrections, self.session
         if c is None or session is None:
             self._fail("Cannot save", "accept outlier frames first")
@@ -439,14 +444,28 @@ class RefineWidget(RefineView):
         if self.busy:
             self._fail("Cannot save", "wait for the running job to end")
             return None
-        try:
-            saved = self.controller.save()
-        except EXPECTED_ERRORS as err:
-            self._fail("Corrections not saved", f"{error_message(err)}; nothing on disk changed")
-            return None
-        session.mark_saved()
+        layer, editable, edits = session.layer, session.layer.editable, session.store.unsaved_edits
+        layer.editable = False
+
+        def finished(_job) -> None:
+            layer.editable = editable
+            self._update_controls()
+
+        def failed(_job, failure) -> None:
+            self.status.setText(f"Corrections not saved: {failure.message}; nothing on disk changed")
+
+        return self.jobs.start(
+            "save", lambda job: self.controller.save(), description="Saving the corrections", total=None,
+            failure="Corrections not saved", on_done=lambda job, saved: self._on_saved(session, edits, saved),
+            on_failed=failed, on_finished=finished,
+        )
+
+    def _on_saved(self, session, edits: int, saved) -> None:
+        self.saved = saved.result
+        if session.store.unsaved_edits == edits:  # nothing changed while the job wrote (an undo could)
+            session.mark_saved()
         images = set(saved.images)
-        session.mark_reviewed(i for i, name in enumerate(c.images) if name in images)
+        session.mark_reviewed(i for i, name in enumerate(self.controller.corrections.images) if name in images)
         meta = session.layer.metadata
         meta[Key.KEPT_ROWS] = sorted(set(meta.get(Key.KEPT_ROWS, [])) | {name.split("/")[-1] for name in images})
         if saved.result.collected is not None:
@@ -456,8 +475,6 @@ class RefineWidget(RefineView):
         self.status.setText(text + ".")
         show_info(text)
         self._update_status()
-        self._update_controls()
-        return saved.result
 
     # -- retrain ----------------------------------------------------------------------------
     def retrain(self, **overrides):
