@@ -163,8 +163,11 @@ def test_find_correct_save_retrain_loop(make_napari_viewer, qtbot, tmp_path, mon
     assert widget.session.store.unsaved_edits == 2 and widget.save_button.isEnabled()
 
     # save: the accepted frames join the human labels; nothing else changes
-    result = widget.save()
-    assert result is not None and sorted(k.split("/")[-1] for k in result.added) == names
+    assert widget.save() is not None
+    assert not layer.editable  # no edits while the job writes
+    qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT)
+    result = widget.saved
+    assert layer.editable and result is not None and sorted(k.split("/")[-1] for k in result.added) == names
     human_after = read_collected(collected)
     assert len(human_after) == len(human_before) + len(accepted)
     old = human_after.loc[human_before.index]
