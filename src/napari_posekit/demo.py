@@ -86,7 +86,7 @@ def show_results(viewer, result) -> dict:
     from napari_posekit._napari._analysis_widget import AnalysisWidget
     from napari_posekit._napari._training_widget import TrainingWidget
     from napari_posekit._napari._video_widget import VideoWidget
-    from napari_posekit._napari.layers import keypoints_layer_data
+    from napari_posekit._napari.layers import Key, keypoints_layer_data
     from napari_posekit.core.config import read_config
     from napari_posekit.core.predictions import read_predictions
 
@@ -96,7 +96,7 @@ def show_results(viewer, result) -> dict:
     truth = _groundtruth(result)
     if truth is not None:
         data = keypoints_layer_data(truth, list(config.bodyparts), name="ground truth",
-                                    metadata={"skeleton": [list(e) for e in skeleton], "readonly": True})
+                                    metadata={Key.SKELETON: [list(e) for e in skeleton], Key.READONLY: True})
         layer = viewer.add_layer(Layer.create(*data))
         layer.visible = False  # tick it in the layer list to compare with the predictions
         layer.editable = False

@@ -16,7 +16,7 @@ import dask.array as da
 import numpy as np
 from dask import delayed
 
-from napari_posekit._napari.layers import colormap_colors, keypoints_layer_data, outside_image
+from napari_posekit._napari.layers import Key, colormap_colors, keypoints_layer_data, outside_image
 from napari_posekit.core.collected_data import collected_to_arrays, read_collected, update_collected
 from napari_posekit.core.collected_data import index_style as collected_index_style
 from napari_posekit.core.config import config_bodyparts, read_config, write_config
@@ -217,23 +217,23 @@ def folder_layers(folder: Path) -> list[tuple]:
     skeleton = [list(e) for e in (config or {}).get("skeleton") or [] if len(e) == 2]
     target = labels_file.with_suffix(".h5") if labels_file else folder / f"CollectedData_{scorer}.h5"
     metadata = {
-        "images": [prefix + f for f in files],
-        "skeleton": skeleton,
-        "scorer": scorer,
-        "folder": str(folder),
-        "labels_file": str(target),
-        "journal": str(journal_path(target)),
-        "index_style": index_style,
-        "kept_rows": sorted(xy_by_image),  # images that had a row in the file stay in it
-        "config": str(project / "config.yaml") if project else None,
-        "machine_cells": machine_cells,  # (image, body part) shown from machine labels, not yet reviewed
-        "image_sizes": [[int(w), int(h)] for w, h in sizes],  # each image's own (width, height)
+        Key.IMAGES: [prefix + f for f in files],
+        Key.SKELETON: skeleton,
+        Key.SCORER: scorer,
+        Key.FOLDER: str(folder),
+        Key.LABELS_FILE: str(target),
+        Key.JOURNAL: str(journal_path(target)),
+        Key.INDEX_STYLE: index_style,
+        Key.KEPT_ROWS: sorted(xy_by_image),  # images that had a row in the file stay in it
+        Key.CONFIG: str(project / "config.yaml") if project else None,
+        Key.MACHINE_CELLS: machine_cells,  # (image, body part) shown from machine labels, not yet reviewed
+        Key.IMAGE_SIZES: [[int(w), int(h)] for w, h in sizes],  # each image's own (width, height)
     }
     points = keypoints_layer_data(
         xy, bodyparts, name=f"{folder.name} keypoints", size=max(4.0, float((config or {}).get("dotsize", 8))),
         metadata=metadata, colors=colormap_colors(str((config or {}).get("colormap") or "rainbow"), bodyparts),
     )
-    image_meta = {"folder": str(folder), "image_sizes": metadata["image_sizes"]}
+    image_meta = {Key.FOLDER: str(folder), Key.IMAGE_SIZES: metadata[Key.IMAGE_SIZES]}
     image = (stack, {"name": folder.name, "rgb": True, "metadata": image_meta}, "image")
     return [image, points]
 
@@ -246,18 +246,18 @@ def save_labels(store: LabelStore, layer) -> tuple[Path, Path]:
     style of the existing file is kept.
     """
     meta = layer.metadata
-    if not meta.get("labels_file") or not meta.get("scorer"):
+    if not meta.get(Key.LABELS_FILE) or not meta.get(Key.SCORER):
         raise ProjectError("this keypoints layer was not opened from a DeepLabCut project folder")
     xy = np.asarray(store.xy)
     h5, csv = update_collected(
-        meta["labels_file"], store.images, store.bodyparts, xy, meta["scorer"], index_style=meta["index_style"]
+        meta[Key.LABELS_FILE], store.images, store.bodyparts, xy, meta[Key.SCORER], index_style=meta[Key.INDEX_STYLE]
     )
-    if meta.get("config"):  # the skeleton is edited in the widget and belongs to the project
-        config = read_config(meta["config"])
-        skeleton = [list(e) for e in meta.get("skeleton", [])]
+    if meta.get(Key.CONFIG):  # the skeleton is edited in the widget and belongs to the project
+        config = read_config(meta[Key.CONFIG])
+        skeleton = [list(e) for e in meta.get(Key.SKELETON, [])]
         if [list(e) for e in config.get("skeleton") or []] != skeleton:
             config["skeleton"] = skeleton
-            write_config(meta["config"], config)
+            write_config(meta[Key.CONFIG], config)
     labeled = {name.split("/")[-1] for name, placed in zip(store.images, (~np.isnan(xy)).any(axis=(1, 2))) if placed}
-    meta["kept_rows"] = sorted(set(meta.get("kept_rows", [])) | labeled)
+    meta[Key.KEPT_ROWS] = sorted(set(meta.get(Key.KEPT_ROWS, [])) | labeled)
     return h5, csv

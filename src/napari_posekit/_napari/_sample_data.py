@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path
 
 from napari_posekit._napari._reader import video_layer_data
-from napari_posekit._napari.layers import keypoints_layer_data
+from napari_posekit._napari.layers import Key, keypoints_layer_data
 from napari_posekit.core.sample import write_sample
 from napari_posekit.core.video import VideoReader
 
@@ -22,6 +22,6 @@ def synthetic_mouse():
     video = video_layer_data(VideoReader(files.video, on_error="warn"))
     truth = keypoints_layer_data(
         b.keypoints, b.bodyparts, name="ground truth",
-        metadata={"skeleton": [list(e) for e in b.skeleton], "readonly": True},
+        metadata={Key.SKELETON: [list(e) for e in b.skeleton], Key.READONLY: True},
     )
     return [video, truth]

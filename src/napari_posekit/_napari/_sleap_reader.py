@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from napari_posekit._napari._reader import video_layer_data
-from napari_posekit._napari.layers import bodypart_colors, points_kwargs
+from napari_posekit._napari.layers import Key, bodypart_colors, points_kwargs
 from napari_posekit.core.sleap import SleapLabels, load_slp
 from napari_posekit.core.video import VideoError, VideoReader
 
@@ -102,13 +102,13 @@ def keypoints_layer_data(labels: SleapLabels, *, name: str, size: float = 8.0) -
     palette = np.array([colors[n] for n in labels.node_names]).reshape(-1, 4)
     face = palette[table["node"].cat.codes.to_numpy()]
     metadata = {
-        "bodyparts": list(labels.node_names),
-        "skeleton": [list(e) for e in labels.edges],
+        Key.BODYPARTS: list(labels.node_names),
+        Key.SKELETON: [list(e) for e in labels.edges],
         "source": str(labels.path),
-        "individuals": _individual_order(labels),
+        Key.INDIVIDUALS: _individual_order(labels),
         # one Points layer holds several animals, which the single-animal
         # Labeling widget would merge: it is shown, not edited there
-        "readonly": True,
+        Key.READONLY: True,
     }
     return data, points_kwargs(name, features, face, size, metadata), "points"
 

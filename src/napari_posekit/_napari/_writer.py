@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_posekit._napari.layers import points_to_arrays
+from napari_posekit._napari.layers import Key, points_to_arrays
 from napari_posekit.core.collected_data import update_collected
 
 
@@ -22,17 +22,17 @@ def write_keypoints(path: str, data, attributes: dict) -> list[str]:
     """
     meta = attributes.get("metadata") or {}
     features = attributes.get("features")
-    bodyparts = list(meta.get("bodyparts") or [])
+    bodyparts = list(meta.get(Key.BODYPARTS) or [])
     if not bodyparts or features is None or "bodypart" not in features:
         raise ValueError("only keypoints layers (with body parts) can be saved as CollectedData")
     target = Path(path)
     stem = target.stem if target.suffix.lower() in (".h5", ".csv") else target.name
-    scorer = stem.removeprefix("CollectedData_") if stem.startswith("CollectedData_") else meta.get("scorer")
+    scorer = stem.removeprefix("CollectedData_") if stem.startswith("CollectedData_") else meta.get(Key.SCORER)
     if not scorer:
         raise ValueError("name the file CollectedData_<scorer>.h5 so the labels get a scorer")
     data = np.asarray(data, dtype=float).reshape(-1, 3)
     n = round(data[:, 0].max()) + 1 if len(data) else 0
-    images = list(meta.get("images") or [f"img{i:0{len(str(max(n - 1, 0)))}d}.png" for i in range(n)])
+    images = list(meta.get(Key.IMAGES) or [f"img{i:0{len(str(max(n - 1, 0)))}d}.png" for i in range(n)])
     frames = np.rint(data[:, 0]).astype(int)
     placeable = np.asarray(features["bodypart"].isin(bodyparts)) & (frames >= 0) & (frames < len(images))
     if not placeable.all():
@@ -42,5 +42,5 @@ def write_keypoints(path: str, data, attributes: dict) -> list[str]:
         )
     xy, _likelihood, _duplicates = points_to_arrays(data, features, bodyparts, len(images))  # the last point wins
     h5, csv = update_collected(target.with_name(f"CollectedData_{scorer}.h5"), images, bodyparts, xy, scorer,
-                               index_style=meta.get("index_style", "multi"))
+                               index_style=meta.get(Key.INDEX_STYLE, "multi"))
     return [str(h5), str(csv)]

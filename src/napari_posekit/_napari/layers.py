@@ -2,7 +2,9 @@
 
 - :class:`Key` and :class:`LayerMetadata`: the ``layer.metadata`` keys PoseKit
   writes and reads, defined once.
-- Which layer is what: :func:`is_keypoints_layer`, :func:`is_predictions_layer`.
+- Which layer is what: :func:`is_keypoints_layer`, :func:`is_predictions_layer`,
+  :func:`is_video_layer`, :func:`is_image_stack_layer`, :func:`video_layers`,
+  :func:`analysable_layers`, and a layer's project (:func:`project_config`).
 - Colours: :func:`bodypart_colors` (the labeled videos' palette, so a body part
   looks the same in labels, predictions and exported videos),
   :func:`colormap_colors`, :func:`prediction_colors`.
@@ -65,7 +67,7 @@ class LayerMetadata(TypedDict, total=False):
     config: str  # a project's config.yaml
     folder: str  # a labeled-data folder
     images: list[str]  # image names of the folder, one per frame of the stack
-    image_sizes: list[tuple[int, int]]  # (height, width) of each image
+    image_sizes: list[list[int]]  # each image's own [width, height]
     index_style: str  # how CollectedData names its rows ("multi" or "string")
     kept_rows: Any  # CollectedData rows kept verbatim (other folders)
     labels_file: str  # the CollectedData .h5 of a folder
