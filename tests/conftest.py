@@ -1,11 +1,13 @@
-"""Shared fixtures: small synthetic videos and the real datasets in ../shared/data."""
+"""Shared fixtures: small synthetic videos, a tiny trained model, torch threads and the real datasets in ../shared/data."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -73,6 +75,13 @@ def _datasets_needed(item: pytest.Item) -> set[str]:
     return needed
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "torch_threads(n): the number of torch threads the torch_threads fixture sets (default TORCH_THREADS)",
+    )
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         needed = _datasets_needed(item)
@@ -92,6 +101,91 @@ def pytest_runtest_setup(item):
         if _ci():
             pytest.fail(message + " (CI=true: the shared data must be present)", pytrace=False)
         pytest.skip(message)
+
+
+# --------------------------------------------------------------------------- torch threads
+#: Torch threads for tests that limit them: the CI machine has two cores, shared with Qt's
+#: event loop, worker threads and the video decoders.  ``@pytest.mark.torch_threads(n)``
+#: on a module or test asks for another count.
+TORCH_THREADS = 1
+
+
+@contextlib.contextmanager
+def torch_thread_limit(n: int = TORCH_THREADS):
+    """Run a block with ``n`` torch threads and put the earlier count back afterwards."""
+    import torch  # here, not at the top: Qt-only tests never import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture
+def torch_threads(request):
+    """The test runs with ``TORCH_THREADS`` torch threads (or its ``torch_threads`` marker's count)."""
+    marker = request.node.get_closest_marker("torch_threads")
+    n = int(marker.args[0]) if marker is not None and marker.args else TORCH_THREADS
+    with torch_thread_limit(n):
+        yield n
+
+
+# --------------------------------------------------------------------------- a tiny trained model
+#: The synthetic sample project behind ``tiny_trained_project``: 40 frames of 64x96 pixels,
+#: 8 of them labeled (frames 0, 6, 11, 17, 22, 28, 33 and 39), rendered with seed 0.
+TINY_PROJECT = {"n_frames": 40, "height": 64, "width": 96, "n_labeled": 8, "seed": 0}
+#: How its model is trained: a small random ResNet-18 for two epochs on the CPU.
+TINY_TRAINING = {
+    "epochs": 2,
+    "backbone": "resnet18",
+    "pretrained": False,
+    "batch_size": 4,
+    "input_size": (64, 64),
+    "device": "cpu",
+}
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {
+        p.relative_to(folder).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_trained_project(tmp_path_factory):
+    """A sample project (``TINY_PROJECT``) with a model trained once per session (``TINY_TRAINING``).
+
+    Shared by every test that asks for it: read it, never write into it (a test that
+    writes asks for ``tiny_project_copy``).  At the end of the session the files must
+    be as they were after training.
+    """
+    from napari_posekit.core.sample import write_sample_project
+    from napari_posekit.core.workflow import train_project
+
+    folder = tmp_path_factory.mktemp("tiny_trained")
+    project = write_sample_project(folder, **TINY_PROJECT).parent
+    with torch_thread_limit():
+        drain(train_project(project, **TINY_TRAINING))
+    before = _snapshot(project)
+    yield project
+    after = _snapshot(project)
+    changed = sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
+    assert not changed, f"tests wrote into the shared tiny_trained_project: {changed}"
+
+
+@pytest.fixture
+def tiny_project_copy(tiny_trained_project, tmp_path) -> Path:
+    """The test's own copy of ``tiny_trained_project`` in ``tmp_path`` (same folder name), free to write into.
+
+    The copy is a project of its own: its model is found under its own ``posekit-models``
+    (:func:`~napari_posekit.core.workflow.latest_checkpoint`), whatever paths the config
+    and the checkpoint recorded when the original was made.
+    """
+    return Path(shutil.copytree(tiny_trained_project, tmp_path / tiny_trained_project.name))
 
 
 @pytest.fixture(scope="session")

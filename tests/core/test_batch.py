@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from napari_posekit.core import batch
 from napari_posekit.core.batch import BatchError, analyze_one, analyze_videos, find_videos, resolve_model
@@ -15,20 +14,15 @@ from napari_posekit.core.sample import write_sample_project
 from napari_posekit.core.synthetic import make_behaviour
 from napari_posekit.core.train import CheckpointError
 from napari_posekit.core.video import write_video
-from napari_posekit.core.workflow import latest_checkpoint, train_project
+from napari_posekit.core.workflow import latest_checkpoint
 
 N_FRAMES = 30
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    """A sample project with a tiny model trained for one epoch."""
-    project = write_sample_project(tmp_path_factory.mktemp("project"), n_frames=8, height=64, width=96).parent
-    gen = train_project(project, epochs=1, backbone="resnet18", pretrained=False, batch_size=4, input_size=(64, 64),
-                        device="cpu", eval_every=0)
-    for _ in gen:
-        pass
-    return project
+def project(tiny_trained_project):
+    """The shared sample project with its tiny trained model; the tests only read it."""
+    return tiny_trained_project
 
 
 @pytest.fixture(scope="module")
@@ -36,13 +30,6 @@ def videos(tmp_path_factory):
     folder = tmp_path_factory.mktemp("videos")
     frames = make_behaviour(n_frames=N_FRAMES, height=96, width=128, seed=1).frames
     return [write_video(frames, folder / "a.mp4"), write_video(frames[::-1], folder / "b.mp4")]
-
-
-@pytest.fixture()
-def torch_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_find_videos_expands_folders_and_leaves_out_hidden_and_labeled_files(tmp_path):

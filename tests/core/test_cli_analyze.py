@@ -10,22 +10,16 @@ from napari_posekit.core.filtering import filtered_path
 from napari_posekit.core.inference import output_paths
 from napari_posekit.core.labeled_video import labeled_video_path
 from napari_posekit.core.predictions import read_predictions
-from napari_posekit.core.sample import write_sample_project
 from napari_posekit.core.synthetic import make_behaviour
 from napari_posekit.core.video import read_metadata, write_video
-from napari_posekit.core.workflow import train_project
 
 N_FRAMES = 24
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    """A sample project with a tiny model trained for one epoch."""
-    project = write_sample_project(tmp_path_factory.mktemp("project"), n_frames=8, height=64, width=96).parent
-    for _ in train_project(project, epochs=1, backbone="resnet18", pretrained=False, batch_size=4,
-                           input_size=(64, 64), device="cpu", eval_every=0):
-        pass
-    return project
+def project(tiny_trained_project):
+    """The shared sample project with its tiny trained model; the commands only read it."""
+    return tiny_trained_project
 
 
 @pytest.fixture()

@@ -11,7 +11,7 @@ from napari_posekit.core.codec import HeatmapCodec
 from napari_posekit.core.data import auto_input_scale
 from napari_posekit.core.train import iter_train, likelihood_separation, load_checkpoint, pose_loss
 
-torch.set_num_threads(2)
+pytestmark = [pytest.mark.usefixtures("torch_threads"), pytest.mark.torch_threads(2)]
 
 
 def _labels(extent: float, n: int = 20, k: int = 4, seed: int = 0) -> np.ndarray:

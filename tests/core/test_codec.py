@@ -10,7 +10,7 @@ import torch
 
 from napari_posekit.core.codec import HeatmapCodec
 
-torch.set_num_threads(2)
+pytestmark = [pytest.mark.usefixtures("torch_threads"), pytest.mark.torch_threads(2)]
 
 
 def _random_keypoints(rng, n, height, width, missing=()):

@@ -10,7 +10,6 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from napari_posekit.cli import main
 from napari_posekit.core.collected_data import read_collected
@@ -32,12 +31,7 @@ TINY = DemoOptions(n_frames=24, height=64, width=96, n_labeled=6, minutes=0.2, e
                    pretrained=False, input_size=(64, 64), batch_size=4, device="cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # two cores shared with whatever else runs
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_threads")
 
 
 def test_pipeline_makes_a_deeplabcut_project_predictions_and_a_labeled_video(tmp_path):

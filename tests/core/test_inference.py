@@ -16,7 +16,7 @@ from napari_posekit.core.model import PoseOutput
 from napari_posekit.core.predictions import read_predictions
 from napari_posekit.core.video import write_video
 
-torch.set_num_threads(2)
+pytestmark = [pytest.mark.usefixtures("torch_threads"), pytest.mark.torch_threads(2)]
 
 
 class SpotModel(nn.Module):
@@ -252,14 +252,10 @@ def test_loading_a_model_for_other_bodyparts_or_a_bad_checkpoint(tmp_path):
         Predictor.load(bad)
 
 
-def test_a_project_model_for_other_bodyparts_is_refused(tmp_path):
+def test_a_project_model_for_other_bodyparts_is_refused(tiny_project_copy):
     from napari_posekit.core.config import read_config, write_config
-    from napari_posekit.core.sample import write_sample_project
-    from napari_posekit.core.workflow import train_project
 
-    project = write_sample_project(tmp_path, n_frames=8, height=64, width=96).parent
-    _drain_result(train_project(project, backbone="resnet18", pretrained=False, batch_size=4, input_size=(64, 64),
-                                epochs=1, device="cpu"))
+    project = tiny_project_copy  # a trained model; its config is changed below
     predictor = Predictor.load(project)
     assert predictor.bodyparts == read_config(project).bodyparts
     assert predictor.scorer.startswith("DLC_resnet18_") and "shuffle1" in predictor.scorer

@@ -20,7 +20,7 @@ from napari_posekit.core.model import (
     load_imagenet_weights,
 )
 
-torch.set_num_threads(2)
+pytestmark = [pytest.mark.usefixtures("torch_threads"), pytest.mark.torch_threads(2)]
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)

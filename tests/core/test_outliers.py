@@ -8,12 +8,12 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
+from conftest import TINY_PROJECT
 from napari_posekit.cli import main
 from napari_posekit.core.collected_data import read_collected
 from napari_posekit.core.config import read_config
-from napari_posekit.core.frames import frame_image_name
+from napari_posekit.core.frames import frame_image_name, frame_of_image
 from napari_posekit.core.inference import Predictor, output_paths
 from napari_posekit.core.outliers import (
     OutlierError,
@@ -25,13 +25,12 @@ from napari_posekit.core.outliers import (
 )
 from napari_posekit.core.predictions import read_predictions, write_predictions
 from napari_posekit.core.refine import MACHINE_CSV, load_refinement, machinelabels_path, read_machinelabels
-from napari_posekit.core.sample import write_sample, write_sample_project
-from napari_posekit.core.workflow import train_project
+from napari_posekit.core.sample import write_sample
 
-torch.set_num_threads(2)
+N_FRAMES, HEIGHT, WIDTH = TINY_PROJECT["n_frames"], TINY_PROJECT["height"], TINY_PROJECT["width"]
+LABELED = [0, 6, 11, 17, 22, 28, 33, 39]  # the shared project's labeled frames: the expected picks below assume them
 
-N_FRAMES, HEIGHT, WIDTH = 40, 64, 96
-FAST = dict(backbone="resnet18", pretrained=False, batch_size=4, input_size=(64, 64), device="cpu")
+pytestmark = [pytest.mark.usefixtures("torch_threads"), pytest.mark.torch_threads(2)]
 
 
 def _trajectories(n=200, k=4, seed=0):
@@ -109,21 +108,11 @@ def test_kmeans_keeps_near_identical_consecutive_frames_out():
 
 
 # --------------------------------------------------------------------------- extraction
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A sample project with 8 labeled frames and a model trained for one epoch."""
-    config = write_sample_project(tmp_path_factory.mktemp("trained"), N_FRAMES, HEIGHT, WIDTH, n_labeled=8)
-    gen = train_project(config.parent, epochs=1, augmentation=False, **FAST)
-    for _ in gen:
-        pass
-    return config.parent
-
-
 @pytest.fixture()
-def project(trained, tmp_path):
-    copy = tmp_path / trained.name
-    shutil.copytree(trained, copy, symlinks=True)
-    return copy
+def project(tiny_project_copy):
+    """The test's own copy of the shared sample project (8 labeled frames) with its model."""
+    assert sorted(frame_of_image(p.name) for p in tiny_project_copy.glob("labeled-data/*/*.png")) == LABELED
+    return tiny_project_copy
 
 
 def _video(project):

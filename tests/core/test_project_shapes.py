@@ -35,7 +35,7 @@ from napari_posekit.core.refine import load_refinement, machinelabels_path, save
 from napari_posekit.core.train import evaluate, predict_images
 from napari_posekit.core.workflow import MODELS_FOLDER, evaluate_project, project_training_data, train_project
 
-torch.set_num_threads(2)
+pytestmark = [pytest.mark.usefixtures("torch_threads"), pytest.mark.torch_threads(2)]
 
 OPENFIELD = "dlc_openfield-Pranav-2018-10-30"
 FAST = dict(backbone="resnet18", pretrained=False, batch_size=4, input_size=(64, 64), device="cpu")

@@ -22,7 +22,7 @@ from napari_posekit.core.train import (
     lr_factor,
 )
 
-torch.set_num_threads(2)
+pytestmark = [pytest.mark.usefixtures("torch_threads"), pytest.mark.torch_threads(2)]
 
 IDENTITY = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
 

@@ -10,7 +10,6 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from PIL import Image
 
 from conftest import drain, require_shared
@@ -32,7 +31,7 @@ from napari_posekit.core.workflow import (
     train_project,
 )
 
-torch.set_num_threads(2)
+pytestmark = [pytest.mark.usefixtures("torch_threads"), pytest.mark.torch_threads(2)]
 
 FAST = dict(backbone="resnet18", pretrained=False, batch_size=4, input_size=(64, 64), device="cpu")
 

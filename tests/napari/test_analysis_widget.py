@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from napari.layers import Points, Tracks, Vectors
 
+from conftest import TINY_PROJECT
 from napari_posekit._napari import _analysis_widget, jobs
 from napari_posekit._napari._analysis_widget import AnalysisWidget
 from napari_posekit._napari._predictions_reader import napari_get_reader
@@ -20,39 +20,20 @@ from napari_posekit.core.filtering import filtered_path
 from napari_posekit.core.inference import output_paths
 from napari_posekit.core.labeled_video import bodypart_colors, labeled_video_path
 from napari_posekit.core.predictions import read_predictions, write_predictions
-from napari_posekit.core.sample import write_sample_project
 from napari_posekit.core.synthetic import make_behaviour
 from napari_posekit.core.video import read_metadata
-from napari_posekit.core.workflow import train_project
 
-N_FRAMES = 40
+N_FRAMES = TINY_PROJECT["n_frames"]
 TIMEOUT = 60_000
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    # two cores shared with whatever else runs
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_threads")
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A sample project (40-frame video, 12 labeled frames) with a small model trained for a few steps."""
-    folder = tmp_path_factory.mktemp("analysis")
-    project = write_sample_project(folder, n_frames=N_FRAMES, height=64, width=96, n_labeled=12).parent
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        for _ in train_project(project, epochs=2, backbone="resnet18", pretrained=False, batch_size=4,
-                               input_size=(64, 64), device="cpu"):
-            pass
-    finally:
-        torch.set_num_threads(threads)
-    video = next((project / "videos").glob("*.mp4"))
-    return project, video
+def trained(tiny_trained_project):
+    """The shared sample project (40-frame video, 8 labeled frames) with its small model; tests only read it."""
+    video = next((tiny_trained_project / "videos").glob("*.mp4"))
+    return tiny_trained_project, video
 
 
 def _open(viewer, trained, tmp_path):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from napari.layers import Image, Points, Tracks, Vectors
 
+from conftest import torch_thread_limit
 from napari_posekit._napari._analysis_widget import AnalysisWidget
 from napari_posekit._napari._training_widget import TrainingWidget
 from napari_posekit.core.demo_pipeline import DemoOptions, run_pipeline
@@ -18,12 +18,8 @@ TINY = DemoOptions(n_frames=24, height=64, width=96, n_labeled=6, minutes=0.2, e
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # two cores shared with whatever else runs
-    try:
+    with torch_thread_limit():  # two cores shared with whatever else runs
         return run_pipeline(tmp_path_factory.mktemp("demo"), TINY)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def test_viewer_shows_video_predictions_skeleton_tracks_and_widgets(make_napari_viewer, qtbot, result):

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from mouse import click
 
 from napari_posekit._napari._labeling import LabelingWidget
@@ -25,12 +24,7 @@ SCORER = "DLC_resnet18_sampleshuffle1_10"
 TIMEOUT = 120_000
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_threads")
 
 
 def _rows(layer, image: int, bodypart: str) -> np.ndarray:

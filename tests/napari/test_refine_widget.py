@@ -7,9 +7,9 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from napari.layers import Points
 
+from conftest import TINY_PROJECT, TINY_TRAINING
 from napari_posekit._napari import _refine_widget, jobs
 from napari_posekit._napari._analysis_widget import AnalysisWidget
 from napari_posekit._napari._labeling import LabelingWidget
@@ -25,24 +25,20 @@ from napari_posekit.core.refine import find_machinelabels, read_machinelabels
 from napari_posekit.core.sample import write_sample_project
 from napari_posekit.core.synthetic import make_behaviour
 from napari_posekit.core.train import load_checkpoint
-from napari_posekit.core.workflow import evaluate_project, latest_checkpoint, train_project
+from napari_posekit.core.workflow import evaluate_project, latest_checkpoint
 
-N_FRAMES, HEIGHT, WIDTH = 40, 64, 96
+N_FRAMES, HEIGHT, WIDTH = TINY_PROJECT["n_frames"], TINY_PROJECT["height"], TINY_PROJECT["width"]
 TIMEOUT = 120_000
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    # two cores shared with whatever else runs
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_threads")
 
 
 def _sample(tmp_path, n_labeled):
     config = write_sample_project(tmp_path, n_frames=N_FRAMES, height=HEIGHT, width=WIDTH, n_labeled=n_labeled)
-    project = config.parent
+    return _video_and_truth(config.parent)
+
+
+def _video_and_truth(project):
     video = next((project / "videos").glob("*.mp4"))
     truth = make_behaviour(N_FRAMES, HEIGHT, WIDTH, seed=0)  # what write_sample_project rendered
     return project, video, truth
@@ -70,14 +66,11 @@ def test_score_curve_maps_clicks_to_frames(qtbot):
     assert frame_of_image("labeled-data/v/img007.png") == 7 and frame_of_image("CollectedData_x.h5") is None
 
 
-def test_find_correct_save_retrain_loop(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+def test_find_correct_save_retrain_loop(make_napari_viewer, qtbot, tmp_path, tiny_project_copy, monkeypatch):
     started = time.perf_counter()
     errors: list[str] = []
     monkeypatch.setattr(_refine_widget, "show_error", errors.append)
-    project, video, truth = _sample(tmp_path, n_labeled=12)
-    for _ in train_project(project, epochs=2, backbone="resnet18", pretrained=False, batch_size=4,
-                           input_size=(64, 64), device="cpu"):
-        pass
+    project, video, truth = _video_and_truth(tiny_project_copy)  # 8 labeled frames, a model trained for 2 epochs
     first_model = latest_checkpoint(project)
     folder = project / "labeled-data" / video.stem
     collected = next(folder.glob("CollectedData_*.h5"))
@@ -205,7 +198,8 @@ def test_find_correct_save_retrain_loop(make_napari_viewer, qtbot, tmp_path, mon
     assert retrained is not None and retrained.checkpoint == new_model and not retrained.stopped
     meta = load_checkpoint(new_model)[2]
     start = meta["train_config"]["init_weights"]  # fine-tuned from the first model (kept under a new name)
-    assert start != str(new_model) and load_checkpoint(start)[2]["epoch"] == 2 and meta["epoch"] == 4
+    assert start != str(new_model) and meta["epoch"] == 4
+    assert load_checkpoint(start)[2]["epoch"] == TINY_TRAINING["epochs"]
     assert first_model == new_model  # the latest model keeps its name, the earlier one was renamed
     corrected = {f"labeled-data/{video.stem}/{name}" for name in names}
     assert widget.corrected == corrected

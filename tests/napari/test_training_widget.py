@@ -10,7 +10,6 @@ import time
 
 import numpy as np
 import pytest
-import torch
 from qtpy.QtCore import QTimer
 
 from conftest import require_shared
@@ -31,13 +30,7 @@ FAST = {"input_size": (64, 64), "device": "cpu"}
 TIMEOUT = 180_000
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    # two cores shared with whatever else runs: one thread trains steadily
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_threads")
 
 
 @pytest.fixture
