@@ -209,7 +209,7 @@ def ffmpeg_encode(frames: np.ndarray, path: Path, args: list[str], fps: float = 
     """Encode raw RGB frames with the ffmpeg binary bundled by imageio-ffmpeg."""
     import imageio_ffmpeg
 
-    t, h, w, _ = frames.shape
+    _t, h, w, _ = frames.shape
     cmd = [
         imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error",
         "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps), "-i", "-",

@@ -215,7 +215,7 @@ def test_malformed_csv_headers(tmp_path, shared_project):
 
 
 def test_likelihood_coords_only_when_asked(tmp_path, collected):
-    paths, bodyparts, xy = C.collected_to_arrays(collected)
+    _paths, bodyparts, xy = C.collected_to_arrays(collected)
     columns = pd.MultiIndex.from_product([["DLC_net"], bodyparts, ["x", "y", "likelihood"]], names=C.COLUMN_NAMES)
     values = np.concatenate([xy, np.full(xy.shape[:2] + (1,), 0.9)], axis=2).reshape(len(xy), -1)
     machine = pd.DataFrame(values, index=collected.index, columns=columns)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
@@ -186,7 +187,7 @@ def test_kmeans_reports_progress(clip):
     seen = []
     picks = select_kmeans(clip, 4, progress=seen.append)
     assert seen[0] == 0.0 and seen[-1] == 1.0
-    assert all(a < b for a, b in zip(seen, seen[1:]))
+    assert all(a < b for a, b in itertools.pairwise(seen))
     assert 10 <= len(seen) <= 101
 
     work = iter_select_kmeans(clip, 4)

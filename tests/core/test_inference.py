@@ -101,7 +101,7 @@ def test_fast_mode_crops_around_the_animal_and_matches_the_whole_frame():
     predictor = spot_predictor()
     full_xy, _, _ = collect(iter_analyze(predictor, frames, fast=False))
     predictor.model.calls.clear()
-    fast_xy, fast_p, chunks = collect(iter_analyze(predictor, frames, fast=True, block=8, crop_size=64, margin=24))
+    fast_xy, _fast_p, chunks = collect(iter_analyze(predictor, frames, fast=True, block=8, crop_size=64, margin=24))
     np.testing.assert_allclose(fast_xy, full_xy, atol=0.5)
     assert np.abs(fast_xy - truth).max() < 2.0
     # the network saw crops, not whole frames, for almost every frame
@@ -114,7 +114,7 @@ def test_fast_mode_falls_back_to_the_whole_frame_when_the_animal_jumps():
     truth = spot_path(n=16, h=240, w=320, period=25.0)
     truth[8:] += [-120.0, -80.0]  # teleports out of the tracked crop
     frames = draw_spots(truth, 240, 320)
-    xy, p, chunks = collect(iter_analyze(spot_predictor(), frames, fast=True, block=4, crop_size=64, margin=16))
+    xy, _p, chunks = collect(iter_analyze(spot_predictor(), frames, fast=True, block=4, crop_size=64, margin=16))
     assert np.abs(xy - truth).max() < 2.0
     assert sum(c.full_frames for c in chunks) >= 4  # the block after the jump was redone on whole frames
 

@@ -28,8 +28,8 @@ movement = pytest.importorskip("movement")
 load_poses = pytest.importorskip("movement.io.load_poses")
 save_poses = pytest.importorskip("movement.io.save_poses")
 
-from napari_posekit.core.filtering import filter_predictions, filter_prediction_file, filtered_path  # noqa: E402
-from napari_posekit.core.predictions import PREDICTIONS_KEY, read_predictions, write_predictions  # noqa: E402
+from napari_posekit.core.filtering import filter_prediction_file, filter_predictions, filtered_path
+from napari_posekit.core.predictions import PREDICTIONS_KEY, read_predictions, write_predictions
 
 SCORER = "DLC_resnet50_openfieldOct30shuffle1_1000"
 BODYPARTS = ["snout", "leftear", "rightear", "spine", "tailbase"]

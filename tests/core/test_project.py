@@ -209,7 +209,7 @@ def test_failure_in_the_second_file_replaces_neither(project, collected, monkeyp
 
 
 def test_new_files_get_normal_permissions(tmp_path, collected):
-    h5, csv_path = C.write_collected(collected, tmp_path)
+    _h5, csv_path = C.write_collected(collected, tmp_path)
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(csv_path.stat().st_mode) == 0o666 & ~umask

@@ -38,7 +38,7 @@ from napari_posekit.core.workflow import MODELS_FOLDER, evaluate_project, projec
 pytestmark = [pytest.mark.usefixtures("torch_threads"), pytest.mark.torch_threads(2)]
 
 OPENFIELD = "dlc_openfield-Pranav-2018-10-30"
-FAST = dict(backbone="resnet18", pretrained=False, batch_size=4, input_size=(64, 64), device="cpu")
+FAST = {"backbone": "resnet18", "pretrained": False, "batch_size": 4, "input_size": (64, 64), "device": "cpu"}
 WINDOWS_ROOT = "C:\\Users\\x\\Documents\\openfield-Pranav-2018-10-30"
 
 # frame -> (folder, transform); transforms: "same", ("crop", x0, y0, x1, y1), ("scale", factor) and a format
@@ -106,7 +106,7 @@ def _transform(rgb: np.ndarray, xy: np.ndarray, how) -> tuple[np.ndarray, np.nda
         return rgb[y0:y1, x0:x1], xy - np.array([x0, y0], float)
     factor = how[1]
     h, w = rgb.shape[:2]
-    size = (int(round(w * factor)), int(round(h * factor)))
+    size = (round(w * factor), round(h * factor))
     resized = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR))
     return resized, (xy + 0.5) * factor - 0.5
 
@@ -308,7 +308,7 @@ def test_config_of_a_moved_project_with_dlc3_and_unknown_keys(mixed):
 
 
 def test_bad_images_and_labels_are_named_and_change_nothing(mixed):
-    root, truth = mixed
+    root, _truth = mixed
     folder = root / "labeled-data" / "m4s1"
 
     # a label inside the folder's first image (640x480) but outside its own (the 400x280 crop)
@@ -434,7 +434,7 @@ def test_train_and_evaluate_a_mixed_size_mixed_format_project(mixed):
 
 
 def test_refining_a_folder_of_mixed_sizes_and_formats(mixed):
-    root, truth = mixed
+    root, _truth = mixed
     folder = root / "labeled-data" / "m4s1"
     collected_before = read_collected(folder / "CollectedData_Pranav.h5")
     csv_before = (folder / "CollectedData_Pranav.csv").read_bytes()

@@ -54,7 +54,7 @@ def test_split_block_is_contiguous():
 def _dot_image(points, size=64):
     img = np.zeros((size, size, 3), np.uint8)
     for x, y in points:
-        img[int(round(y)) - 1 : int(round(y)) + 2, int(round(x)) - 1 : int(round(x)) + 2] = 255
+        img[round(y) - 1 : round(y) + 2, round(x) - 1 : round(x) + 2] = 255
     return img
 
 
@@ -71,7 +71,7 @@ def test_augmentation_keeps_points_on_their_dots():
         for x, y in s["xy"].numpy():
             if np.isnan(x):
                 continue
-            r, c = int(round(y)), int(round(x))
+            r, c = round(y), round(x)
             assert image[r, c] > 0.5, (i, x, y)
 
 
@@ -137,7 +137,7 @@ def test_augmented_keypoints_stay_on_their_blobs_to_a_tenth_of_a_pixel(input_sca
         for x, y in s["xy"].numpy():
             if np.isnan(x) or not (6 <= x <= 56 - 7 and 6 <= y <= 48 - 7):
                 continue
-            r0, c0 = int(round(y)), int(round(x))
+            r0, c0 = round(y), round(x)
             win = image[r0 - 5 : r0 + 6, c0 - 5 : c0 + 6]
             rr, cc = np.mgrid[r0 - 5 : r0 + 6, c0 - 5 : c0 + 6]
             cy, cx = (win * rr).sum() / win.sum(), (win * cc).sum() / win.sum()
@@ -148,10 +148,10 @@ def test_augmented_keypoints_stay_on_their_blobs_to_a_tenth_of_a_pixel(input_sca
 
 # --------------------------------------------------------------------------- training
 def test_iter_train_end_to_end(behaviour, tmp_path):
-    kwargs = dict(
-        bodyparts=list(behaviour.bodyparts), backbone="resnet18", pretrained=False, head_stride=4,
-        batch_size=4, lr=3e-3, train_fraction=0.75, augmentation=False, device="cpu",
-    )
+    kwargs = {
+        "bodyparts": list(behaviour.bodyparts), "backbone": "resnet18", "pretrained": False, "head_stride": 4,
+        "batch_size": 4, "lr": 3e-3, "train_fraction": 0.75, "augmentation": False, "device": "cpu",
+    }
     gen = iter_train(behaviour.frames, behaviour.keypoints, epochs=4, checkpoint_dir=tmp_path / "a", **kwargs)
     progress, path = drain(gen)
     steps = [p for p in progress if "event" not in p]
@@ -234,8 +234,8 @@ def test_frozen_bn_keeps_the_backbones_pretrained_statistics_and_trains_the_rest
     assert head_stats and any(not torch.equal(trained[k], before[k]) for k in head_stats)
 
     # resuming keeps the checkpoint's setting; random weights default to batch statistics
-    common = dict(bodyparts=list(behaviour.bodyparts), backbone="resnet18", pretrained=False, batch_size=4,
-                  train_fraction=0.75, augmentation=False, device="cpu", epochs=3, ema_decay=None)
+    common = {"bodyparts": list(behaviour.bodyparts), "backbone": "resnet18", "pretrained": False, "batch_size": 4,
+                  "train_fraction": 0.75, "augmentation": False, "device": "cpu", "epochs": 3, "ema_decay": None}
     _, resumed = drain(iter_train(behaviour.frames, behaviour.keypoints, checkpoint_dir=tmp_path / "resumed",
                                  resume=path, **common))
     model, _, meta = load_checkpoint(resumed)
@@ -248,10 +248,10 @@ def test_frozen_bn_keeps_the_backbones_pretrained_statistics_and_trains_the_rest
 
 
 def test_fine_tuning_starts_from_a_checkpoints_weights_with_a_fresh_schedule(behaviour, tmp_path):
-    kwargs = dict(
-        backbone="resnet18", pretrained=False, head_stride=4, batch_size=4, lr=3e-3, augmentation=False,
-        device="cpu", eval_every=0,
-    )
+    kwargs = {
+        "backbone": "resnet18", "pretrained": False, "head_stride": 4, "batch_size": 4, "lr": 3e-3, "augmentation": False,
+        "device": "cpu", "eval_every": 0,
+    }
     frames, keypoints, bodyparts = behaviour.frames[:8], behaviour.keypoints[:8], list(behaviour.bodyparts)
     _, trained = drain(iter_train(frames, keypoints, bodyparts, epochs=2, checkpoint_dir=tmp_path / "a", **kwargs))
 
@@ -297,10 +297,10 @@ def test_weight_average_follows_the_weights_with_a_warmed_up_decay():
 
 
 def test_checkpoints_serve_the_averaged_weights_and_resume_from_the_raw_ones(behaviour, tmp_path):
-    kwargs = dict(
-        bodyparts=list(behaviour.bodyparts), backbone="resnet18", pretrained=False, head_stride=4,
-        batch_size=4, lr=3e-3, augmentation=False, device="cpu", eval_every=0,
-    )
+    kwargs = {
+        "bodyparts": list(behaviour.bodyparts), "backbone": "resnet18", "pretrained": False, "head_stride": 4,
+        "batch_size": 4, "lr": 3e-3, "augmentation": False, "device": "cpu", "eval_every": 0,
+    }
     _, path = drain(iter_train(behaviour.frames, behaviour.keypoints, epochs=2, checkpoint_dir=tmp_path / "a",
                               ema_decay=0.5, **kwargs))
     state = torch.load(path, map_location="cpu", weights_only=False)
@@ -322,10 +322,10 @@ def test_checkpoints_serve_the_averaged_weights_and_resume_from_the_raw_ones(beh
 
 
 def test_stopping_saves_a_checkpoint(behaviour, tmp_path):
-    kwargs = dict(
-        bodyparts=list(behaviour.bodyparts), backbone="resnet18", pretrained=False, head_stride=4,
-        batch_size=4, epochs=5, device="cpu", eval_every=0,
-    )
+    kwargs = {
+        "bodyparts": list(behaviour.bodyparts), "backbone": "resnet18", "pretrained": False, "head_stride": 4,
+        "batch_size": 4, "epochs": 5, "device": "cpu", "eval_every": 0,
+    }
     gen = iter_train(behaviour.frames, behaviour.keypoints, checkpoint_dir=tmp_path / "close", **kwargs)
     next(gen)
     gen.close()

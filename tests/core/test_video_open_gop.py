@@ -17,10 +17,9 @@ import av
 import numpy as np
 import pytest
 
+from conftest import ffmpeg_encode
 from napari_posekit.core.video import FrameDecodeError, VideoReader, as_dask
 from napari_posekit.core.video_decoder import _to_rgb
-
-from conftest import ffmpeg_encode
 
 H, W, N = 48, 64, 120
 

@@ -33,7 +33,7 @@ from napari_posekit.core.workflow import (
 
 pytestmark = [pytest.mark.usefixtures("torch_threads"), pytest.mark.torch_threads(2)]
 
-FAST = dict(backbone="resnet18", pretrained=False, batch_size=4, input_size=(64, 64), device="cpu")
+FAST = {"backbone": "resnet18", "pretrained": False, "batch_size": 4, "input_size": (64, 64), "device": "cpu"}
 
 
 @pytest.fixture()
@@ -82,7 +82,7 @@ def test_find_swapped_pairs_points_at_the_frame_labeled_the_other_way_round():
 
 
 def test_train_evaluate_and_find_the_latest_model_from_the_project(project):
-    events, checkpoint = drain(train_project(project, epochs=3, **FAST))
+    _events, checkpoint = drain(train_project(project, epochs=3, **FAST))
     assert checkpoint == latest_checkpoint(project)
     rel = checkpoint.relative_to(project).as_posix()
     assert re.fullmatch(rf"{MODELS_FOLDER}/iteration-0/sample[A-Z][a-z]{{2}}\d+-trainset95shuffle1/train/checkpoint\.pt", rel)
@@ -115,7 +115,7 @@ def test_a_new_run_keeps_the_previous_checkpoint_and_resume_continues(project):
     kept = sorted(first.parent.glob("checkpoint-*.pt"))
     assert second == first and len(kept) == 1 and _digest(kept[0]) == first_digest
     events, resumed = drain(train_project(project, epochs=3, resume=True, **FAST))
-    assert [e["epoch"] for e in events if "event" not in e][0] == 2
+    assert next(e["epoch"] for e in events if "event" not in e) == 2
     assert load_checkpoint(resumed)[2]["epoch"] == 3
 
 
@@ -127,7 +127,7 @@ def test_fine_tuning_from_the_latest_model_is_a_new_run_that_keeps_the_old_check
     kept = sorted(first.parent.glob("checkpoint-*.pt"))
     assert len(kept) == 1 and _digest(kept[0]) == first_digest  # the model it started from is kept
     meta = load_checkpoint(tuned)[2]
-    assert [e["epoch"] for e in events if "event" not in e][0] == 1 and meta["epoch"] == 1
+    assert next(e["epoch"] for e in events if "event" not in e) == 1 and meta["epoch"] == 1
     assert meta["train_config"]["init_weights"] == str(kept[0])
     with pytest.raises(ValueError, match="not both"):
         next(train_project(project, epochs=1, init_from=True, resume=True, **FAST))

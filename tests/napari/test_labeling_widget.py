@@ -35,7 +35,7 @@ def labeling(make_napari_viewer, behaviour, tmp_path):
 
 
 def test_clicks_place_body_parts_in_order_and_skeleton_follows(labeling):
-    viewer, widget, layer, _ = labeling
+    _viewer, widget, layer, _ = labeling
     assert widget.layer is layer and widget.current == 0
     for k, (x, y) in enumerate([(10, 20), (12, 15), (14, 25), (40, 22)]):
         assert widget.current == k  # each click advances to the next unplaced body part
@@ -86,7 +86,7 @@ def test_keys_undo_copy_next_and_save(labeling):
 
 
 def test_edits_are_journaled_and_offered_back(labeling, make_napari_viewer, tmp_path):
-    viewer, widget, layer, _ = labeling
+    _viewer, widget, layer, _ = labeling
     click(layer, 0, 10, 20)
     click(layer, 0, 12, 15)
     journal = widget.store.journal

@@ -130,7 +130,7 @@ def test_frames_show_as_rgb_at_the_top_left_of_the_padding(make_napari_viewer, m
 
 
 def test_only_the_frame_shown_is_decoded(make_napari_viewer, mixed, monkeypatch):
-    import napari_posekit.core.data as data
+    from napari_posekit.core import data
 
     decoded = []
     real = data.load_image
@@ -139,7 +139,7 @@ def test_only_the_frame_shown_is_decoded(make_napari_viewer, mixed, monkeypatch)
     viewer.open(str(mixed), plugin="napari-posekit")
     shown = int(viewer.dims.current_step[0])
     # the frame shown, and at most the first one (napari looks at it when the layer is added)
-    assert set(decoded) <= {sorted(SIZES)[shown], sorted(SIZES)[0]}
+    assert set(decoded) <= {sorted(SIZES)[shown], min(SIZES)}
     decoded.clear()
     viewer.dims.current_step = (3, 0, 0)
     assert set(decoded) == {"img003.png"}
@@ -182,7 +182,7 @@ def test_copy_previous_skips_labels_outside_the_smaller_image(make_napari_viewer
     names = [f"labeled-data/cam/{n}" for n in sorted(SIZES)]
     write_collected(arrays_to_collected(names, PARTS, xy, SCORER), folder)
     viewer = make_napari_viewer()
-    _, points = viewer.open(str(folder), plugin="napari-posekit")
+    _, _points = viewer.open(str(folder), plugin="napari-posekit")
     widget = LabelingWidget(viewer)
     widget.go_to_frame(3)
     widget.copy_previous()
@@ -234,7 +234,7 @@ def test_reader_warns_about_missing_images_and_labels_outside_their_image(mixed)
     before = {p.name: p.read_bytes() for p in mixed.iterdir()}
     reader = napari_get_reader(str(mixed))
     with pytest.warns(UserWarning) as caught:
-        image, points = reader(str(mixed))
+        _image, points = reader(str(mixed))
     messages = " | ".join(str(w.message) for w in caught)
     assert "img999.png" in messages and "img001.png (64x48)" in messages
     assert {p.name: p.read_bytes() for p in mixed.iterdir()} == before  # nothing written

@@ -51,7 +51,7 @@ def test_label_save_reopen_round_trip(make_napari_viewer, project):
     folder = project / "labeled-data" / "m4s1"
     original = pd.read_hdf(folder / "CollectedData_Pranav.h5")
     viewer = make_napari_viewer()
-    image, points = viewer.open(str(folder), plugin="napari-posekit")
+    _image, points = viewer.open(str(folder), plugin="napari-posekit")
     widget = LabelingWidget(viewer)
     assert widget.layer is points
     assert "116/116 frames complete" in widget.progress.text()

@@ -73,7 +73,7 @@ def test_sample_data_opens_video_and_ground_truth(make_napari_viewer):
     # points of frame 0 sit on the animal: the snout is on the pink nose, not on the grey floor
     viewer.dims.current_step = (0, 0, 0)
     snout = truth.data[(truth.data[:, 0] == 0) & (truth.features["bodypart"] == "snout").to_numpy()][0]
-    r, g, b = video.data[0, int(round(snout[1])), int(round(snout[2]))].compute().astype(int)
+    r, g, _b = video.data[0, round(snout[1]), round(snout[2])].compute().astype(int)
     assert r > g + 30
 
 
@@ -110,7 +110,7 @@ def test_video_widget_shows_metadata_and_jumps(make_napari_viewer, video_files):
 
 def test_widget_opens_from_the_plugin_menu(make_napari_viewer):
     viewer = make_napari_viewer()
-    dock, widget = viewer.window.add_plugin_dock_widget("napari-posekit", "Video")
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-posekit", "Video")
     assert widget.__class__.__name__ == "VideoWidget"
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import require_shared
-from napari_posekit._napari.layers import bodypart_colors
 from napari_posekit._napari._sleap_reader import napari_get_reader
+from napari_posekit._napari.layers import bodypart_colors
 
 
 def read_layers(path):

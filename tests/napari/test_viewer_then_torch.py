@@ -32,6 +32,6 @@ print("survived")
 
 
 def test_training_after_the_viewer_exists_does_not_crash():
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, (proc.returncode, proc.stderr[-3000:])
     assert "survived" in proc.stdout
