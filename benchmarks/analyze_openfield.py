@@ -59,8 +59,9 @@ class Reference(nn.Module):
         super().__init__()
         import timm
 
-        self.backbone = timm.create_model("resnet50_gn", features_only=True, output_stride=16, out_indices=(4,),
-                                          pretrained=False)
+        self.backbone = timm.create_model(
+            "resnet50_gn", features_only=True, output_stride=16, out_indices=(4,), pretrained=False
+        )
         c = self.backbone.feature_info.channels()[-1]
         self.heatmap = nn.ConvTranspose2d(c, n_keypoints, 4, stride=2, padding=1)
         self.locref = nn.ConvTranspose2d(c, 2 * n_keypoints, 4, stride=2, padding=1)
@@ -138,8 +139,22 @@ def memory_run(model: Path, video: Path, minutes: float, workdir: Path) -> dict:
     looped = workdir / f"loop{loops}.mp4"
     import imageio_ffmpeg
 
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-stream_loop", str(loops - 1),
-                    "-i", str(video), "-c", "copy", str(looped)], check=True)
+    subprocess.run(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-y",
+            "-loglevel",
+            "error",
+            "-stream_loop",
+            str(loops - 1),
+            "-i",
+            str(video),
+            "-c",
+            "copy",
+            str(looped),
+        ],
+        check=True,
+    )
     code = (
         "import json, time\n"
         "from napari_posekit.core.inference import analyze_video\n"
@@ -155,13 +170,19 @@ def memory_run(model: Path, video: Path, minutes: float, workdir: Path) -> dict:
         "rss, hwm = mem()\n"
         "print(json.dumps({'frames': n, 'seconds': time.perf_counter() - t, 'hwm': hwm, 'samples': samples}))\n"
     )
-    out = json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                                    text=True).stdout.splitlines()[-1])
+    out = json.loads(
+        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.splitlines()[-1]
+    )
     looped.unlink()
     n = out["frames"]
     # (frames done, resident MiB, peak-so-far MiB) at every tenth of the video; the peak includes the final write
-    return {"minutes": round(n / meta.fps / 60, 1), "frames": n, "fps": round(n / out["seconds"], 1),
-            "peak_rss_mib": out["hwm"], "rss_over_time_mib": out["samples"]}
+    return {
+        "minutes": round(n / meta.fps / 60, 1),
+        "frames": n,
+        "fps": round(n / out["seconds"], 1),
+        "peak_rss_mib": out["hwm"],
+        "rss_over_time_mib": out["samples"],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     predictor = Predictor.load(args.model)
     report: dict = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
-        "video": str(args.video), "n_frames": read_metadata(args.video).n_frames,
+        "video": str(args.video),
+        "n_frames": read_metadata(args.video).n_frames,
     }
     report["accuracy"] = accuracy(predictor)
     print(json.dumps(report["accuracy"], indent=1), flush=True)
@@ -195,18 +217,24 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_full:
                 fps, extra["full"] = run_posekit(predictor, args.video, False, workdir, args.batch_size)
                 times["full"].append(fps)
-            times["reference"].append(run_reference(reference, args.video, args.reference_frames,
-                                                    predictor.bodyparts, workdir))
+            times["reference"].append(
+                run_reference(reference, args.video, args.reference_frames, predictor.bodyparts, workdir)
+            )
             print(f"rep {rep}: " + ", ".join(f"{k} {v[-1]:.2f} frames/s" for k, v in times.items() if v), flush=True)
         if args.reps > 0:
-            report["frames_per_s"] = {k: {"median": round(statistics.median(v), 2), "all": [round(x, 2) for x in v]}
-                                      for k, v in times.items() if v}
+            report["frames_per_s"] = {
+                k: {"median": round(statistics.median(v), 2), "all": [round(x, 2) for x in v]}
+                for k, v in times.items()
+                if v
+            }
             report["extra"] = extra
             ref = statistics.median(times["reference"])
             fast = statistics.median(times["fast"])
-            report["ratios"] = {"fast/reference": round(fast / ref, 1),
-                                "fast/DLC cspnext_s (7.1 frames/s)": round(fast / 7.1, 1),
-                                "fast/DLC resnet50 (1.06 frames/s)": round(fast / 1.06, 1)}
+            report["ratios"] = {
+                "fast/reference": round(fast / ref, 1),
+                "fast/DLC cspnext_s (7.1 frames/s)": round(fast / 7.1, 1),
+                "fast/DLC resnet50 (1.06 frames/s)": round(fast / 1.06, 1),
+            }
         report["memory"] = []
         for minutes in args.memory_minutes:
             report["memory"].append(memory_run(args.model, args.video, minutes, workdir))

@@ -61,7 +61,10 @@ def run(tree: Path, model: Path, video: Path, out: Path, batch: int) -> dict:
     env = {**os.environ, "PYTHONPATH": str(tree.resolve() / "src")}
     result = subprocess.run(
         [sys.executable, "-c", CHILD, str(model), str(video), str(out), str(batch)],
-        env=env, capture_output=True, text=True, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if result.returncode != 0:
         raise RuntimeError(f"{tree}: analysis failed:\n{result.stderr[-3000:]}")
@@ -97,20 +100,25 @@ def main(argv: list[str] | None = None) -> int:
         for array in ("xy", "likelihood"):
             a = np.load(Path(tmp) / "before-0" / f"{array}.npy")
             b = np.load(Path(tmp) / "after-0" / f"{array}.npy")
-            same[array] = {"identical": bool(np.array_equal(a, b, equal_nan=True)),
-                           "max_abs_difference": float(np.nanmax(np.abs(a - b))) if a.shape == b.shape else None}
+            same[array] = {
+                "identical": bool(np.array_equal(a, b, equal_nan=True)),
+                "max_abs_difference": float(np.nanmax(np.abs(a - b))) if a.shape == b.shape else None,
+            }
     report = {
         "video": str(args.video),
         "frames_per_s": {
-            name: {"median": round(statistics.median(r["fps"] for r in rs), 2),
-                   "all": [round(r["fps"], 2) for r in rs],
-                   "longest_gap_s": round(max(r["longest_gap_s"] for r in rs), 2)}
+            name: {
+                "median": round(statistics.median(r["fps"] for r in rs), 2),
+                "all": [round(r["fps"], 2) for r in rs],
+                "longest_gap_s": round(max(r["longest_gap_s"] for r in rs), 2),
+            }
             for name, rs in runs.items()
         },
         "predictions": same,
     }
-    report["after/before"] = round(report["frames_per_s"]["after"]["median"]
-                                   / report["frames_per_s"]["before"]["median"], 3)
+    report["after/before"] = round(
+        report["frames_per_s"]["after"]["median"] / report["frames_per_s"]["before"]["median"], 3
+    )
     print(json.dumps(report, indent=1))
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))

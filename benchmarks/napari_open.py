@@ -49,8 +49,10 @@ def main(argv=None) -> int:
     from napari_posekit.core.synthetic import make_behaviour
     from napari_posekit.core.video import write_video
 
-    print(f"CPU: {cpu_model()}, {len(os.sched_getaffinity(0))} cores; Python {platform.python_version()}, "
-          f"napari {napari.__version__}, display {os.environ.get('DISPLAY')}")
+    print(
+        f"CPU: {cpu_model()}, {len(os.sched_getaffinity(0))} cores; Python {platform.python_version()}, "
+        f"napari {napari.__version__}, display {os.environ.get('DISPLAY')}"
+    )
     viewer = napari.Viewer(show=True)
     app = QApplication.instance()
     warm = Path(os.environ.get("TMPDIR", "/tmp")) / "posekit_napari_open_warmup.mp4"
@@ -75,8 +77,10 @@ def main(argv=None) -> int:
             viewer.layers.remove(layer)
             app.processEvents()
         for name, values in (("layer appears", appear), ("first frame drawn", drawn)):
-            print(f"{video.name}: {name:18s} median {statistics.median(values):6.1f} ms "
-                  f"(min {min(values):.1f}, max {max(values):.1f}, {len(values)} reps)")
+            print(
+                f"{video.name}: {name:18s} median {statistics.median(values):6.1f} ms "
+                f"(min {min(values):.1f}, max {max(values):.1f}, {len(values)} reps)"
+            )
     viewer.close()
     return 0
 

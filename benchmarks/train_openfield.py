@@ -33,9 +33,10 @@ from napari_posekit.core.options import TRAIN_FRACTION, TRAIN_MINUTES, TrainOpti
 from napari_posekit.core.train import evaluate, iter_train, load_checkpoint
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_PROJECT = Path(
-    os.environ.get("POSEKIT_SHARED_DATA", HERE.parent.parent / "shared" / "data")
-) / "dlc_openfield-Pranav-2018-10-30"
+DEFAULT_PROJECT = (
+    Path(os.environ.get("POSEKIT_SHARED_DATA", HERE.parent.parent / "shared" / "data"))
+    / "dlc_openfield-Pranav-2018-10-30"
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,8 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--project", type=Path, default=DEFAULT_PROJECT)
     ap.add_argument("--split", choices=["random", "block"], default="random")
     ap.add_argument("--minutes", type=float, default=TRAIN_MINUTES)
-    ap.add_argument("--epochs", type=int, default=None,
-                    help="train this many epochs instead of a time budget (results that do not depend on load)")
+    ap.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="train this many epochs instead of a time budget (results that do not depend on load)",
+    )
     ap.add_argument("--backbone", default=TrainOptions().backbone)
     ap.add_argument("--input-scale", type=float, default=None)
     ap.add_argument("--crop", type=int, default=None, help="square training crop in pixels")
@@ -56,10 +61,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ema-decay", default=None, help="weight averaging decay per step, or 'none'")
     ap.add_argument("--rotation", type=float, default=None, help="augmentation: rotation range in degrees")
     ap.add_argument("--scale-range", type=float, nargs=2, default=None, help="augmentation: scale range")
-    ap.add_argument("--train-fraction", type=float, default=None,
-                    help="default: 0.95 for the random split, 0.8 for the block split (93 / 23 frames)")
-    ap.add_argument("--train-batchnorm", action="store_true",
-                    help="backbone batch norms adapt their statistics (default: keep ImageNet's)")
+    ap.add_argument(
+        "--train-fraction",
+        type=float,
+        default=None,
+        help="default: 0.95 for the random split, 0.8 for the block split (93 / 23 frames)",
+    )
+    ap.add_argument(
+        "--train-batchnorm",
+        action="store_true",
+        help="backbone batch norms adapt their statistics (default: keep ImageNet's)",
+    )
     ap.add_argument("--eval-every", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
@@ -69,8 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(os.cpu_count() or 1)
     kwargs: dict = {}
     for name, key in [
-        ("input_scale", "input_scale"), ("batch_size", "batch_size"), ("lr", "lr"),
-        ("head_stride", "head_stride"), ("sigma", "sigma"), ("weight_decay", "weight_decay"),
+        ("input_scale", "input_scale"),
+        ("batch_size", "batch_size"),
+        ("lr", "lr"),
+        ("head_stride", "head_stride"),
+        ("sigma", "sigma"),
+        ("weight_decay", "weight_decay"),
     ]:
         value = getattr(args, name)
         if value is not None:
@@ -95,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def key(path: Path) -> str:
         return path.relative_to(args.project.resolve()).as_posix()
+
     workdir = Path(tempfile.mkdtemp(prefix="posekit-train-bench-"))
     curve = []
     t0 = time.monotonic()
@@ -123,8 +140,11 @@ def main(argv: list[str] | None = None) -> int:
                 break
             if p.get("event") == "evaluated":
                 curve.append({"train_seconds": round(p["train_seconds"], 1), "test_error_px": p["test_error_px"]})
-                print(f"{p['train_seconds']:7.1f} s  epoch {p['epoch']:4d}  loss {p['loss']:.4f}  "
-                      f"test error {p['test_error_px']:.3f} px", flush=True)
+                print(
+                    f"{p['train_seconds']:7.1f} s  epoch {p['epoch']:4d}  loss {p['loss']:.4f}  "
+                    f"test error {p['test_error_px']:.3f} px",
+                    flush=True,
+                )
             else:
                 n_steps += 1
         wall = time.monotonic() - t0
@@ -136,7 +156,11 @@ def main(argv: list[str] | None = None) -> int:
         for part in ("train", "test"):
             idx = split[part]
             r = evaluate(
-                model, codec, [images[i] for i in idx], xy[idx], bodyparts=bodyparts,
+                model,
+                codec,
+                [images[i] for i in idx],
+                xy[idx],
+                bodyparts=bodyparts,
                 input_scale=meta["input_scale"],
             )
             pred = np.asarray(r.pop("predictions"))
@@ -172,15 +196,21 @@ def main(argv: list[str] | None = None) -> int:
         "test": results["test"],
     }
     print(json.dumps({k: v for k, v in report.items() if k != "curve"}, indent=1, default=float))
-    print(f"TEST mean error {results['test']['mean_error_px']:.3f} px, train {results['train']['mean_error_px']:.3f} px, "
-          f"{images_per_s:.1f} images/s, {len(curve)} evaluations")
+    print(
+        f"TEST mean error {results['test']['mean_error_px']:.3f} px, train {results['train']['mean_error_px']:.3f} px, "
+        f"{images_per_s:.1f} images/s, {len(curve)} evaluations"
+    )
     if scales:
-        print(f"in openfield pixels: test {results['test']['mean_error_openfield_px']:.3f} px, "
-              f"train {results['train']['mean_error_openfield_px']:.3f} px")
+        print(
+            f"in openfield pixels: test {results['test']['mean_error_openfield_px']:.3f} px, "
+            f"train {results['train']['mean_error_openfield_px']:.3f} px"
+        )
     for part, sep in results["test"]["separation"].items():
         if sep["n_absent"]:
-            print(f"{part}: test likelihood >= p-cutoff on {sep['labeled_above']:.0%} of {sep['n_labeled']} labeled, "
-                  f"< p-cutoff on {sep['absent_below']:.0%} of {sep['n_absent']} absent")
+            print(
+                f"{part}: test likelihood >= p-cutoff on {sep['labeled_above']:.0%} of {sep['n_labeled']} labeled, "
+                f"< p-cutoff on {sep['absent_below']:.0%} of {sep['n_absent']} absent"
+            )
     if args.json:
         args.json.write_text(json.dumps(report, indent=1, default=float))
     return 0

@@ -190,8 +190,10 @@ def print_machine(info: dict) -> None:
     print(f"  load average     {' '.join(info['load_average'])}")
     print(f"  platform         {info['platform']}")
     print(f"  Python           {info['python']}")
-    print(f"  numpy {info['numpy']}, dask {info['dask']}, opencv {info['opencv']}, "
-          f"PyAV {info['pyav']} (libavcodec {info['pyav_libavcodec']}), imageio-ffmpeg {info['imageio_ffmpeg']}")
+    print(
+        f"  numpy {info['numpy']}, dask {info['dask']}, opencv {info['opencv']}, "
+        f"PyAV {info['pyav']} (libavcodec {info['pyav_libavcodec']}), imageio-ffmpeg {info['imageio_ffmpeg']}"
+    )
     print(f"  ffmpeg binary    {info['ffmpeg_binary']}")
     print(f"  posekit          {info['posekit']}")
     print("  threads          " + ", ".join(f"{k}={v}" for k, v in info["threads"].items()))
@@ -244,9 +246,23 @@ def make_gop250_clip(source: Path) -> Path:
         return out
     tmp = out.with_name(out.stem + ".partial.mp4")
     cmd = [
-        imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
-        "-i", str(source), "-map", "0:v:0", "-frames:v", str(CLIP_FRAMES), "-an",
-        "-c:v", "libx264", "-pix_fmt", "yuv420p", str(tmp),
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-i",
+        str(source),
+        "-map",
+        "0:v:0",
+        "-frames:v",
+        str(CLIP_FRAMES),
+        "-an",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        str(tmp),
     ]
     print(f"encoding {out.name} (cached in {CACHE_DIR}) ...", file=sys.stderr)
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -408,8 +424,9 @@ def imageio_ffmpeg_frames(path: str, start: int, count: int, fps: float, threads
     if start > 0:
         # Half a frame early, so that frame ``start`` is the first one kept.
         output_params = ["-ss", f"{(start - 0.5) / fps:.6f}", *output_params]
-    gen = imageio_ffmpeg.read_frames(path, pix_fmt="rgb24", input_params=["-threads", str(threads)],
-                                     output_params=output_params)
+    gen = imageio_ffmpeg.read_frames(
+        path, pix_fmt="rgb24", input_params=["-threads", str(threads)], output_params=output_params
+    )
     try:
         meta = next(gen)
         w, h = meta["size"]
@@ -434,8 +451,9 @@ def pyav_frames(path: str, start: int, count: int, fps: float, threads: int):
     def frames():
         try:
             if start > 0:
-                container.seek(first + int(target_time / stream.time_base), stream=stream, backward=True,
-                               any_frame=False)
+                container.seek(
+                    first + int(target_time / stream.time_base), stream=stream, backward=True, any_frame=False
+                )
             for frame in container.decode(stream):
                 if frame.pts is not None and (frame.pts - first) * stream.time_base < target_time:
                     continue  # decoded on the way from the keyframe, not converted
@@ -586,16 +604,20 @@ METHOD_LABELS = {
 def print_video_report(res: dict) -> None:
     v = res["video"]
     print("=" * 100)
-    print(f"{Path(v['path']).name}: {v['codec']} {v['pix_fmt']} {v['width']}x{v['height']}, "
-          f"{v['n_frames']} frames, {v['fps']:.2f} fps, {len(v['keyframes'])} keyframes, "
-          f"{res['reps']} repetitions, {res['threads']} threads")
+    print(
+        f"{Path(v['path']).name}: {v['codec']} {v['pix_fmt']} {v['width']}x{v['height']}, "
+        f"{v['n_frames']} frames, {v['fps']:.2f} fps, {len(v['keyframes'])} keyframes, "
+        f"{res['reps']} repetitions, {res['threads']} threads"
+    )
     print(f"  {v['path']}")
     print(f"  keyframes at {v['keyframes'][:12]}{' ...' if len(v['keyframes']) > 12 else ''}")
     print("=" * 100)
 
     seq = res["sequential"]
-    print(f"1. Sequential: frames {seq['start']}..{seq['start'] + seq['count'] - 1} ({seq['count']} frames). "
-          "Steady-state frames/s (frames 2..N),")
+    print(
+        f"1. Sequential: frames {seq['start']}..{seq['start'] + seq['count'] - 1} ({seq['count']} frames). "
+        "Steady-state frames/s (frames 2..N),"
+    )
     print("   median over repetitions (min - max); 'first ms' = request -> first frame, incl. the seek")
     print(f"   {'method':42s} {'median':>8s} {'min':>8s} {'max':>8s}  {'vs imageio':>10s}  {'first ms':>8s}")
     raw = seq["fps"].get("imageio_ffmpeg", {}).get("median")
@@ -605,21 +627,29 @@ def print_video_report(res: dict) -> None:
             print(f"   {label:42s} {'n/a':>8s}")
             continue
         first = seq["first_ms"][key]["median"]
-        print(f"   {label:42s} {s['median']:8.1f} {s['min']:8.1f} {s['max']:8.1f}  "
-              f"{fmt(ratio(s['median'], raw), '.3f'):>10s}  {first:8.1f}")
+        print(
+            f"   {label:42s} {s['median']:8.1f} {s['min']:8.1f} {s['max']:8.1f}  "
+            f"{fmt(ratio(s['median'], raw), '.3f'):>10s}  {first:8.1f}"
+        )
     r = seq["ratios"]
-    print(f"   A/raw(imageio-ffmpeg) = {fmt(r['A/imageio_ffmpeg'], '.2f')}   B/raw(imageio-ffmpeg) = "
-          f"{fmt(r['B/imageio_ffmpeg'], '.3f')}   A/B = {fmt(r['A/B'], '.1f')}   "
-          f"A/PyAV = {fmt(r['A/pyav'], '.2f')}   A/OpenCV = {fmt(r['A/opencv'], '.2f')}")
+    print(
+        f"   A/raw(imageio-ffmpeg) = {fmt(r['A/imageio_ffmpeg'], '.2f')}   B/raw(imageio-ffmpeg) = "
+        f"{fmt(r['B/imageio_ffmpeg'], '.3f')}   A/B = {fmt(r['A/B'], '.1f')}   "
+        f"A/PyAV = {fmt(r['A/pyav'], '.2f')}   A/OpenCV = {fmt(r['A/opencv'], '.2f')}"
+    )
     if seq.get("dask_overhead_ms"):
         cost = seq["dask_overhead_ms"]["median"]
-        print(f"   dask cost of one np.asarray(arr[i]) on a frame A has cached: {cost:.2f} ms "
-              f"(caps A at ~{1e3 / cost:.0f} frames/s)")
+        print(
+            f"   dask cost of one np.asarray(arr[i]) on a frame A has cached: {cost:.2f} ms "
+            f"(caps A at ~{1e3 / cost:.0f} frames/s)"
+        )
     print()
 
     rnd = res["random"]
-    print(f"2. Cold random access: {rnd['count']} frames, np.random.default_rng(0).choice({v['n_frames']}, "
-          f"{rnd['count']}, replace=False) in drawn order,")
+    print(
+        f"2. Cold random access: {rnd['count']} frames, np.random.default_rng(0).choice({v['n_frames']}, "
+        f"{rnd['count']}, replace=False) in drawn order,"
+    )
     print("   fresh array per repetition; ms per frame, median over repetitions of each statistic")
     print(f"   {'method':42s} {'median':>8s} {'p90':>8s} {'max':>8s} {'mean':>8s}")
     for key in ("posekit", "dlc_style"):
@@ -627,10 +657,14 @@ def print_video_report(res: dict) -> None:
         if s is None:
             print(f"   {METHOD_LABELS[key]:42s} {'n/a':>8s}")
             continue
-        print(f"   {METHOD_LABELS[key]:42s} {s['median']['median']:8.1f} {s['p90']['median']:8.1f} "
-              f"{s['max']['median']:8.1f} {s['mean']['median']:8.1f}")
-    print(f"   B median / A median = {fmt(rnd['B_median/A_median'], '.1f')}   "
-          f"B p90 / A p90 = {fmt(rnd['B_p90/A_p90'], '.1f')}")
+        print(
+            f"   {METHOD_LABELS[key]:42s} {s['median']['median']:8.1f} {s['p90']['median']:8.1f} "
+            f"{s['max']['median']:8.1f} {s['mean']['median']:8.1f}"
+        )
+    print(
+        f"   B median / A median = {fmt(rnd['B_median/A_median'], '.1f')}   "
+        f"B p90 / A p90 = {fmt(rnd['B_p90/A_p90'], '.1f')}"
+    )
     print()
 
     op = res["open"]
@@ -641,8 +675,10 @@ def print_video_report(res: dict) -> None:
             print(f"   {METHOD_LABELS[key]:42s} n/a")
             continue
         a, f = s["to_array_ms"], s["to_first_frame_ms"]
-        print(f"   {METHOD_LABELS[key]:42s} path->dask array {a['median']:6.1f} ({a['min']:.1f} - {a['max']:.1f})"
-              f"   path->frame 0 {f['median']:6.1f} ({f['min']:.1f} - {f['max']:.1f})")
+        print(
+            f"   {METHOD_LABELS[key]:42s} path->dask array {a['median']:6.1f} ({a['min']:.1f} - {a['max']:.1f})"
+            f"   path->frame 0 {f['median']:6.1f} ({f['min']:.1f} - {f['max']:.1f})"
+        )
     print()
 
     agree = res.get("agreement")
@@ -650,17 +686,23 @@ def print_video_report(res: dict) -> None:
     if not agree:
         print("   n/a (A unavailable)")
     else:
-        print(f"   {'index':>6s} {'max|A-B[i]|':>12s} {'mean|A-B[i]|':>13s} {'mean|A-B[i-1]|':>15s} "
-              f"{'mean|A-B[i+1]|':>15s}  verdict")
+        print(
+            f"   {'index':>6s} {'max|A-B[i]|':>12s} {'mean|A-B[i]|':>13s} {'mean|A-B[i-1]|':>15s} "
+            f"{'mean|A-B[i+1]|':>15s}  verdict"
+        )
         for row in agree:
-            print(f"   {row['index']:6d} {row['max_abs_diff']:12d} {row['mean_abs_diff']:13.3f} "
-                  f"{fmt(row['mean_abs_diff_prev'], '.3f', '-'):>15s} {fmt(row['mean_abs_diff_next'], '.3f', '-'):>15s}"
-                  f"  {row['verdict']}")
+            print(
+                f"   {row['index']:6d} {row['max_abs_diff']:12d} {row['mean_abs_diff']:13.3f} "
+                f"{fmt(row['mean_abs_diff_prev'], '.3f', '-'):>15s} {fmt(row['mean_abs_diff_next'], '.3f', '-'):>15s}"
+                f"  {row['verdict']}"
+            )
     print("   frame counts: " + ", ".join(f"{k}={v}" for k, v in res["n_frames_by_method"].items()))
     al = res["stream_alignment"]
     start = res["sequential"]["start"]
-    print(f"   first frame of each sequential stream vs {al['reference']}[{start - 1}], "
-          f"{al['reference']}[{start}], {al['reference']}[{start + 1}] (mean abs diff):")
+    print(
+        f"   first frame of each sequential stream vs {al['reference']}[{start - 1}], "
+        f"{al['reference']}[{start}], {al['reference']}[{start + 1}] (mean abs diff):"
+    )
     for key, row in al["streams"].items():
         diffs = "  ".join(f"{d:8.3f}" for d in row["mean_abs_diff"].values())
         print(f"     {METHOD_LABELS[key]:42s} {diffs}  {'ok' if row['ok'] else 'MISMATCH'}")
@@ -682,18 +724,41 @@ def check_targets(res: dict) -> list[dict]:
     frac_direct = seq["ratios"].get("A'/imageio_ffmpeg")
     open_ms = a_open["to_array_ms"]["median"] if a_open else None
     return [
-        target(f"cold random median >= {TARGET_RANDOM_SPEEDUP:g}x lower than B", speedup,
-               f"B/A = {fmt(speedup)}", "x", speedup is not None and speedup >= TARGET_RANDOM_SPEEDUP),
-        target(f"cold random p90 < {TARGET_P90_MS:g} ms", p90,
-               f"p90 = {fmt(p90)}", " ms", p90 is not None and p90 < TARGET_P90_MS),
-        target(f"sequential >= {TARGET_SEQ_FRACTION:.0%} of imageio-ffmpeg decode", frac,
-               f"A/raw = {fmt(None if frac is None else 100 * frac)}", "%",
-               frac is not None and frac >= TARGET_SEQ_FRACTION),
-        target("(diag.) same without dask (A' reader.get)", frac_direct,
-               f"A'/raw = {fmt(None if frac_direct is None else 100 * frac_direct)}", "%",
-               frac_direct is not None and frac_direct >= TARGET_SEQ_FRACTION),
-        target(f"open (path -> dask array) < {TARGET_OPEN_MS:g} ms", open_ms,
-               f"open = {fmt(open_ms)}", " ms", open_ms is not None and open_ms < TARGET_OPEN_MS),
+        target(
+            f"cold random median >= {TARGET_RANDOM_SPEEDUP:g}x lower than B",
+            speedup,
+            f"B/A = {fmt(speedup)}",
+            "x",
+            speedup is not None and speedup >= TARGET_RANDOM_SPEEDUP,
+        ),
+        target(
+            f"cold random p90 < {TARGET_P90_MS:g} ms",
+            p90,
+            f"p90 = {fmt(p90)}",
+            " ms",
+            p90 is not None and p90 < TARGET_P90_MS,
+        ),
+        target(
+            f"sequential >= {TARGET_SEQ_FRACTION:.0%} of imageio-ffmpeg decode",
+            frac,
+            f"A/raw = {fmt(None if frac is None else 100 * frac)}",
+            "%",
+            frac is not None and frac >= TARGET_SEQ_FRACTION,
+        ),
+        target(
+            "(diag.) same without dask (A' reader.get)",
+            frac_direct,
+            f"A'/raw = {fmt(None if frac_direct is None else 100 * frac_direct)}",
+            "%",
+            frac_direct is not None and frac_direct >= TARGET_SEQ_FRACTION,
+        ),
+        target(
+            f"open (path -> dask array) < {TARGET_OPEN_MS:g} ms",
+            open_ms,
+            f"open = {fmt(open_ms)}",
+            " ms",
+            open_ms is not None and open_ms < TARGET_OPEN_MS,
+        ),
     ]
 
 
@@ -709,8 +774,9 @@ def print_summary(results: list[dict], rss_mib: float, children_rss_mib: float) 
             verdict = "n/a " if t["pass"] is None else ("PASS" if t["pass"] else "MISS")
             print(f"   [{verdict}] {t['target']:52s} {t['text']}")
     print()
-    print(f"Peak RSS of this process: {rss_mib:.0f} MiB "
-          f"(largest child process, i.e. ffmpeg: {children_rss_mib:.0f} MiB)")
+    print(
+        f"Peak RSS of this process: {rss_mib:.0f} MiB (largest child process, i.e. ffmpeg: {children_rss_mib:.0f} MiB)"
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -742,8 +808,10 @@ def bench_video(path: str, args, posekit: Posekit) -> dict:
     indices = np.random.default_rng(0).choice(n, n_random, replace=False)
     label = Path(path).name
 
-    n_by_method = {"probe (PyAV packets)": n,
-                   "B (OpenCV CAP_PROP_FRAME_COUNT)": dlc_style_array(path, threads).shape[0]}
+    n_by_method = {
+        "probe (PyAV packets)": n,
+        "B (OpenCV CAP_PROP_FRAME_COUNT)": dlc_style_array(path, threads).shape[0],
+    }
     if posekit.available:
         n_by_method["A (posekit)"] = posekit.n_frames(path)
     if len(set(n_by_method.values())) > 1:
@@ -896,20 +964,35 @@ def main(argv=None) -> int:
         default_threads = len(os.sched_getaffinity(0))
     except AttributeError:
         default_threads = os.cpu_count() or 1
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--videos", nargs="+", metavar="PATH",
-                        help="videos to measure (default: the openfield video and a 1000-frame x264 clip of it)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--videos",
+        nargs="+",
+        metavar="PATH",
+        help="videos to measure (default: the openfield video and a 1000-frame x264 clip of it)",
+    )
     parser.add_argument("--reps", type=int, default=5, help="repetitions (default 5)")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 2 repetitions, 60 sequential and 10 random frames")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 2 repetitions, 60 sequential and 10 random frames"
+    )
     parser.add_argument("--seq-start", type=int, default=400, help="first frame of the sequential pass (default 400)")
     parser.add_argument("--seq-frames", type=int, default=300, help="frames in the sequential pass (default 300)")
     parser.add_argument("--random-frames", type=int, default=50, help="frames in the cold random pass (default 50)")
-    parser.add_argument("--threads", type=int, default=default_threads,
-                        help=f"decoder / library threads (default: usable CPUs, here {default_threads})")
-    parser.add_argument("--reader-opt", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra option for posekit's VideoReader (repeatable), e.g. readahead=0")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=default_threads,
+        help=f"decoder / library threads (default: usable CPUs, here {default_threads})",
+    )
+    parser.add_argument(
+        "--reader-opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra option for posekit's VideoReader (repeatable), e.g. readahead=0",
+    )
     parser.add_argument("--json", metavar="PATH", help="write all results to this JSON file")
     args = parser.parse_args(argv)
     if args.quick:

@@ -53,7 +53,7 @@ fi
 stamp=.venv/.posekit-installed
 want=$(cat pyproject.toml requirements/constraints.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "setup: installing napari-posekit and its test dependencies into .venv"
-  .venv/bin/python -m pip install -q -c requirements/constraints.txt -e ".[test]"
+  echo "setup: installing napari-posekit and its test and lint dependencies into .venv"
+  .venv/bin/python -m pip install -q -c requirements/constraints.txt -e ".[test,lint]"
   echo "$want" > "$stamp"
 fi

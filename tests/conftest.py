@@ -211,9 +211,22 @@ def ffmpeg_encode(frames: np.ndarray, path: Path, args: list[str], fps: float = 
 
     _t, h, w, _ = frames.shape
     cmd = [
-        imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error",
-        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps), "-i", "-",
-        *args, str(path),
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        "-y",
+        "-loglevel",
+        "error",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-s",
+        f"{w}x{h}",
+        "-r",
+        str(fps),
+        "-i",
+        "-",
+        *args,
+        str(path),
     ]
     subprocess.run(cmd, input=np.ascontiguousarray(frames).tobytes(), check=True)
     return path
@@ -227,9 +240,22 @@ def video_files(tmp_path_factory, behaviour) -> dict[str, Path]:
     return {
         # long GOP, B-frames with pyramid, no scene-cut keyframes: the hard case for seeking
         "h264_bframes_longgop.mp4": ffmpeg_encode(
-            f, folder / "h264_bframes_longgop.mp4",
-            ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "250", "-bf", "3", "-x264-params", "b-pyramid=normal",
-             "-sc_threshold", "0"],
+            f,
+            folder / "h264_bframes_longgop.mp4",
+            [
+                "-c:v",
+                "libx264",
+                "-pix_fmt",
+                "yuv420p",
+                "-g",
+                "250",
+                "-bf",
+                "3",
+                "-x264-params",
+                "b-pyramid=normal",
+                "-sc_threshold",
+                "0",
+            ],
         ),
         "h264_short_gop.mkv": ffmpeg_encode(
             f, folder / "h264_short_gop.mkv", ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "24"]

@@ -52,9 +52,7 @@ def _widget_modules() -> set[str]:
     manifest = yaml.safe_load((PACKAGE / "napari.yaml").read_text(encoding="utf-8"))
     contributions = manifest["contributions"]
     widget_commands = {w["command"] for w in contributions.get("widgets", [])}
-    return {
-        c["python_name"].split(":")[0] for c in contributions["commands"] if c["id"] in widget_commands
-    }
+    return {c["python_name"].split(":")[0] for c in contributions["commands"] if c["id"] in widget_commands}
 
 
 def test_the_rules_see_the_package():
@@ -85,9 +83,11 @@ def test_thread_workers_only_in_the_job_runner():
         if name == JOB_RUNNER:
             continue
         for node in ast.walk(tree):
-            used = (isinstance(node, ast.Name) and node.id in WORKER_NAMES) or (
-                isinstance(node, ast.Attribute) and node.attr in WORKER_NAMES
-            ) or (isinstance(node, ast.alias) and node.name.rpartition(".")[2] in WORKER_NAMES)
+            used = (
+                (isinstance(node, ast.Name) and node.id in WORKER_NAMES)
+                or (isinstance(node, ast.Attribute) and node.attr in WORKER_NAMES)
+                or (isinstance(node, ast.alias) and node.name.rpartition(".")[2] in WORKER_NAMES)
+            )
             if used:
                 users.append(f"{name} line {getattr(node, 'lineno', '?')}")
     assert not users, f"only {JOB_RUNNER} may start workers; found: {users}"

@@ -22,9 +22,26 @@ def _run_real_data_tests(tmp_path: Path, ci: bool) -> tuple[int, str, dict[str, 
     if ci:
         env["CI"] = "true"
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-m", "shared_data", "-p", "no:cacheprovider", "-q", "-rN",
-         "--basetemp", str(tmp_path / ("ci" if ci else "clone")), "tests"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-m",
+            "shared_data",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "-rN",
+            "--basetemp",
+            str(tmp_path / ("ci" if ci else "clone")),
+            "tests",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     out = proc.stdout + proc.stderr
     summary = out.strip().splitlines()[-1] if out.strip() else ""

@@ -41,8 +41,10 @@ def run_demo(output_dir: Path, screenshot: bool = False, show: bool = True, minu
     except DemoError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(f"posekit demo: the whole job on the synthetic sample ({options.n_frames} frames, "
-          f"{options.width}x{options.height}), training budget {options.minutes:g} min; outputs in {out}")
+    print(
+        f"posekit demo: the whole job on the synthetic sample ({options.n_frames} frames, "
+        f"{options.width}x{options.height}), training budget {options.minutes:g} min; outputs in {out}"
+    )
     t0 = time.perf_counter()
     progress = TextProgress()
     try:
@@ -95,8 +97,12 @@ def show_results(viewer, result) -> dict:
     (video,) = viewer.open(result.video, plugin="napari-posekit")
     truth = _groundtruth(result)
     if truth is not None:
-        data = keypoints_layer_data(truth, list(config.bodyparts), name="ground truth",
-                                    metadata={Key.SKELETON: [list(e) for e in skeleton], Key.READONLY: True})
+        data = keypoints_layer_data(
+            truth,
+            list(config.bodyparts),
+            name="ground truth",
+            metadata={Key.SKELETON: [list(e) for e in skeleton], Key.READONLY: True},
+        )
         layer = viewer.add_layer(Layer.create(*data))
         layer.visible = False  # tick it in the layer list to compare with the predictions
         layer.editable = False
@@ -155,9 +161,17 @@ def _show_predictions(widget, video, predictions, result, skeleton) -> None:
     analysed = np.zeros(n, bool)
     analysed[:m] = True
     analysis = Analysis(
-        layer_id=video.unique_id, model_key=(str(checkpoint.resolve()), checkpoint.stat().st_mtime_ns),
-        bodyparts=list(predictions.bodyparts), skeleton=skeleton, scorer=predictions.scorer, checkpoint=checkpoint,
-        video_path=Path(result.video), xy=xy, likelihood=likelihood, analysed=analysed, saved=Path(result.predictions),
+        layer_id=video.unique_id,
+        model_key=(str(checkpoint.resolve()), checkpoint.stat().st_mtime_ns),
+        bodyparts=list(predictions.bodyparts),
+        skeleton=skeleton,
+        scorer=predictions.scorer,
+        checkpoint=checkpoint,
+        video_path=Path(result.video),
+        xy=xy,
+        likelihood=likelihood,
+        analysed=analysed,
+        saved=Path(result.predictions),
     )
     widget.adopt(analysis)
     widget.status.setText("The demo's predictions (saved beside the video in the project's videos/).")

@@ -27,8 +27,9 @@ from napari_posekit.core.labeled_video import labeled_video_path
 from napari_posekit.core.predictions import read_predictions
 
 BODYPARTS = ["snout", "tail"]
-PREDICTOR = SimpleNamespace(bodyparts=BODYPARTS, skeleton=[("snout", "tail")], scorer="DLC_test",
-                            checkpoint=Path("model.pt"))
+PREDICTOR = SimpleNamespace(
+    bodyparts=BODYPARTS, skeleton=[("snout", "tail")], scorer="DLC_test", checkpoint=Path("model.pt")
+)
 SOURCE = VideoSource(name="clip", n_frames=10, height=32, width=48, fps=25.0)
 
 
@@ -85,8 +86,10 @@ def test_runs_texts_and_frame_spans():
     run = AnalysisRun("l", 0, 40, n_frames=40, done=16, fps=8.0, failed=2)
     assert run.start_text() == "Loading the model to analyse frames 0–39…" and run.eta_s() == 3.0
     assert run.status_text() == "16/40 frames · 8.0 frames/s · 2 frames could not be decoded"
-    assert run.finished_text("clip") == ("Stopped: 16 of 40 frames of clip analysed (8.0 frames/s). "
-                                         "2 frames could not be decoded (no predictions there).")
+    assert run.finished_text("clip") == (
+        "Stopped: 16 of 40 frames of clip analysed (8.0 frames/s). "
+        "2 frames could not be decoded (no predictions there)."
+    )
     assert frame_span("Current frame", 40, 17, 0, 0) == (17, 18)
     assert frame_span("Frame range", 40, 0, 39, 30) == (30, 40)
     assert frame_span("Frame range", 40, 0, 30, 99) == (30, 40)
@@ -97,7 +100,9 @@ def test_paths_metadata_and_writing(tmp_path):
     analysis = Analysis.new("l", 10, PREDICTOR, ("m", 1), None)
     analysis.add(_chunk(0, 4, failed={2: "corrupt"}))
     assert default_path(analysis) is None  # an image stack: the widget asks
-    assert suggested_path(analysis, VideoSource("clip", 10, 32, 48, folder=str(tmp_path))) == tmp_path / "clipDLC_test.h5"
+    assert (
+        suggested_path(analysis, VideoSource("clip", 10, 32, 48, folder=str(tmp_path))) == tmp_path / "clipDLC_test.h5"
+    )
     assert h5_path(tmp_path / "a") == tmp_path / "a.h5" and h5_path(tmp_path / "a.H5") == tmp_path / "a.H5"
     video = tmp_path / "clip.mp4"
     analysis.video_path = video
@@ -120,8 +125,9 @@ def test_paths_metadata_and_writing(tmp_path):
         analysis.refilter(0.6)  # an even window: the core says why
     analysis.filter_options = {"method": "median", "window": 3}
     analysis.refilter(0.6)
-    filtered = PredictionsWrite.of(analysis, SOURCE, tmp_path / "out_filtered.h5",
-                                   filter_options={"method": "median", "window": 3, "pcutoff": 0.6})
+    filtered = PredictionsWrite.of(
+        analysis, SOURCE, tmp_path / "out_filtered.h5", filter_options={"method": "median", "window": 3, "pcutoff": 0.6}
+    )
     assert filtered.filtered and filtered.metadata["filter"]["window"] == 3
 
 
@@ -131,8 +137,9 @@ def test_export_writes_the_predictions_first_then_the_video_and_stops_cleanly(tm
     analysis.add(_chunk(2, 5))
     h5 = tmp_path / "clipDLC_test.h5"
     writes = (PredictionsWrite.of(analysis, SOURCE, h5),)
-    plan = export_plan(analysis, frames, labeled_video_path(h5), filtered=False, pcutoff=0.6, tail_length=3,
-                       fps=25.0, writes=writes)
+    plan = export_plan(
+        analysis, frames, labeled_video_path(h5), filtered=False, pcutoff=0.6, tail_length=3, fps=25.0, writes=writes
+    )
     assert plan.options["start"] == 2 and plan.options["stop"] == 7 and plan.n_frames == 5
     events = []
     gen = iter_export(plan, lambda: False)
@@ -146,8 +153,9 @@ def test_export_writes_the_predictions_first_then_the_video_and_stops_cleanly(tm
     assert [e["done"] for e in events[1:]][-1] == 5
     assert result == labeled_video_path(h5) and result.is_file()
 
-    stopped = export_plan(analysis, frames, tmp_path / "stopped.mp4", filtered=False, pcutoff=0.6, tail_length=3,
-                          fps=25.0)
+    stopped = export_plan(
+        analysis, frames, tmp_path / "stopped.mp4", filtered=False, pcutoff=0.6, tail_length=3, fps=25.0
+    )
     gen = iter_export(stopped, lambda: True)
     with pytest.raises(StopIteration) as end:
         next(gen)

@@ -11,7 +11,10 @@ def test_labeled_data_folder(tmp_path):
     assert labeled_data_folder(str(tmp_path)) == (tmp_path / "labeled-data", None)
     assert labeled_data_folder(str(tmp_path / "config.yaml")) == (tmp_path / "labeled-data", None)
     folder, message = labeled_data_folder(str(tmp_path / "nowhere" / "config.yaml"))
-    assert folder is None and message == f"'{tmp_path / 'nowhere'}' is not a project folder (no config.yaml); pick one first."
+    assert (
+        folder is None
+        and message == f"'{tmp_path / 'nowhere'}' is not a project folder (no config.yaml); pick one first."
+    )
 
 
 def _drain(gen):
@@ -38,5 +41,6 @@ def test_select_and_extract_reports_progress_over_both_stages(tmp_path, behaviou
     assert {e["stage"] for e in events} == {"write"} and [p.name for p in again.written] == ["img39.png"]
     events, uniform = _drain(iter_select_and_extract(video, "uniform", 4, tmp_path / "labeled-data", start=0.5))
     assert all(f >= 20 for f in uniform.frames)
-    assert "existed already and were kept" in extraction_text(_drain(
-        iter_select_and_extract(video, "uniform", 1, tmp_path / "labeled-data", frames=[39]))[1])
+    assert "existed already and were kept" in extraction_text(
+        _drain(iter_select_and_extract(video, "uniform", 1, tmp_path / "labeled-data", frames=[39]))[1]
+    )

@@ -38,8 +38,7 @@ def sample(tmp_path, truth):
     video = next((project / "videos").glob("*.mp4"))
     xy = truth.keypoints.copy() + 0.3
     xy[17, 0] += 12.0
-    write_predictions(output_paths(video, SCORER)["h5"], xy, np.full(xy.shape[:2], 0.95), list(truth.bodyparts),
-                      SCORER)
+    write_predictions(output_paths(video, SCORER)["h5"], xy, np.full(xy.shape[:2], 0.95), list(truth.bodyparts), SCORER)
     return project, video
 
 
@@ -50,9 +49,19 @@ def _predictions(truth, origin="test") -> refine.Predictions:
 
 
 def _find_task(controller, project, video, **overrides):
-    kwargs = {"video": "video-id", "video_name": video.stem, "video_path": video, "source": str(video),
-              "n_frames": N_FRAMES, "project": project, "bodyparts": None, "n": 2, "fresh": False,
-              "options": {"methods": ("jump",), "epsilon": 6.0, "p_bound": 0.01}, "shown": lambda: None}
+    kwargs = {
+        "video": "video-id",
+        "video_name": video.stem,
+        "video_path": video,
+        "source": str(video),
+        "n_frames": N_FRAMES,
+        "project": project,
+        "bodyparts": None,
+        "n": 2,
+        "fresh": False,
+        "options": {"methods": ("jump",), "epsilon": 6.0, "p_bound": 0.01},
+        "shown": lambda: None,
+    }
     return controller.find_task(**{**kwargs, **overrides})
 
 
@@ -62,16 +71,27 @@ def test_predictions_from_points_checks_the_video_and_orders_the_body_parts():
     xy = np.arange(3 * 2 * 2, dtype=float).reshape(3, 2, 2)
     likelihood = np.full((3, 2), 0.9)
     frames = np.repeat(np.arange(3), 2)
-    p = refine.predictions_from_points(xy, likelihood, names, frames=frames, n_frames=3, bodyparts=["snout", "tail"],
-                                       name="v predictions", scorer="DLC_x", checkpoint="/m/checkpoint.pt")
+    p = refine.predictions_from_points(
+        xy,
+        likelihood,
+        names,
+        frames=frames,
+        n_frames=3,
+        bodyparts=["snout", "tail"],
+        name="v predictions",
+        scorer="DLC_x",
+        checkpoint="/m/checkpoint.pt",
+    )
     assert p.bodyparts == ["snout", "tail"] and np.array_equal(p.xy[:, 0], xy[:, 1])
     assert p.origin == "layer 'v predictions'" and p.scorer == "DLC_x" and p.checkpoint == Path("/m/checkpoint.pt")
     with pytest.raises(OutlierError, match="frame 7 but the video has 3 frames"):
-        refine.predictions_from_points(xy, likelihood, names, frames=np.array([0, 7]), n_frames=3, bodyparts=None,
-                                       name="v")
+        refine.predictions_from_points(
+            xy, likelihood, names, frames=np.array([0, 7]), n_frames=3, bodyparts=None, name="v"
+        )
     with pytest.raises(OutlierError, match="covers 2 of the video's 3 frames"):
-        refine.predictions_from_points(xy, likelihood, names, frames=np.array([0, 2]), n_frames=3, bodyparts=None,
-                                       name="v")
+        refine.predictions_from_points(
+            xy, likelihood, names, frames=np.array([0, 2]), n_frames=3, bodyparts=None, name="v"
+        )
     with pytest.raises(OutlierError, match=r"lack the project's body parts \['ear'\]"):
         refine.predictions_from_points(xy, likelihood, names, frames=frames, n_frames=3, bodyparts=["ear"], name="v")
 
@@ -118,13 +138,19 @@ def test_candidate_rows_rank_by_score_and_say_what_became_of_each_frame(truth):
     p = _predictions(truth)
     scores = outlier_scores(p.xy, p.likelihood, epsilon=6.0)
     ranking = sorted(range(N_FRAMES), key=lambda f: (-scores.combined[f], f))
-    c = refine.Candidates("v", "v", None, p, scores, picked=ranking[:2], pool=ranking[:5], excluded={ranking[2]},
-                          options={})
+    c = refine.Candidates(
+        "v", "v", None, p, scores, picked=ranking[:2], pool=ranking[:5], excluded={ranking[2]}, options={}
+    )
     rows = refine.candidate_rows(c, accepted={ranking[0]}, corrected={ranking[3]})
     assert [r.frame for r in rows] == sorted(ranking[:5], key=lambda f: (-scores.combined[f], f))
     status = {r.frame: r.status for r in rows}
-    assert status == {ranking[0]: "accepted", ranking[1]: "picked", ranking[2]: "in project",
-                      ranking[3]: "corrected", ranking[4]: ""}
+    assert status == {
+        ranking[0]: "accepted",
+        ranking[1]: "picked",
+        ranking[2]: "in project",
+        ranking[3]: "corrected",
+        ranking[4]: "",
+    }
     checkable = {r.frame for r in rows if r.checkable}
     assert checkable == {ranking[1], ranking[4]}
     assert rows[0].texts()[0] == str(rows[0].frame) and rows[0].texts()[1] == f"{rows[0].score:.2f}"
@@ -179,7 +205,12 @@ def test_retrain_options_and_checks(tmp_path, sample):
     project, _ = sample
     checkpoint = tmp_path / "dlc-models" / "it" / "mouseJan1-trainset95shuffle3-block" / "train" / "checkpoint.pt"
     assert refine.retrain_kwargs(checkpoint, 5, 0, batch_size=2) == {
-        "epochs": 5, "max_minutes": None, "split": "block", "shuffle": 3, "batch_size": 2}
+        "epochs": 5,
+        "max_minutes": None,
+        "split": "block",
+        "shuffle": 3,
+        "batch_size": 2,
+    }
     assert refine.retrain_kwargs(checkpoint, 0, 1.5)["max_minutes"] == 1.5
     with pytest.raises(ValueError, match="set a number of epochs or a time budget"):
         refine.retrain_kwargs(checkpoint, 0, 0)
@@ -195,12 +226,20 @@ def test_retrain_options_and_checks(tmp_path, sample):
 
 def _evaluation(errors: dict[str, float], test: set[str], checkpoint="/m/a-trainset95shuffle1/train/checkpoint.pt"):
     images = list(errors)
-    per_image = pd.DataFrame({"image": images, "split": ["test" if i in test else "train" for i in images],
-                              "snout_error_px": [errors[i] for i in images],
-                              "tail_error_px": [2 * errors[i] for i in images]})
+    per_image = pd.DataFrame(
+        {
+            "image": images,
+            "split": ["test" if i in test else "train" for i in images],
+            "snout_error_px": [errors[i] for i in images],
+            "tail_error_px": [2 * errors[i] for i in images],
+        }
+    )
     per_image["mean_error_px"] = 99.0  # not a body part: left out
-    return SimpleNamespace(per_image=per_image, checkpoint=Path(checkpoint),
-                           error=lambda split: float(np.mean([1.5 * errors[i] for i in test])))
+    return SimpleNamespace(
+        per_image=per_image,
+        checkpoint=Path(checkpoint),
+        error=lambda split: float(np.mean([1.5 * errors[i] for i in test])),
+    )
 
 
 def test_errors_before_and_after_on_the_corrected_and_the_other_frames(tmp_path):
@@ -224,8 +263,10 @@ def test_errors_before_and_after_on_the_corrected_and_the_other_frames(tmp_path)
 
 def test_job_progress_turns_events_into_a_fraction_and_a_text():
     find = refine.JobProgress("find")
-    assert find.record({"event": "analyze", "done": 5, "total": 10, "fps": 12.5}) == \
-        "Analysing: 5/10 frames · 12.5 frames/s"
+    assert (
+        find.record({"event": "analyze", "done": 5, "total": 10, "fps": 12.5})
+        == "Analysing: 5/10 frames · 12.5 frames/s"
+    )
     assert find.fraction == pytest.approx(0.4)
     assert find.record({"event": "select", "progress": 0.5}) == "Reading the candidate frames…"
     assert find.fraction == pytest.approx(0.9)  # after an analysis, selecting is the last fifth

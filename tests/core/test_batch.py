@@ -76,8 +76,15 @@ def test_analyze_videos_on_a_local_cluster(tmp_path, project, videos):
     missing = tmp_path / "missing.mp4"
     out = tmp_path / "out"
     seen = []
-    result = analyze_videos(project, [*videos, bogus, missing], output_dir=out, n_workers=2, batch_size=4,
-                            device="cpu", on_result=lambda video, status, value: seen.append((video.name, status)))
+    result = analyze_videos(
+        project,
+        [*videos, bogus, missing],
+        output_dir=out,
+        n_workers=2,
+        batch_size=4,
+        device="cpu",
+        on_result=lambda video, status, value: seen.append((video.name, status)),
+    )
     assert sorted(seen) == [("a.mp4", "done"), ("b.mp4", "done"), ("bogus.mp4", "failed"), ("missing.mp4", "failed")]
     assert set(result.done) == set(videos) and not result.skipped and not result.ok
     assert "no such video file" in result.failed[missing]
@@ -96,12 +103,14 @@ def test_analyze_videos_on_a_local_cluster(tmp_path, project, videos):
 def test_analyze_videos_on_an_existing_scheduler_leaves_it_running(tmp_path, project, videos, torch_threads):
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp://", dashboard_address=None,
-                      silence_logs=40) as cluster:
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, protocol="tcp://", dashboard_address=None, silence_logs=40
+    ) as cluster:
         address = cluster.scheduler_address
         assert address.startswith("tcp://")
-        result = analyze_videos(project, videos[:1], output_dir=tmp_path, scheduler=address, device="cpu",
-                                torch_threads=1)
+        result = analyze_videos(
+            project, videos[:1], output_dir=tmp_path, scheduler=address, device="cpu", torch_threads=1
+        )
         assert list(result.done) == videos[:1] and result.ok
         assert read_predictions(result.done[videos[0]]).n_frames == N_FRAMES
         with Client(address) as client:  # still there

@@ -15,8 +15,26 @@ def test_info_sample_create_project_and_extract_frames(tmp_path, behaviour, caps
     assert main(["info", str(tmp_path / "missing.mp4")]) == 1
     assert "file not found" in capsys.readouterr().err
 
-    assert main(["create-project", str(tmp_path), "mouse", "me", "--videos", str(video),
-                 "--bodyparts", "snout", "leftear", "rightear", "tailbase", "--skeleton", "snout-leftear"]) == 0
+    assert (
+        main(
+            [
+                "create-project",
+                str(tmp_path),
+                "mouse",
+                "me",
+                "--videos",
+                str(video),
+                "--bodyparts",
+                "snout",
+                "leftear",
+                "rightear",
+                "tailbase",
+                "--skeleton",
+                "snout-leftear",
+            ]
+        )
+        == 0
+    )
     config = capsys.readouterr().out.split("project created: ")[1].strip()
     assert main(["extract-frames", config, str(video), "--n", "4", "--start", "0.5"]) == 0
     pngs = sorted((tmp_path / config.split("/")[-2] / "labeled-data" / "session1").glob("img*.png"))

@@ -45,8 +45,10 @@ def test_analyze_reports_a_bad_video_and_goes_on(project, video, tmp_path, capsy
     bogus = tmp_path / "bogus.mp4"
     bogus.write_text("not a video")
     out = tmp_path / "out"
-    assert main(["analyze", str(project), str(bogus), str(video), "--local", "--device", "cpu",
-                 "--output-dir", str(out)]) == 1
+    assert (
+        main(["analyze", str(project), str(bogus), str(video), "--local", "--device", "cpu", "--output-dir", str(out)])
+        == 1
+    )
     captured = capsys.readouterr()
     assert "error: " in captured.err and "bogus.mp4" in captured.err
     assert len(list(out.glob("session1DLC_*.h5"))) == 1

@@ -64,7 +64,12 @@ def test_likelihood_separation_counts_labeled_and_absent_parts():
     likelihood = np.array([[0.9, 0.1], [0.8, 0.7], [0.2, 0.05], [0.95, 0.3]])
     labeled = np.array([[True, False], [True, True], [True, False], [True, False]])
     sep = likelihood_separation(likelihood, labeled, ["nose", "tongue"], pcutoff=0.6)
-    assert sep["nose"] == {"n_labeled": 4, "n_absent": 0, "labeled_above": 0.75, "absent_below": sep["nose"]["absent_below"]}
+    assert sep["nose"] == {
+        "n_labeled": 4,
+        "n_absent": 0,
+        "labeled_above": 0.75,
+        "absent_below": sep["nose"]["absent_below"],
+    }
     assert np.isnan(sep["nose"]["absent_below"])
     assert sep["tongue"] == {"n_labeled": 1, "n_absent": 3, "labeled_above": 1.0, "absent_below": 1.0}
 
@@ -72,13 +77,26 @@ def test_likelihood_separation_counts_labeled_and_absent_parts():
 def test_a_close_up_project_trains_at_the_scale_its_labels_need(tmp_path):
     rng = np.random.default_rng(1)
     images = rng.integers(0, 255, size=(6, 256, 256, 3), dtype=np.uint8)
-    xy = np.stack([rng.uniform(10, 40, size=(6, 2)), rng.uniform(200, 240, size=(6, 2)),
-                   rng.uniform(100, 150, size=(6, 2))], axis=1)
+    xy = np.stack(
+        [rng.uniform(10, 40, size=(6, 2)), rng.uniform(200, 240, size=(6, 2)), rng.uniform(100, 150, size=(6, 2))],
+        axis=1,
+    )
     xy[1::2, 2] = np.nan  # a part labeled in half of the frames
-    _, path = drain(iter_train(
-        images, xy, ["a", "b", "c"], backbone="resnet18", pretrained=False, epochs=1, batch_size=3,
-        augmentation=False, train_fraction=0.5, device="cpu", checkpoint_dir=tmp_path,
-    ))
+    _, path = drain(
+        iter_train(
+            images,
+            xy,
+            ["a", "b", "c"],
+            backbone="resnet18",
+            pretrained=False,
+            epochs=1,
+            batch_size=3,
+            augmentation=False,
+            train_fraction=0.5,
+            device="cpu",
+            checkpoint_dir=tmp_path,
+        )
+    )
     _, codec, meta = load_checkpoint(path)
     extent = np.percentile([np.ptp(p[~np.isnan(p).any(1)], axis=0).max() for p in xy], 90)
     assert meta["input_scale"] == pytest.approx(0.6 * 224 / extent, abs=1e-3)
@@ -86,4 +104,3 @@ def test_a_close_up_project_trains_at_the_scale_its_labels_need(tmp_path):
     side = -(-round(256 * meta["input_scale"]) // 32) * 32  # the whole scaled image, rounded up to 32
     assert codec.input_size == (side, side) and side < 224
     assert meta["train_config"]["absent_weight"] == 1.0
-

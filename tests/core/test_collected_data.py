@@ -59,7 +59,6 @@ def no_temp_files(folder: Path) -> bool:
     return not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
 
 
-
 # ---------------------------------------------------------------------------------------------
 # CollectedData: exact round trips
 # ---------------------------------------------------------------------------------------------
@@ -161,8 +160,6 @@ def test_h5_from_napari_deeplabcut_with_another_key(tmp_path, collected):
     assert_exact(C.read_collected(tmp_path / "CollectedData_Pranav.h5"), collected)
 
 
-
-
 # ---------------------------------------------------------------------------------------------
 # Validation
 # ---------------------------------------------------------------------------------------------
@@ -223,8 +220,6 @@ def test_likelihood_coords_only_when_asked(tmp_path, collected):
     with pytest.raises(ProjectError, match="coords must be"):
         C.read_collected(tmp_path / "machinelabels-iter0.h5")
     assert C.read_collected(tmp_path / "machinelabels-iter0.h5", likelihood=True).shape == (116, 12)
-
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,7 +285,8 @@ def test_update_collected_keeps_what_only_the_file_has(tmp_path):
     nan = np.nan
     old = _labels(
         {"labeled-data\\v\\img0.png": [1, 1, 2, 2, 3, 3], "labeled-data\\v\\gone.png": [4, 4, 5, 5, 6, 6]},
-        parts=("a", "b", "c"), style="string",
+        parts=("a", "b", "c"),
+        style="string",
     )
     C.write_collected(old, tmp_path)
     images = ["labeled-data/v/img0.png", "labeled-data/v/img1.png"]
@@ -298,9 +294,13 @@ def test_update_collected_keeps_what_only_the_file_has(tmp_path):
     h5, _ = C.update_collected(tmp_path, images, ["a", "b"], xy, "Ann", index_style="multi")
     saved = C.read_collected(h5)
     expected = _labels(
-        {images[0]: [7, 7, nan, nan, 3, 3], images[1]: [8, 8, 9, 9, nan, nan],
-         "labeled-data\\v\\gone.png": [4, 4, 5, 5, 6, 6]},
-        parts=("a", "b", "c"), style="string",
+        {
+            images[0]: [7, 7, nan, nan, 3, 3],
+            images[1]: [8, 8, 9, 9, nan, nan],
+            "labeled-data\\v\\gone.png": [4, 4, 5, 5, 6, 6],
+        },
+        parts=("a", "b", "c"),
+        style="string",
     )
     assert C.index_style(saved) == "string"  # the file's style, not the argument's
     assert_exact(saved, expected)
@@ -326,9 +326,13 @@ def test_merge_never_loses_a_human_label(collected):
 
     paths, bodyparts, xy = C.collected_to_arrays(collected)
     machine_xy = xy + 1000.0
-    machine = C.arrays_to_collected(paths, bodyparts[::-1] + ["tailtip"],
-                                    np.concatenate([machine_xy[:, ::-1], machine_xy[:, :1]], axis=1),
-                                    "DLC_resnet50", index_style="string")
+    machine = C.arrays_to_collected(
+        paths,
+        bodyparts[::-1] + ["tailtip"],
+        np.concatenate([machine_xy[:, ::-1], machine_xy[:, :1]], axis=1),
+        "DLC_resnet50",
+        index_style="string",
+    )
     machine[("DLC_resnet50", "snout", "likelihood")] = 0.5
 
     merged = C.merge_collected(human, machine)

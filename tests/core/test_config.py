@@ -27,7 +27,6 @@ def no_temp_files(folder: Path) -> bool:
     return not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
 
 
-
 # ---------------------------------------------------------------------------------------------
 # config.yaml
 # ---------------------------------------------------------------------------------------------
@@ -52,7 +51,8 @@ def test_config_round_trip_is_byte_exact_and_same_mapping(shared_project, tmp_pa
 
 def _changed_lines(a: str, b: str) -> list[str]:
     return [
-        line for line in difflib.unified_diff(a.splitlines(), b.splitlines(), lineterm="", n=0)
+        line
+        for line in difflib.unified_diff(a.splitlines(), b.splitlines(), lineterm="", n=0)
         if line[:1] in "+-" and not line.startswith(("+++", "---"))
     ]
 
@@ -131,9 +131,17 @@ def test_yaml_1_2_scalars_like_deeplabcut(tmp_path):
 
 def test_plain_mapping_is_written_in_deeplabcut_layout(tmp_path):
     config = {
-        "Task": "reach", "scorer": "Ann", "date": "Jan5", "multianimalproject": False, "identity": None,
-        "project_path": "/data/reach", "video_sets": {"/data/v1.mp4": {"crop": "0, 320, 0, 240"}},
-        "bodyparts": ["a", "b"], "skeleton": [["a", "b"]], "corner2move2": (50, 50), "my_key": np.int64(3),
+        "Task": "reach",
+        "scorer": "Ann",
+        "date": "Jan5",
+        "multianimalproject": False,
+        "identity": None,
+        "project_path": "/data/reach",
+        "video_sets": {"/data/v1.mp4": {"crop": "0, 320, 0, 240"}},
+        "bodyparts": ["a", "b"],
+        "skeleton": [["a", "b"]],
+        "corner2move2": (50, 50),
+        "my_key": np.int64(3),
     }
     path = CF.write_config(tmp_path, config)
     text = path.read_text()
@@ -170,7 +178,9 @@ def test_write_config_rejects_values_yaml_cannot_hold(tmp_path):
 def test_what_ruamel_alone_would_rewrite_stays_as_written(shared_project, tmp_path):
     """Indented lists, odd spacing and a deleted last key of a section: only the changed lines change."""
     original = (shared_project / "config.yaml").read_text()
-    text = original.replace("\n- ", "\n  - ").replace("\n\n# Training", "\nodd_key:   'x'   # spaced\n\n\n# Training", 1)
+    text = original.replace("\n- ", "\n  - ").replace(
+        "\n\n# Training", "\nodd_key:   'x'   # spaced\n\n\n# Training", 1
+    )
     path = tmp_path / "config.yaml"
     path.write_text(text)
     config = CF.read_config(path)
@@ -178,9 +188,7 @@ def test_what_ruamel_alone_would_rewrite_stays_as_written(shared_project, tmp_pa
     config["pcutoff"] = 0.5
     del config["odd_key"]  # the last key of its section: the next section's comment stays
     CF.write_config(path, config)
-    assert _changed_lines(text, path.read_text()) == [
-        "-pcutoff: 0.4", "+pcutoff: 0.5", "-odd_key:   'x'   # spaced"
-    ]
+    assert _changed_lines(text, path.read_text()) == ["-pcutoff: 0.4", "+pcutoff: 0.5", "-odd_key:   'x'   # spaced"]
     config["bodyparts"] = [*BODYPARTS, "tailtip"]  # a replaced list keeps the section comment after it
     CF.write_config(path, config)
     assert "- tailtip\n\n\n# Fraction of video" in path.read_text()

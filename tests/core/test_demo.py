@@ -27,8 +27,19 @@ from napari_posekit.core.predictions import read_predictions
 from napari_posekit.core.video import read_metadata
 
 #: A few seconds of everything: small video, few frames, a small random network for two epochs.
-TINY = DemoOptions(n_frames=24, height=64, width=96, n_labeled=6, minutes=0.2, epochs=2, backbone="resnet18",
-                   pretrained=False, input_size=(64, 64), batch_size=4, device="cpu")
+TINY = DemoOptions(
+    n_frames=24,
+    height=64,
+    width=96,
+    n_labeled=6,
+    minutes=0.2,
+    epochs=2,
+    backbone="resnet18",
+    pretrained=False,
+    input_size=(64, 64),
+    batch_size=4,
+    device="cpu",
+)
 
 
 pytestmark = pytest.mark.usefixtures("torch_threads")
@@ -37,8 +48,9 @@ pytestmark = pytest.mark.usefixtures("torch_threads")
 def test_pipeline_makes_a_deeplabcut_project_predictions_and_a_labeled_video(tmp_path):
     out = tmp_path / "demo"
     steps, lines = [], []
-    result = run_pipeline(out, TINY, progress=lambda step, fraction, *a, **k: steps.append((step, fraction)),
-                          log=lines.append)
+    result = run_pipeline(
+        out, TINY, progress=lambda step, fraction, *a, **k: steps.append((step, fraction)), log=lines.append
+    )
 
     # the project, in DeepLabCut's layout
     project = result.project

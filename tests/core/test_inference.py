@@ -43,8 +43,12 @@ class SpotModel(nn.Module):
 
 
 def spot_predictor(n_keypoints: int = 2) -> Predictor:
-    meta = {"bodyparts": [f"spot{k}" for k in range(n_keypoints)], "input_scale": 1.0, "step": 7,
-            "model_config": {"backbone": "spot_model"}}
+    meta = {
+        "bodyparts": [f"spot{k}" for k in range(n_keypoints)],
+        "input_scale": 1.0,
+        "step": 7,
+        "model_config": {"backbone": "spot_model"},
+    }
     return Predictor(SpotModel(n_keypoints), HeatmapCodec((64, 64), stride=4), meta)
 
 
@@ -89,8 +93,7 @@ def test_whole_frame_predictions_find_the_spots():
 @pytest.mark.parametrize("fast", [False, True])
 def test_results_do_not_depend_on_batch_size(fast):
     frames, _ = spot_frames()
-    results = [collect(iter_analyze(spot_predictor(), frames, batch_size=b, fast=fast, block=8))[:2]
-               for b in (1, 3, 8)]
+    results = [collect(iter_analyze(spot_predictor(), frames, batch_size=b, fast=fast, block=8))[:2] for b in (1, 3, 8)]
     for xy, p in results[1:]:
         np.testing.assert_allclose(xy, results[0][0], atol=1e-4)
         np.testing.assert_allclose(p, results[0][1], atol=1e-5)

@@ -71,7 +71,13 @@ def test_points_are_drawn_in_their_colours_and_low_likelihood_ones_not(video, tr
     out = tmp_path / "session1_labeled.mp4"
     calls = []
     result = write_labeled_video(
-        video, xy, likelihood, PARTS, out, dot_radius=6, quality=1,
+        video,
+        xy,
+        likelihood,
+        PARTS,
+        out,
+        dot_radius=6,
+        quality=1,
         progress=lambda done, total: calls.append((done, total)),
     )
     assert result == out and calls == [(n, T) for n in range(1, T + 1)]
@@ -86,8 +92,9 @@ def test_points_are_drawn_in_their_colours_and_low_likelihood_ones_not(video, tr
         assert np.abs(pixel(frame, *xy[i, 2]) - GRAY).max() < 12  # below pcutoff: not drawn
         assert np.abs(pixel(frame, 4, 60) - GRAY).max() < 12  # away from every point
     # everything drawn when the cut-off allows it
-    out_all = write_labeled_video(video, xy, likelihood, PARTS, tmp_path / "all.mp4", dot_radius=6, quality=1,
-                                  pcutoff=0.05, stop=2)
+    out_all = write_labeled_video(
+        video, xy, likelihood, PARTS, tmp_path / "all.mp4", dot_radius=6, quality=1, pcutoff=0.05, stop=2
+    )
     assert np.abs(pixel(decoded(out_all)[0], *xy[0, 2]) - colors[2]).max() < 40
 
 
@@ -96,8 +103,16 @@ def test_skeleton_joins_drawn_parts_only(frames, tracks, tmp_path):
     likelihood[7, 1] = 0.2  # b is unsure in frame 7
     xy[9, 0] = np.nan  # a is missing in frame 9
     out = write_labeled_video(
-        frames, xy, likelihood, PARTS, tmp_path / "skeleton.mp4", skeleton=[("a", "b"), ["b", "c"]],
-        skeleton_color=(255, 255, 255), line_width=3, dot_radius=4, quality=1,
+        frames,
+        xy,
+        likelihood,
+        PARTS,
+        tmp_path / "skeleton.mp4",
+        skeleton=[("a", "b"), ["b", "c"]],
+        skeleton_color=(255, 255, 255),
+        line_width=3,
+        dot_radius=4,
+        quality=1,
     )
     got = decoded(out)
     for i in (5, 7, 9):
@@ -112,8 +127,9 @@ def test_skeleton_joins_drawn_parts_only(frames, tracks, tmp_path):
 
 def test_trail_follows_the_last_positions(frames, tracks, tmp_path):
     xy, likelihood = tracks
-    with_trail = write_labeled_video(frames, xy, likelihood, PARTS, tmp_path / "trail.mp4", trail_length=6,
-                                     dot_radius=4, line_width=3, quality=1)
+    with_trail = write_labeled_video(
+        frames, xy, likelihood, PARTS, tmp_path / "trail.mp4", trail_length=6, dot_radius=4, line_width=3, quality=1
+    )
     without = write_labeled_video(frames, xy, likelihood, PARTS, tmp_path / "plain.mp4", dot_radius=4, quality=1)
     behind = (47, 16)  # a passed here in frame 13; in frame 15 it is at x=53
     assert np.abs(pixel(decoded(with_trail)[15], *behind) - GRAY).max() > 25

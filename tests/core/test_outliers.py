@@ -155,7 +155,7 @@ def test_extract_outliers_analyses_the_video_and_writes_frames_with_machine_labe
     machine = read_machinelabels(result.machinelabels)
     assert isinstance(machine.index, pd.MultiIndex)  # the style of the folder's CollectedData
     assert [k[-1] for k in machine.index] == sorted(p.name for p in result.images)
-    assert machine.columns.get_level_values("scorer")[0] == result.predictions.stem[len(video.stem):]
+    assert machine.columns.get_level_values("scorer")[0] == result.predictions.stem[len(video.stem) :]
     assert set(machine.columns.get_level_values("coords")) == {"x", "y", "likelihood"}
     assert _digest(collected) == digest  # CollectedData is never touched
     assert _digest(project / "config.yaml") == config_digest and not result.added_video  # the video was listed
@@ -228,9 +228,7 @@ def test_a_video_outside_the_config_is_added_to_video_sets(project, tmp_path):
 def test_write_outlier_frames_adds_chosen_frames_and_keeps_earlier_machine_rows(project):
     video = _video(project)
     folder = project / "labeled-data" / video.stem
-    pred = read_predictions(
-        _groundtruth_predictions(project, project / "preds.h5")
-    )
+    pred = read_predictions(_groundtruth_predictions(project, project / "preds.h5"))
     args = (pred.xy, pred.likelihood, pred.bodyparts, pred.scorer)
     images, path = write_outlier_frames(project, video, [31, 5], *args)
     assert [p.name for p in images] == [frame_image_name(31, N_FRAMES), frame_image_name(5, N_FRAMES)]

@@ -39,8 +39,9 @@ def make_arrays(n: int = 12, k: int = 4, seed: int = 0) -> tuple[np.ndarray, np.
 def dlc_dataframe(xy: np.ndarray, likelihood: np.ndarray, bodyparts, scorer=SCORER) -> pd.DataFrame:
     """The table exactly as deeplabcut.pose_estimation_tensorflow.predict_videos builds it."""
     n = len(xy)
-    pdindex = pd.MultiIndex.from_product([[scorer], bodyparts, ["x", "y", "likelihood"]],
-                                         names=["scorer", "bodyparts", "coords"])
+    pdindex = pd.MultiIndex.from_product(
+        [[scorer], bodyparts, ["x", "y", "likelihood"]], names=["scorer", "bodyparts", "coords"]
+    )
     data = np.concatenate([xy, likelihood[..., None]], axis=2).reshape(n, -1)
     return pd.DataFrame(data, columns=pdindex, index=range(n))
 
@@ -109,8 +110,10 @@ def test_write_then_read_round_trip(tmp_path):
         assert pred.individual_of is None and pred.individuals is None and pred.path == path
         assert pred.metadata["video"] == str(tmp_path / "session1.mp4") and pred.metadata["failed_frames"] == [7]
     pd.testing.assert_frame_equal(
-        pd.read_hdf(h5, "df_with_missing"), predictions_dataframe(xy, likelihood, BODYPARTS, SCORER),
-        check_exact=True, check_index_type=False,
+        pd.read_hdf(h5, "df_with_missing"),
+        predictions_dataframe(xy, likelihood, BODYPARTS, SCORER),
+        check_exact=True,
+        check_index_type=False,
     )
     with pd.HDFStore(h5, "r") as store:  # pandas' table format, as DeepLabCut writes
         assert store.get_storer("df_with_missing").is_table
@@ -124,8 +127,9 @@ def test_round_trip_with_frames_and_individuals(tmp_path):
     frames = np.array([10, 11, 12, 20, 21, 40])
     individual_of = ["mouse1", "mouse1", "mouse2"]
     parts = ["snout", "tail", "snout"]
-    h5 = write_predictions(tmp_path / f"v{SCORER}.h5", xy, likelihood, parts, SCORER, frames=frames,
-                           individual_of=individual_of)
+    h5 = write_predictions(
+        tmp_path / f"v{SCORER}.h5", xy, likelihood, parts, SCORER, frames=frames, individual_of=individual_of
+    )
     for path in (h5, h5.with_suffix(".csv")):
         pred = read_predictions(path)
         assert_same(pred, xy, likelihood, parts, frames=frames)

@@ -147,8 +147,9 @@ def test_movement_reads_multi_animal_predictions(tmp_path):
     xy, likelihood = synthetic_result(n=120, k=6, seed=5)
     individual_of = ["mus1"] * 3 + ["mus2"] * 3
     bodyparts = ["snout", "spine", "tailbase"] * 2
-    h5 = write_predictions(tmp_path / f"cage{SCORER}_el.h5", xy, likelihood, bodyparts, SCORER,
-                           individual_of=individual_of)
+    h5 = write_predictions(
+        tmp_path / f"cage{SCORER}_el.h5", xy, likelihood, bodyparts, SCORER, individual_of=individual_of
+    )
     for path in (h5, h5.with_suffix(".csv")):
         ds = load_with_movement("from_dlc_file", path)
         assert_movement_reads(ds, xy, likelihood, bodyparts[:3], individuals=("mus1", "mus2"))

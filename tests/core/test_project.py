@@ -55,7 +55,6 @@ def no_temp_files(folder: Path) -> bool:
     return not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
 
 
-
 # ---------------------------------------------------------------------------------------------
 # create_project
 # ---------------------------------------------------------------------------------------------
@@ -71,7 +70,12 @@ def small_video(tmp_path_factory) -> Path:
 
 def test_create_project_layout_and_deeplabcut_defaults(tmp_path, small_video):
     config_path = P.create_project(
-        tmp_path, "reach", "Ann", [small_video], ["snout", "paw", "tail"], skeleton=[("snout", "paw")],
+        tmp_path,
+        "reach",
+        "Ann",
+        [small_video],
+        ["snout", "paw", "tail"],
+        skeleton=[("snout", "paw")],
         date=dt.date(2024, 3, 7),
     )
     root = tmp_path / "reach-Ann-2024-03-07"
@@ -150,8 +154,6 @@ def test_project_root_of_the_folder_its_config_or_neither(tmp_path, small_video,
             P.project_root(not_a_project)
 
 
-
-
 # ---------------------------------------------------------------------------------------------
 # Atomic writes
 # ---------------------------------------------------------------------------------------------
@@ -213,8 +215,6 @@ def test_new_files_get_normal_permissions(tmp_path, collected):
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(csv_path.stat().st_mode) == 0o666 & ~umask
-
-
 
 
 # ---------------------------------------------------------------------------------------------

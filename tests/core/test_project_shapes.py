@@ -131,7 +131,7 @@ def _moved_config(text: str) -> str:
     return "".join(lines) + (
         "\n# keys a later DeepLabCut (or another tool) may add\n"
         "posekit_future_option: {nested: [1, 2.50, 'three'], flag: yes}\n"
-        "another_tool_key:   \"kept   as written\"   # with a comment\n"
+        'another_tool_key:   "kept   as written"   # with a comment\n'
     )
 
 
@@ -427,7 +427,6 @@ def test_train_and_evaluate_a_mixed_size_mixed_format_project(mixed):
     assert all(f.is_file() for f in ev.files)
 
 
-
 # ---------------------------------------------------------------------------------------------
 # The active-learning loop on such a project
 # ---------------------------------------------------------------------------------------------
@@ -447,8 +446,9 @@ def test_refining_a_folder_of_mixed_sizes_and_formats(mixed):
         names=["scorer", "bodyparts", "coords"],
     )
     values = np.concatenate([machine_xy, np.full((4, 1), 0.8)], axis=1).reshape(1, -1)
-    write_machinelabels(pd.DataFrame(values, index=["labeled-data/m4s1/img0030.png"], columns=columns),
-                        machinelabels_path(folder, 0))
+    write_machinelabels(
+        pd.DataFrame(values, index=["labeled-data/m4s1/img0030.png"], columns=columns), machinelabels_path(folder, 0)
+    )
 
     refinement = load_refinement(folder)
     assert "labeled-data/m4s1/img0007.jpg" in refinement.images

@@ -151,8 +151,12 @@ def test_rows_saved_meanwhile_by_someone_else_are_kept(folder):
 
 
 def test_a_failed_write_leaves_every_file_as_it_was(folder, monkeypatch):
-    files = [folder / "CollectedData_alice.h5", folder / "CollectedData_alice.csv",
-             machinelabels_path(folder, 0), folder / MACHINE_CSV]
+    files = [
+        folder / "CollectedData_alice.h5",
+        folder / "CollectedData_alice.csv",
+        machinelabels_path(folder, 0),
+        folder / MACHINE_CSV,
+    ]
     digests = [_digest(f) for f in files]
     names = sorted(p.name for p in folder.iterdir())
     r = load_refinement(folder)

@@ -14,12 +14,34 @@ from conftest import require_shared
 from napari_posekit.core.sleap import SleapLabels, SleapLoadError, load_slp
 
 FLY_NODES = [
-    "head", "thorax", "abdomen", "wingL", "wingR", "forelegL4", "forelegR4",
-    "midlegL4", "midlegR4", "hindlegL4", "hindlegR4", "eyeL", "eyeR",
+    "head",
+    "thorax",
+    "abdomen",
+    "wingL",
+    "wingR",
+    "forelegL4",
+    "forelegR4",
+    "midlegL4",
+    "midlegR4",
+    "hindlegL4",
+    "hindlegR4",
+    "eyeL",
+    "eyeR",
 ]
 FLY_EDGES = {("head", "eyeL"), ("head", "eyeR")} | {
-    ("thorax", n) for n in ["head", "abdomen", "wingL", "wingR", "forelegL4", "forelegR4",
-                            "midlegL4", "midlegR4", "hindlegL4", "hindlegR4"]
+    ("thorax", n)
+    for n in [
+        "head",
+        "abdomen",
+        "wingL",
+        "wingR",
+        "forelegL4",
+        "forelegR4",
+        "midlegL4",
+        "midlegR4",
+        "hindlegL4",
+        "hindlegR4",
+    ]
 }
 
 
@@ -140,8 +162,11 @@ def made_up(tmp_path_factory):
     track = sio.Track("t0")
     user = sio.Instance.from_numpy(np.array([[1.0, 2.0], [3.0, 4.0], [np.nan, np.nan]]), skeleton=sk)
     pred = sio.PredictedInstance.from_numpy(
-        np.array([[5.0, 6.0], [7.0, 8.0], [9.0, 10.0]]), skeleton=sk,
-        point_scores=np.array([0.5, 0.6, 0.7]), score=2.0, track=track,
+        np.array([[5.0, 6.0], [7.0, 8.0], [9.0, 10.0]]),
+        skeleton=sk,
+        point_scores=np.array([0.5, 0.6, 0.7]),
+        score=2.0,
+        track=track,
     )
     frames = [
         sio.LabeledFrame(video=v1, frame_idx=7, instances=[user, pred]),

@@ -32,7 +32,6 @@ def behaviour():
     return make_behaviour(n_frames=12, height=64, width=64)
 
 
-
 # --------------------------------------------------------------------------- splits
 def test_split_random_is_deterministic_per_seed():
     a = split_random(100, 0.8, seed=1)
@@ -89,12 +88,23 @@ def test_flip_swaps_symmetric_pairs():
     pts = np.array([[32.0, 20.0], [24.0, 30.0], [40.0, 30.0]])  # snout, leftear, rightear
     codec = HeatmapCodec((64, 64), stride=4)
     aug = Augmentation(
-        scale=(1.0, 1.0), rotation_deg=0, crop_jitter=0, flip_probability=1.0,
-        brightness=0, contrast=0, blur_probability=0, noise_std=0,
+        scale=(1.0, 1.0),
+        rotation_deg=0,
+        crop_jitter=0,
+        flip_probability=1.0,
+        brightness=0,
+        contrast=0,
+        blur_probability=0,
+        noise_std=0,
     )
     ds = LabeledImages(
-        [_dot_image(pts)], pts[None], codec, *IDENTITY, augmentation=aug,
-        symmetric_pairs=[("leftear", "rightear")], bodyparts=["snout", "leftear", "rightear"],
+        [_dot_image(pts)],
+        pts[None],
+        codec,
+        *IDENTITY,
+        augmentation=aug,
+        symmetric_pairs=[("leftear", "rightear")],
+        bodyparts=["snout", "leftear", "rightear"],
     )
     out = ds[0]["xy"].numpy()
     # mirrored about the snout's vertical line; the swapped left-ear label stays on the image's left
@@ -122,12 +132,24 @@ def test_augmented_keypoints_stay_on_their_blobs_to_a_tenth_of_a_pixel(input_sca
     img = _blob_image(pts, sigma=1.6 / input_scale)
     codec = HeatmapCodec((48, 56), stride=4)
     aug = Augmentation(
-        scale=(0.8, 1.25), rotation_deg=40, crop_jitter=0.1, flip_probability=0.5,
-        brightness=0, contrast=0, blur_probability=0, noise_std=0,
+        scale=(0.8, 1.25),
+        rotation_deg=40,
+        crop_jitter=0.1,
+        flip_probability=0.5,
+        brightness=0,
+        contrast=0,
+        blur_probability=0,
+        noise_std=0,
     )
     ds = LabeledImages(
-        [img] * 24, np.stack([pts] * 24), codec, *IDENTITY, augmentation=aug, input_scale=input_scale,
-        symmetric_pairs=[(0, 1)], seed=5,
+        [img] * 24,
+        np.stack([pts] * 24),
+        codec,
+        *IDENTITY,
+        augmentation=aug,
+        input_scale=input_scale,
+        symmetric_pairs=[(0, 1)],
+        seed=5,
     )
     checked = flipped = 0
     for i in range(len(ds)):
@@ -149,8 +171,15 @@ def test_augmented_keypoints_stay_on_their_blobs_to_a_tenth_of_a_pixel(input_sca
 # --------------------------------------------------------------------------- training
 def test_iter_train_end_to_end(behaviour, tmp_path):
     kwargs = {
-        "bodyparts": list(behaviour.bodyparts), "backbone": "resnet18", "pretrained": False, "head_stride": 4,
-        "batch_size": 4, "lr": 3e-3, "train_fraction": 0.75, "augmentation": False, "device": "cpu",
+        "bodyparts": list(behaviour.bodyparts),
+        "backbone": "resnet18",
+        "pretrained": False,
+        "head_stride": 4,
+        "batch_size": 4,
+        "lr": 3e-3,
+        "train_fraction": 0.75,
+        "augmentation": False,
+        "device": "cpu",
     }
     gen = iter_train(behaviour.frames, behaviour.keypoints, epochs=4, checkpoint_dir=tmp_path / "a", **kwargs)
     progress, path = drain(gen)
@@ -176,7 +205,9 @@ def test_iter_train_end_to_end(behaviour, tmp_path):
 
     # resume continues from epoch 4 up to 6
     progress2, path2 = drain(
-        iter_train(behaviour.frames, behaviour.keypoints, epochs=6, checkpoint_dir=tmp_path / "b", resume=path, **kwargs)
+        iter_train(
+            behaviour.frames, behaviour.keypoints, epochs=6, checkpoint_dir=tmp_path / "b", resume=path, **kwargs
+        )
     )
     epochs = [p["epoch"] for p in progress2 if "event" not in p]
     assert epochs[0] == 5 and epochs[-1] == 6
@@ -184,20 +215,49 @@ def test_iter_train_end_to_end(behaviour, tmp_path):
 
 
 def test_options_object_and_keyword_overrides_train_alike(behaviour, tmp_path):
-    options = TrainOptions(backbone="resnet18", pretrained=False, batch_size=4, epochs=1, train_fraction=0.75,
-                           augmentation=False, eval_every=0, seed=3)
-    _, from_options = drain(iter_train(behaviour.frames, behaviour.keypoints, options=options, device="cpu",
-                                       checkpoint_dir=tmp_path / "options"))
-    keywords = {f: getattr(options, f) for f in ("backbone", "pretrained", "batch_size", "train_fraction",
-                                                   "augmentation", "eval_every", "seed")}
-    _, from_keywords = drain(iter_train(behaviour.frames, behaviour.keypoints, epochs=1, device="cpu",
-                                        checkpoint_dir=tmp_path / "keywords", **keywords))
+    options = TrainOptions(
+        backbone="resnet18",
+        pretrained=False,
+        batch_size=4,
+        epochs=1,
+        train_fraction=0.75,
+        augmentation=False,
+        eval_every=0,
+        seed=3,
+    )
+    _, from_options = drain(
+        iter_train(
+            behaviour.frames, behaviour.keypoints, options=options, device="cpu", checkpoint_dir=tmp_path / "options"
+        )
+    )
+    keywords = {
+        f: getattr(options, f)
+        for f in ("backbone", "pretrained", "batch_size", "train_fraction", "augmentation", "eval_every", "seed")
+    }
+    _, from_keywords = drain(
+        iter_train(
+            behaviour.frames,
+            behaviour.keypoints,
+            epochs=1,
+            device="cpu",
+            checkpoint_dir=tmp_path / "keywords",
+            **keywords,
+        )
+    )
     a, b = (torch.load(p, weights_only=True) for p in (from_options, from_keywords))
     assert a["train_config"] == b["train_config"] and a["train_config"]["seed"] == 3
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
     # a keyword replaces the option of the same name
-    _, overridden = drain(iter_train(behaviour.frames, behaviour.keypoints, options=options, batch_size=3,
-                                     device="cpu", checkpoint_dir=tmp_path / "override"))
+    _, overridden = drain(
+        iter_train(
+            behaviour.frames,
+            behaviour.keypoints,
+            options=options,
+            batch_size=3,
+            device="cpu",
+            checkpoint_dir=tmp_path / "override",
+        )
+    )
     assert load_checkpoint(overridden)[2]["train_config"]["batch_size"] == 3 and options.batch_size == 4
 
 
@@ -214,11 +274,23 @@ def test_frozen_bn_keeps_the_backbones_pretrained_statistics_and_trains_the_rest
 
     from napari_posekit.core.model import PoseModel
 
-    initial = PoseModel("resnet18", n_keypoints=len(behaviour.bodyparts), pretrained=False)  # BN: mean 0, var 1, scale 1
+    initial = PoseModel(
+        "resnet18", n_keypoints=len(behaviour.bodyparts), pretrained=False
+    )  # BN: mean 0, var 1, scale 1
     gen = iter_train(
-        behaviour.frames, behaviour.keypoints, bodyparts=list(behaviour.bodyparts), backbone="resnet18",
-        pretrained=False, batch_size=4, train_fraction=0.75, augmentation=False, device="cpu", epochs=2,
-        checkpoint_dir=tmp_path / "run", frozen_bn=True, ema_decay=None,
+        behaviour.frames,
+        behaviour.keypoints,
+        bodyparts=list(behaviour.bodyparts),
+        backbone="resnet18",
+        pretrained=False,
+        batch_size=4,
+        train_fraction=0.75,
+        augmentation=False,
+        device="cpu",
+        epochs=2,
+        checkpoint_dir=tmp_path / "run",
+        frozen_bn=True,
+        ema_decay=None,
     )
     _, path = drain(gen)
     model, _, meta = load_checkpoint(path)
@@ -228,16 +300,28 @@ def test_frozen_bn_keeps_the_backbones_pretrained_statistics_and_trains_the_rest
     assert stats and all(torch.equal(trained[k], before[k]) for k in stats)
     # the backbone's batch-norm scales still train, and the head's batch norms keep batch statistics
     scales = [k for k in stats if k.endswith("running_mean")]
-    assert any(not torch.equal(trained[k.replace("running_mean", "weight")], before[k.replace("running_mean", "weight")])
-               for k in scales)
+    assert any(
+        not torch.equal(trained[k.replace("running_mean", "weight")], before[k.replace("running_mean", "weight")])
+        for k in scales
+    )
     head_stats = [k for k in trained if not k.startswith("backbone.") and k.endswith("running_mean")]
     assert head_stats and any(not torch.equal(trained[k], before[k]) for k in head_stats)
 
     # resuming keeps the checkpoint's setting; random weights default to batch statistics
-    common = {"bodyparts": list(behaviour.bodyparts), "backbone": "resnet18", "pretrained": False, "batch_size": 4,
-                  "train_fraction": 0.75, "augmentation": False, "device": "cpu", "epochs": 3, "ema_decay": None}
-    _, resumed = drain(iter_train(behaviour.frames, behaviour.keypoints, checkpoint_dir=tmp_path / "resumed",
-                                 resume=path, **common))
+    common = {
+        "bodyparts": list(behaviour.bodyparts),
+        "backbone": "resnet18",
+        "pretrained": False,
+        "batch_size": 4,
+        "train_fraction": 0.75,
+        "augmentation": False,
+        "device": "cpu",
+        "epochs": 3,
+        "ema_decay": None,
+    }
+    _, resumed = drain(
+        iter_train(behaviour.frames, behaviour.keypoints, checkpoint_dir=tmp_path / "resumed", resume=path, **common)
+    )
     model, _, meta = load_checkpoint(resumed)
     assert meta["train_config"]["frozen_bn"] is True
     assert all(torch.equal(model.state_dict()[k], before[k]) for k in stats)
@@ -249,8 +333,14 @@ def test_frozen_bn_keeps_the_backbones_pretrained_statistics_and_trains_the_rest
 
 def test_fine_tuning_starts_from_a_checkpoints_weights_with_a_fresh_schedule(behaviour, tmp_path):
     kwargs = {
-        "backbone": "resnet18", "pretrained": False, "head_stride": 4, "batch_size": 4, "lr": 3e-3, "augmentation": False,
-        "device": "cpu", "eval_every": 0,
+        "backbone": "resnet18",
+        "pretrained": False,
+        "head_stride": 4,
+        "batch_size": 4,
+        "lr": 3e-3,
+        "augmentation": False,
+        "device": "cpu",
+        "eval_every": 0,
     }
     frames, keypoints, bodyparts = behaviour.frames[:8], behaviour.keypoints[:8], list(behaviour.bodyparts)
     _, trained = drain(iter_train(frames, keypoints, bodyparts, epochs=2, checkpoint_dir=tmp_path / "a", **kwargs))
@@ -272,11 +362,30 @@ def test_fine_tuning_starts_from_a_checkpoints_weights_with_a_fresh_schedule(beh
     assert meta["history"] == [] and load_checkpoint(trained)[2]["epoch"] == 2
 
     with pytest.raises(CheckpointError, match="body parts"):
-        next(iter_train(frames, keypoints, ["snout", "leftear", "rightear", "tail"], epochs=1,
-                        checkpoint_dir=tmp_path / "d", init_weights=trained, **kwargs))
+        next(
+            iter_train(
+                frames,
+                keypoints,
+                ["snout", "leftear", "rightear", "tail"],
+                epochs=1,
+                checkpoint_dir=tmp_path / "d",
+                init_weights=trained,
+                **kwargs,
+            )
+        )
     with pytest.raises(ValueError, match="not both"):
-        next(iter_train(frames, keypoints, bodyparts, epochs=1, checkpoint_dir=tmp_path / "e", init_weights=trained,
-                        resume=trained, **kwargs))
+        next(
+            iter_train(
+                frames,
+                keypoints,
+                bodyparts,
+                epochs=1,
+                checkpoint_dir=tmp_path / "e",
+                init_weights=trained,
+                resume=trained,
+                **kwargs,
+            )
+        )
 
 
 def test_weight_average_follows_the_weights_with_a_warmed_up_decay():
@@ -298,33 +407,67 @@ def test_weight_average_follows_the_weights_with_a_warmed_up_decay():
 
 def test_checkpoints_serve_the_averaged_weights_and_resume_from_the_raw_ones(behaviour, tmp_path):
     kwargs = {
-        "bodyparts": list(behaviour.bodyparts), "backbone": "resnet18", "pretrained": False, "head_stride": 4,
-        "batch_size": 4, "lr": 3e-3, "augmentation": False, "device": "cpu", "eval_every": 0,
+        "bodyparts": list(behaviour.bodyparts),
+        "backbone": "resnet18",
+        "pretrained": False,
+        "head_stride": 4,
+        "batch_size": 4,
+        "lr": 3e-3,
+        "augmentation": False,
+        "device": "cpu",
+        "eval_every": 0,
     }
-    _, path = drain(iter_train(behaviour.frames, behaviour.keypoints, epochs=2, checkpoint_dir=tmp_path / "a",
-                              ema_decay=0.5, **kwargs))
+    _, path = drain(
+        iter_train(
+            behaviour.frames, behaviour.keypoints, epochs=2, checkpoint_dir=tmp_path / "a", ema_decay=0.5, **kwargs
+        )
+    )
     state = torch.load(path, map_location="cpu", weights_only=False)
-    name = "head.heatmap.weight" if "head.heatmap.weight" in state["state_dict"] else next(
-        k for k, v in state["state_dict"].items() if v.is_floating_point() and v.ndim == 4)
+    name = (
+        "head.heatmap.weight"
+        if "head.heatmap.weight" in state["state_dict"]
+        else next(k for k, v in state["state_dict"].items() if v.is_floating_point() and v.ndim == 4)
+    )
     assert not torch.equal(state["state_dict"][name], state["train_state_dict"][name])
     model = load_checkpoint(path)[0]  # prediction gets the average
     assert torch.equal(model.state_dict()[name], state["state_dict"][name])
     # resuming continues the raw weights and the average
-    _, resumed = drain(iter_train(behaviour.frames, behaviour.keypoints, epochs=3, checkpoint_dir=tmp_path / "b",
-                                 resume=path, ema_decay=0.5, **kwargs))
+    _, resumed = drain(
+        iter_train(
+            behaviour.frames,
+            behaviour.keypoints,
+            epochs=3,
+            checkpoint_dir=tmp_path / "b",
+            resume=path,
+            ema_decay=0.5,
+            **kwargs,
+        )
+    )
     assert load_checkpoint(resumed)[2]["epoch"] == 3
-    _, plain = drain(iter_train(behaviour.frames, behaviour.keypoints, epochs=1, checkpoint_dir=tmp_path / "c",
-                               ema_decay=None, **kwargs))
+    _, plain = drain(
+        iter_train(
+            behaviour.frames, behaviour.keypoints, epochs=1, checkpoint_dir=tmp_path / "c", ema_decay=None, **kwargs
+        )
+    )
     assert "train_state_dict" not in torch.load(plain, map_location="cpu", weights_only=False)
     with pytest.raises(ValueError, match="ema_decay"):
-        next(iter_train(behaviour.frames, behaviour.keypoints, epochs=1, checkpoint_dir=tmp_path / "d",
-                        ema_decay=1.0, **kwargs))
+        next(
+            iter_train(
+                behaviour.frames, behaviour.keypoints, epochs=1, checkpoint_dir=tmp_path / "d", ema_decay=1.0, **kwargs
+            )
+        )
 
 
 def test_stopping_saves_a_checkpoint(behaviour, tmp_path):
     kwargs = {
-        "bodyparts": list(behaviour.bodyparts), "backbone": "resnet18", "pretrained": False, "head_stride": 4,
-        "batch_size": 4, "epochs": 5, "device": "cpu", "eval_every": 0,
+        "bodyparts": list(behaviour.bodyparts),
+        "backbone": "resnet18",
+        "pretrained": False,
+        "head_stride": 4,
+        "batch_size": 4,
+        "epochs": 5,
+        "device": "cpu",
+        "eval_every": 0,
     }
     gen = iter_train(behaviour.frames, behaviour.keypoints, checkpoint_dir=tmp_path / "close", **kwargs)
     next(gen)
@@ -335,8 +478,11 @@ def test_stopping_saves_a_checkpoint(behaviour, tmp_path):
     calls = iter(range(100))
     progress, path = drain(
         iter_train(
-            behaviour.frames, behaviour.keypoints, checkpoint_dir=tmp_path / "flag",
-            stop=lambda: next(calls) >= 2, **kwargs,
+            behaviour.frames,
+            behaviour.keypoints,
+            checkpoint_dir=tmp_path / "flag",
+            stop=lambda: next(calls) >= 2,
+            **kwargs,
         )
     )
     assert len(progress) == 2 and path.is_file()
@@ -360,9 +506,18 @@ def test_time_budget_stops_with_a_decayed_schedule_and_a_checkpoint(behaviour, t
     monkeypatch.setattr(train_module, "time", Clock())
     progress, path = drain(
         iter_train(
-            behaviour.frames, behaviour.keypoints, bodyparts=list(behaviour.bodyparts), backbone="resnet18",
-            pretrained=False, head_stride=4, batch_size=4, epochs=None, max_minutes=0.1, lr=1e-3,
-            checkpoint_dir=tmp_path / "budget", device="cpu",
+            behaviour.frames,
+            behaviour.keypoints,
+            bodyparts=list(behaviour.bodyparts),
+            backbone="resnet18",
+            pretrained=False,
+            head_stride=4,
+            batch_size=4,
+            epochs=None,
+            max_minutes=0.1,
+            lr=1e-3,
+            checkpoint_dir=tmp_path / "budget",
+            device="cpu",
         )
     )
     steps = [p for p in progress if "event" not in p]

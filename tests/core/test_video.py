@@ -227,8 +227,19 @@ def test_audio_only_file_has_no_video_stream(tmp_path):
 
     path = tmp_path / "tone.mkv"
     subprocess.run(
-        [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "lavfi", "-i", "sine=d=0.5",
-         "-c:a", "pcm_s16le", str(path)],
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-y",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=d=0.5",
+            "-c:a",
+            "pcm_s16le",
+            str(path),
+        ],
         check=True,
     )
     with pytest.raises(VideoOpenError, match="no video stream"):

@@ -118,9 +118,17 @@ def references(hard_videos) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 NAMES = [
-    "open_gop_leading.mkv", "open_gop_leading.mp4", "open_gop_pyramid.mkv", "open_gop_pyramid.mp4",
-    "open_gop.ts", "closed_gop_bframes.mp4", "cut_at_non_keyframe.mkv", "cut_at_non_keyframe.mp4",
-    "open_gop_cut_at_non_keyframe.mkv", "edit_list_closed.mp4", "edit_list_open_gop.mp4",
+    "open_gop_leading.mkv",
+    "open_gop_leading.mp4",
+    "open_gop_pyramid.mkv",
+    "open_gop_pyramid.mp4",
+    "open_gop.ts",
+    "closed_gop_bframes.mp4",
+    "cut_at_non_keyframe.mkv",
+    "cut_at_non_keyframe.mp4",
+    "open_gop_cut_at_non_keyframe.mkv",
+    "edit_list_closed.mp4",
+    "edit_list_open_gop.mp4",
 ]
 
 

@@ -41,7 +41,6 @@ def project(tmp_path):
     return write_sample_project(tmp_path, n_frames=16, height=64, width=96).parent
 
 
-
 def _collected(project):
     path = next((project / "labeled-data").glob("*/CollectedData_*.h5"))
     return path, read_collected(path)
@@ -54,7 +53,8 @@ def _digest(path):
 def test_infer_symmetric_pairs():
     assert infer_symmetric_pairs(["snout", "leftear", "rightear", "tailbase"]) == [("leftear", "rightear")]
     assert infer_symmetric_pairs(["L_paw", "R_paw", "left_hip", "right_hip", "nose"]) == [
-        ("L_paw", "R_paw"), ("left_hip", "right_hip")
+        ("L_paw", "R_paw"),
+        ("left_hip", "right_hip"),
     ]
     assert infer_symmetric_pairs(["leftear", "nose"]) == []
 
@@ -66,8 +66,15 @@ def test_find_swapped_pairs_points_at_the_frame_labeled_the_other_way_round():
     heading = np.stack([np.cos(angle), np.sin(angle)], axis=1)
     normal = np.stack([-heading[:, 1], heading[:, 0]], axis=1)
     centre = rng.uniform(50, 400, (n, 2))
-    xy = np.stack([centre + 30 * heading, centre + 20 * heading + 8 * normal, centre + 20 * heading - 8 * normal,
-                   centre - 40 * heading], axis=1) + rng.normal(0, 0.5, (n, 4, 2))
+    xy = np.stack(
+        [
+            centre + 30 * heading,
+            centre + 20 * heading + 8 * normal,
+            centre + 20 * heading - 8 * normal,
+            centre - 40 * heading,
+        ],
+        axis=1,
+    ) + rng.normal(0, 0.5, (n, 4, 2))
     parts = ["snout", "leftear", "rightear", "tailbase"]
     pairs = [("leftear", "rightear")]
     assert find_swapped_pairs(xy, parts, pairs) == []
@@ -85,7 +92,9 @@ def test_train_evaluate_and_find_the_latest_model_from_the_project(project):
     _events, checkpoint = drain(train_project(project, epochs=3, **FAST))
     assert checkpoint == latest_checkpoint(project)
     rel = checkpoint.relative_to(project).as_posix()
-    assert re.fullmatch(rf"{MODELS_FOLDER}/iteration-0/sample[A-Z][a-z]{{2}}\d+-trainset95shuffle1/train/checkpoint\.pt", rel)
+    assert re.fullmatch(
+        rf"{MODELS_FOLDER}/iteration-0/sample[A-Z][a-z]{{2}}\d+-trainset95shuffle1/train/checkpoint\.pt", rel
+    )
     _, _, meta = load_checkpoint(checkpoint)
     assert meta["epoch"] == 3 and meta["train_config"]["symmetric_pairs"] == [["leftear", "rightear"]]
     assert len(meta["split"]["train"]) == 15 and len(meta["split"]["test"]) == 1
@@ -238,10 +247,25 @@ def test_evaluate_without_a_model_is_a_clear_error(project):
 
 
 def test_cli_train_and_evaluate(project, capsys):
-    code = main([
-        "train", str(project / "config.yaml"), "--backbone", "resnet18", "--no-pretrained", "--epochs", "2",
-        "--batch-size", "4", "--crop", "64", "--split", "block", "--device", "cpu",
-    ])
+    code = main(
+        [
+            "train",
+            str(project / "config.yaml"),
+            "--backbone",
+            "resnet18",
+            "--no-pretrained",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "4",
+            "--crop",
+            "64",
+            "--split",
+            "block",
+            "--device",
+            "cpu",
+        ]
+    )
     out = capsys.readouterr()
     assert code == 0, out.err
     assert "model saved:" in out.out and "test" in out.out and "mean error" in out.out
@@ -290,8 +314,9 @@ def test_cli_trains_and_evaluates_the_real_openfield_project(tmp_path, capsys):
 
 
 def test_train_project_takes_an_options_object_and_names_unknown_options(project):
-    options = TrainOptions(backbone="resnet18", pretrained=False, batch_size=4, input_size=(64, 64), epochs=1,
-                           eval_every=0, split="block")
+    options = TrainOptions(
+        backbone="resnet18", pretrained=False, batch_size=4, input_size=(64, 64), epochs=1, eval_every=0, split="block"
+    )
     _, checkpoint = drain(train_project(project, options, device="cpu"))
     assert checkpoint.parent.parent.name.endswith("-trainset95shuffle1-block")
     meta = load_checkpoint(checkpoint)[2]

@@ -104,8 +104,9 @@ def test_analyze_the_whole_video_then_save_and_read_back(make_napari_viewer, qtb
     assert np.allclose(points.face_color[:k, :3], bodypart_colors(k) / 255)
     assert points.metadata["readonly"] and points.metadata["bodyparts"] == bodyparts
     assert np.array_equal(points.shown, likelihood >= 0.6)
-    assert ((points.data[:, 1] >= -1) & (points.data[:, 1] <= 64) & (points.data[:, 2] >= -1)
-            & (points.data[:, 2] <= 96)).all()
+    assert (
+        (points.data[:, 1] >= -1) & (points.data[:, 1] <= 64) & (points.data[:, 2] >= -1) & (points.data[:, 2] <= 96)
+    ).all()
 
     # the p-cutoff hides points, skeleton edges and track points below it
     widget.pcutoff.setValue(0.0)
@@ -125,8 +126,11 @@ def test_analyze_the_whole_video_then_save_and_read_back(make_napari_viewer, qtb
     assert np.array_equal(points.shown, likelihood >= cut)
     assert len(tracks.data) == int((likelihood >= cut).sum()) and not tracks.metadata["empty"]
     # tracks in the body parts' colours, and the tail length follows the box
-    assert np.allclose(tracks.track_colors[:, :3], np.repeat(bodypart_colors(k) / 255, np.bincount(
-        tracks.data[:, 0].astype(int), minlength=k), axis=0), atol=1e-3)
+    assert np.allclose(
+        tracks.track_colors[:, :3],
+        np.repeat(bodypart_colors(k) / 255, np.bincount(tracks.data[:, 0].astype(int), minlength=k), axis=0),
+        atol=1e-3,
+    )
     widget.tail_length.setValue(7)
     assert tracks.tail_length == 7
 
@@ -278,8 +282,13 @@ def test_bad_models_are_messages_and_leave_the_layers(make_napari_viewer, qtbot,
 def test_predictions_reader_accepts_dlc_files_only(tmp_path):
     xy = np.random.default_rng(0).uniform(0, 50, (5, 2, 2))
     likelihood = np.array([[0.9, 0.1]] * 5)
-    h5 = write_predictions(tmp_path / "videoDLC_resnet50_testOct30shuffle1_100.h5", xy, likelihood,
-                           ["nose", "tail"], "DLC_resnet50_testOct30shuffle1_100")
+    h5 = write_predictions(
+        tmp_path / "videoDLC_resnet50_testOct30shuffle1_100.h5",
+        xy,
+        likelihood,
+        ["nose", "tail"],
+        "DLC_resnet50_testOct30shuffle1_100",
+    )
     for path in (h5, h5.with_suffix(".csv")):
         data, kwargs, kind = napari_get_reader(str(path))(str(path))[0]
         assert kind == "points" and data.shape == (10, 3)

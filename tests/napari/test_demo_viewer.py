@@ -12,8 +12,19 @@ from napari_posekit._napari._training_widget import TrainingWidget
 from napari_posekit.core.demo_pipeline import DemoOptions, run_pipeline
 from napari_posekit.demo import _telling_frame, save_screenshot, show_results
 
-TINY = DemoOptions(n_frames=24, height=64, width=96, n_labeled=6, minutes=0.2, epochs=2, backbone="resnet18",
-                   pretrained=False, input_size=(64, 64), batch_size=4, device="cpu")
+TINY = DemoOptions(
+    n_frames=24,
+    height=64,
+    width=96,
+    n_labeled=6,
+    minutes=0.2,
+    epochs=2,
+    backbone="resnet18",
+    pretrained=False,
+    input_size=(64, 64),
+    batch_size=4,
+    device="cpu",
+)
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +40,11 @@ def test_viewer_shows_video_predictions_skeleton_tracks_and_widgets(make_napari_
     assert isinstance(video, Image) and video.data.shape[0] == TINY.n_frames
     assert video.metadata["video"]["path"] == str(result.video)
     name = video.name
-    points, skeleton, tracks = viewer.layers[f"{name} predictions"], viewer.layers[f"{name} skeleton"], \
-        viewer.layers[f"{name} tracks"]
+    points, skeleton, tracks = (
+        viewer.layers[f"{name} predictions"],
+        viewer.layers[f"{name} skeleton"],
+        viewer.layers[f"{name} tracks"],
+    )
     assert isinstance(points, Points) and isinstance(skeleton, Vectors) and isinstance(tracks, Tracks)
     assert len(points.data) == TINY.n_frames * 4  # every frame, every body part
     assert set(points.features["bodypart"]) == {"snout", "leftear", "rightear", "tailbase"}

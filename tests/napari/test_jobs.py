@@ -37,8 +37,7 @@ class Recorder:
 def test_synchronous_run_delivers_events_result_and_progress(qtbot):
     rec = Recorder()
     runner = rec.runner(synchronous=True)
-    job = runner.start("count", lambda job: _count(5, job.stopping), description="Counting", total=5,
-                       **rec.handlers())
+    job = runner.start("count", lambda job: _count(5, job.stopping), description="Counting", total=5, **rec.handlers())
     assert job.finished and job.result == "counted 5"
     assert [e["done"] for e in rec.events] == [1, 2, 3, 4, 5]
     assert rec.done == ["counted 5"] and rec.failed == [] and rec.finished == ["count"]
@@ -74,8 +73,14 @@ def test_plain_function_result(qtbot):
 
 
 @pytest.mark.parametrize("synchronous", [True, False])
-@pytest.mark.parametrize("error", [RuntimeError("weights missing"), FileNotFoundError(2, "No such file", "a.mp4"),
-                                   ZeroDivisionError("division by zero")])
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError("weights missing"),
+        FileNotFoundError(2, "No such file", "a.mp4"),
+        ZeroDivisionError("division by zero"),
+    ],
+)
 def test_errors_come_back_as_values_with_a_message(qtbot, synchronous, error):
     rec = Recorder()
     runner = rec.runner(synchronous=synchronous)
@@ -111,7 +116,12 @@ def test_finished_waits_for_the_result_even_when_events_are_processed_in_between
         order.append(("done", result))
 
     runner = JobRunner()
-    runner.start("quick", lambda job: _count(3), description="Quick", on_done=done,
-                 on_finished=lambda job: order.append(("finished", job.result)))
+    runner.start(
+        "quick",
+        lambda job: _count(3),
+        description="Quick",
+        on_done=done,
+        on_finished=lambda job: order.append(("finished", job.result)),
+    )
     qtbot.waitUntil(lambda: not runner.busy, timeout=10_000)
     assert order == [("done", "counted 3"), ("finished", "counted 3")]

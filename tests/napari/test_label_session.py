@@ -66,8 +66,7 @@ def test_edits_through_labeling_and_refine_are_journaled_once_and_recovered(make
     truth = make_behaviour(N_FRAMES, HEIGHT, WIDTH, seed=0)
     xy = truth.keypoints.copy() + 0.3
     xy[17, 0] += 12.0  # the snout jumps away on frame 17
-    write_predictions(output_paths(video, SCORER)["h5"], xy, np.full(xy.shape[:2], 0.95), list(truth.bodyparts),
-                      SCORER)
+    write_predictions(output_paths(video, SCORER)["h5"], xy, np.full(xy.shape[:2], 0.95), list(truth.bodyparts), SCORER)
 
     viewer = make_napari_viewer()
     viewer.open(str(video), plugin="napari-posekit")

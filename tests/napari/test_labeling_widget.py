@@ -14,7 +14,6 @@ PARTS = ["snout", "leftear", "rightear", "tailbase"]
 SKELETON = [["snout", "leftear"], ["snout", "rightear"], ["leftear", "tailbase"]]
 
 
-
 def press(widget, key):
     widget.key_bindings[key](widget.layer)
 
@@ -25,7 +24,9 @@ def labeling(make_napari_viewer, behaviour, tmp_path):
     viewer.add_image(behaviour.frames[:6], rgb=True, name="frames")
     images = [f"labeled-data/v/img{i}.png" for i in range(6)]
     data, kwargs, _ = keypoints_layer_data(np.full((6, 4, 2), np.nan), PARTS, name="keypoints")
-    kwargs["metadata"].update(images=images, skeleton=SKELETON, journal=str(journal_path(tmp_path / "CollectedData_me.h5")))
+    kwargs["metadata"].update(
+        images=images, skeleton=SKELETON, journal=str(journal_path(tmp_path / "CollectedData_me.h5"))
+    )
     layer = viewer.add_points(data, **kwargs)
     saved = []
     widget = LabelingWidget(viewer, save=lambda store, lyr: saved.append(np.array(store.xy)))

@@ -30,7 +30,6 @@ CANVAS = (90, 120)  # (height, width): the tallest image is not the widest one
 OPENFIELD = "dlc_openfield-Pranav-2018-10-30"
 
 
-
 def _pattern(h: int, w: int, seed: int) -> np.ndarray:
     """A bright, recognisable RGB pattern (never the padding's dark greys)."""
     rng = np.random.default_rng(seed)
@@ -62,8 +61,13 @@ def write_images(folder: Path) -> dict[str, np.ndarray]:
     return expected
 
 
-SIZES = {"img000.png": (80, 90), "img001.png": (64, 48), "img002.png": (120, 70), "img003.png": (64, 48),
-         "img004.jpg": (100, 40)}
+SIZES = {
+    "img000.png": (80, 90),
+    "img001.png": (64, 48),
+    "img002.png": (120, 70),
+    "img003.png": (64, 48),
+    "img004.jpg": (100, 40),
+}
 
 
 def labels() -> np.ndarray:
@@ -84,8 +88,10 @@ def mixed(tmp_path) -> Path:
     folder = project / "labeled-data" / "cam"
     folder.mkdir(parents=True)
     write_images(folder)
-    write_config(project / "config.yaml", {"Task": "mixed", "scorer": SCORER, "bodyparts": PARTS,
-                                           "skeleton": [["snout", "leftear"]], "dotsize": 4})
+    write_config(
+        project / "config.yaml",
+        {"Task": "mixed", "scorer": SCORER, "bodyparts": PARTS, "skeleton": [["snout", "leftear"]], "dotsize": 4},
+    )
     names = [f"labeled-data/cam/{n}" for n in sorted(SIZES)]
     write_collected(arrays_to_collected(names, PARTS, labels(), SCORER), folder)
     return folder
@@ -100,8 +106,12 @@ def layer_xy(points) -> np.ndarray:
 
 @pytest.mark.parametrize("which", ["folder", "h5", "csv", "config"])
 def test_every_entry_point_opens_mixed_sizes(make_napari_viewer, mixed, which):
-    path = {"folder": mixed, "h5": mixed / "CollectedData_me.h5", "csv": mixed / "CollectedData_me.csv",
-            "config": mixed.parents[1] / "config.yaml"}[which]
+    path = {
+        "folder": mixed,
+        "h5": mixed / "CollectedData_me.h5",
+        "csv": mixed / "CollectedData_me.csv",
+        "config": mixed.parents[1] / "config.yaml",
+    }[which]
     viewer = make_napari_viewer()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -292,8 +302,10 @@ def test_openfield_with_a_third_of_the_frames_cropped_or_rescaled(request, tmp_p
     xy = np.asarray(widget.store.xy)
     np.testing.assert_array_equal(xy.reshape(116, -1), df.to_numpy())
     cropped = sorted(sizes).index(next(n for n, s in sizes.items() if s == (400, 300)))
-    np.testing.assert_array_equal(np.asarray(image.data[cropped])[:300, :400],
-                                  np.asarray(Image.open(folder / sorted(sizes)[cropped]).convert("RGB")))
+    np.testing.assert_array_equal(
+        np.asarray(image.data[cropped])[:300, :400],
+        np.asarray(Image.open(folder / sorted(sizes)[cropped]).convert("RGB")),
+    )
     widget.go_to_frame(cropped)
     widget.set_current(0)
     click(points, cropped, 500, 100)  # in the padding right of the 400x300 crop: refused

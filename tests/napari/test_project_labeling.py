@@ -220,4 +220,7 @@ def test_machine_labels_fill_gaps_and_never_overwrite_human_labels(make_napari_v
     saved = pd.read_hdf(folder / "CollectedData_Pranav.h5")
     pd.testing.assert_frame_equal(saved.iloc[10:], original.iloc[10:], check_exact=True)  # humans untouched
     assert saved.loc[saved.index[2], ("Pranav", "leftear", "x")] == 60.0
-    assert saved.loc[saved.index[3], ("Pranav", "snout", "x")] == original.loc[original.index[3], ("Pranav", "snout", "x")] + 3.0
+    assert (
+        saved.loc[saved.index[3], ("Pranav", "snout", "x")]
+        == original.loc[original.index[3], ("Pranav", "snout", "x")] + 3.0
+    )

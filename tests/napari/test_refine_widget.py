@@ -130,8 +130,9 @@ def test_find_correct_save_retrain_loop(make_napari_viewer, qtbot, tmp_path, tin
     assert (layer.symbol[~machine_rows] != MACHINE_SYMBOL).all()
     assert np.allclose(layer.border_color[machine_rows, :3], (1.0, 0.85, 0.0))
     assert viewer.dims.current_step[0] == index[accepted[0]] and not video_layer.visible
-    statuses = {int(widget.table.item(r, 0).text()): widget.table.item(r, 5).text()
-                for r in range(widget.table.rowCount())}
+    statuses = {
+        int(widget.table.item(r, 0).text()): widget.table.item(r, 5).text() for r in range(widget.table.rowCount())
+    }
     assert all(statuses[f] == "accepted" for f in accepted)
     widget.jump_to_frame(accepted[1])  # an accepted frame shows in the refine layer
     assert viewer.dims.current_step[0] == index[accepted[1]]
@@ -176,10 +177,14 @@ def test_find_correct_save_retrain_loop(make_napari_viewer, qtbot, tmp_path, tin
             else:
                 assert np.allclose(values, truth.keypoints[f, k])
     assert (point_sources(layer) == "human").all() and not widget.corrections.unsaved
-    assert not any(k.split("/")[-1] in names for path in find_machinelabels(folder)
-                   for k in read_machinelabels(path).index.map("/".join))  # no longer offered as machine labels
-    statuses = {int(widget.table.item(r, 0).text()): widget.table.item(r, 5).text()
-                for r in range(widget.table.rowCount())}
+    assert not any(
+        k.split("/")[-1] in names
+        for path in find_machinelabels(folder)
+        for k in read_machinelabels(path).index.map("/".join)
+    )  # no longer offered as machine labels
+    statuses = {
+        int(widget.table.item(r, 0).text()): widget.table.item(r, 5).text() for r in range(widget.table.rowCount())
+    }
     assert all(statuses[f] == "corrected" for f in accepted)
     # reopened, the folder shows the saved labels: the deleted point is gone
     _, reopened = viewer.open(str(folder), plugin="napari-posekit")
@@ -229,8 +234,10 @@ def test_find_correct_save_retrain_loop(make_napari_viewer, qtbot, tmp_path, tin
     assert len(predictions.data) == N_FRAMES * len(bodyparts)
     assert widget.candidates.previous is not None and widget.curve.previous is not None
     assert output_paths(video, widget.candidates.predictions.scorer)["h5"].is_file()
-    print(f"loop test {time.perf_counter() - started:.1f} s; corrected-frame error {errors_px[0]:.2f} -> "
-          f"{errors_px[1]:.2f} px")
+    print(
+        f"loop test {time.perf_counter() - started:.1f} s; corrected-frame error {errors_px[0]:.2f} -> "
+        f"{errors_px[1]:.2f} px"
+    )
 
 
 def _predictions(truth, frames=N_FRAMES, jump_at=None):
@@ -266,7 +273,8 @@ def test_bad_input_is_a_message_and_nothing_is_lost(make_napari_viewer, qtbot, t
     assert "Cannot find outliers" in widget.status.text() and widget.candidates is None
     # a predictions layer past the end of the video
     wrong = viewer.add_points(
-        np.array([[N_FRAMES + 4, 10.0, 10.0]]), name=f"{video_layer.name} predictions",
+        np.array([[N_FRAMES + 4, 10.0, 10.0]]),
+        name=f"{video_layer.name} predictions",
         features=pd.DataFrame({"bodypart": pd.Categorical(["snout"], categories=bodyparts), "likelihood": [0.9]}),
         metadata={"bodyparts": bodyparts, "posekit_predictions": True, "readonly": True, "video": str(video)},
     )

@@ -160,8 +160,11 @@ def test_train_evaluate_and_show_the_worst_frame(make_napari_viewer, qtbot, proj
     assert labeling.layer is keypoints
     assert name not in [labeling.layer_box.itemText(i) for i in range(labeling.layer_box.count())]
     with pytest.raises(ValueError, match="only keypoints layers"):
-        write_keypoints(str(project / "x.h5"), predictions.data, {"metadata": predictions.metadata,
-                                                                  "features": predictions.features})
+        write_keypoints(
+            str(project / "x.h5"),
+            predictions.data,
+            {"metadata": predictions.metadata, "features": predictions.features},
+        )
     # the same layer is reused for another row; the project is not opened twice
     n_layers = len(viewer.layers)
     widget.jump_to_worst(2)

@@ -28,10 +28,13 @@ def test_points_become_collected_data_and_the_last_duplicate_wins(tmp_path):
     assert np.isnan(values[0, 1]).all() and np.isnan(values[1, 0]).all()
 
 
-@pytest.mark.parametrize(("data", "parts"), [
-    (np.array([[0, 1.0, 2.0]]), ["nose"]),  # a body part the layer does not list
-    (np.array([[5, 1.0, 2.0]]), ["snout"]),  # a frame without an image
-])
+@pytest.mark.parametrize(
+    ("data", "parts"),
+    [
+        (np.array([[0, 1.0, 2.0]]), ["nose"]),  # a body part the layer does not list
+        (np.array([[5, 1.0, 2.0]]), ["snout"]),  # a frame without an image
+    ],
+)
 def test_points_that_cannot_be_placed_are_refused_and_nothing_is_written(tmp_path, data, parts):
     with pytest.raises(ValueError, match="nothing was written"):
         write_keypoints(str(tmp_path / "CollectedData_me.h5"), data, _attributes(parts))

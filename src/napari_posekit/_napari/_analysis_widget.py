@@ -322,11 +322,17 @@ class AnalysisWidget(PredictionFiles, QWidget):
         cached, batch_size, fast = self.analyses.predictor, self.batch_size.value(), self.fast.isChecked()
         self.run = run
         return self.jobs.start(
-            "analyze", lambda job: iter_analysis(model, cached, frames, start, stop, batch_size, fast, job.stopping),
-            description=f"Analyzing {layer.name}", total=stop - start, status=run.start_text(),
-            failure="Analysis failed", on_event=lambda job, event: self._on_event(run, job, event),
-            on_tick=lambda job: self._draw(run), on_done=lambda job, result: self._on_returned(run, result),
-            on_failed=lambda job, failed: self._on_returned(run, failed), on_finished=lambda job: self._on_finished(run),
+            "analyze",
+            lambda job: iter_analysis(model, cached, frames, start, stop, batch_size, fast, job.stopping),
+            description=f"Analyzing {layer.name}",
+            total=stop - start,
+            status=run.start_text(),
+            failure="Analysis failed",
+            on_event=lambda job, event: self._on_event(run, job, event),
+            on_tick=lambda job: self._draw(run),
+            on_done=lambda job, result: self._on_returned(run, result),
+            on_failed=lambda job, failed: self._on_returned(run, failed),
+            on_finished=lambda job: self._on_finished(run),
         )
 
     def stop(self) -> None:
@@ -376,8 +382,9 @@ class AnalysisWidget(PredictionFiles, QWidget):
         self.show_analysis(analysis)
         self._update_controls()
 
-    def show_analysis(self, analysis: Analysis, create: bool = True, grow: bool = False,
-                      data_changed: bool = True) -> None:
+    def show_analysis(
+        self, analysis: Analysis, create: bool = True, grow: bool = False, data_changed: bool = True
+    ) -> None:
         """Update the layers of ``analysis`` (and its filter preview) from its arrays.
 
         ``create`` adds the layers that are missing. ``grow`` (while an analysis

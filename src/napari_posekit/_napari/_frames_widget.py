@@ -127,10 +127,13 @@ class FramesWidget(QWidget):
         method, k = self.method.currentText(), self.count.value()
         start, stop = self.start.value() / 100, self.stop.value() / 100
         return self.jobs.start(
-            "extract", lambda job: iter_select_and_extract(video, method, k, labeled_data, frames, start, stop),
-            description="Selecting frames" if frames is None else "Writing frames", status="Reading frames…",
+            "extract",
+            lambda job: iter_select_and_extract(video, method, k, labeled_data, frames, start, stop),
+            description="Selecting frames" if frames is None else "Writing frames",
+            status="Reading frames…",
             failure="Frame extraction failed",
-            on_event=lambda job, event: job.report(event["progress"], text=stage_text(event)), on_done=self._done,
+            on_event=lambda job, event: job.report(event["progress"], text=stage_text(event)),
+            on_done=self._done,
         )
 
     def _done(self, job: Job, result) -> None:

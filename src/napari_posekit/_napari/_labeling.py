@@ -115,8 +115,12 @@ class LabelingWidget(QWidget):
         layout.addWidget(self.recover_button)
         layout.addWidget(self.skeleton_edit)
         layout.addLayout(buttons)
-        layout.addWidget(QLabel("<small>↓/↑ body part · D/A frame · N next unlabeled · C copy previous · "
-                                "Ctrl+Z / Ctrl+Shift+Z undo/redo</small>"))
+        layout.addWidget(
+            QLabel(
+                "<small>↓/↑ body part · D/A frame · N next unlabeled · C copy previous · "
+                "Ctrl+Z / Ctrl+Shift+Z undo/redo</small>"
+            )
+        )
 
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
@@ -279,7 +283,9 @@ class LabelingWidget(QWidget):
 
     def _update_skeleton(self) -> None:
         if self.skeleton_layer is not None and self.store is not None:
-            self.skeleton_layer.data = skeleton_vectors(np.asarray(self.store.xy), self.store.bodyparts, self._skeleton())
+            self.skeleton_layer.data = skeleton_vectors(
+                np.asarray(self.store.xy), self.store.bodyparts, self._skeleton()
+            )
 
     # -- commands --------------------------------------------------------------
     def set_current(self, index: int) -> None:
@@ -300,8 +306,11 @@ class LabelingWidget(QWidget):
         bp = self.store.bodyparts[self.current]
         with self.session.syncing():
             self.layer.feature_defaults = pd.DataFrame(
-                {"bodypart": pd.Categorical([bp], categories=self.store.bodyparts), "individual": [""],
-                 "likelihood": [1.0]}
+                {
+                    "bodypart": pd.Categorical([bp], categories=self.store.bodyparts),
+                    "individual": [""],
+                    "likelihood": [1.0],
+                }
             )
             self.layer.current_face_color = QColor.fromRgbF(*self.colors[bp]).name()
 
@@ -420,6 +429,8 @@ def keypoints_layer_from_store(store: LabelStore, name: str, metadata: dict | No
     from napari_posekit._napari.layers import keypoints_layer_data
 
     return keypoints_layer_data(
-        np.asarray(store.xy), store.bodyparts, name=name,
+        np.asarray(store.xy),
+        store.bodyparts,
+        name=name,
         metadata={Key.IMAGES: store.images, **(metadata or {})},
     )

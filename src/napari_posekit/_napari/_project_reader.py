@@ -43,7 +43,9 @@ def _label_folders(path: Path) -> list[Path] | None:
     if name.startswith("CollectedData_") and path.suffix.lower() in (".h5", ".csv"):
         return [path.parent]
     if name == "config.yaml" and (path.parent / "labeled-data").is_dir():
-        return sorted(p for p in (path.parent / "labeled-data").iterdir() if p.is_dir() and not p.name.endswith("_labeled"))
+        return sorted(
+            p for p in (path.parent / "labeled-data").iterdir() if p.is_dir() and not p.name.endswith("_labeled")
+        )
     return None
 
 
@@ -75,6 +77,7 @@ def napari_get_reader(path):
 
 def _latest_machine_labels(folder: Path) -> Path | None:
     """The newest ``machinelabels-iter<N>.h5`` of a folder (DeepLabCut's refinement input)."""
+
     def iteration(p: Path) -> int:
         digits = "".join(ch for ch in p.stem.split("iter")[-1] if ch.isdigit())
         return int(digits or -1)
@@ -135,9 +138,7 @@ def image_stack(paths: list[Path], sizes: list[tuple[int, int]]) -> da.Array:
     """
     height = max(h for _, h in sizes)
     width = max(w for w, _ in sizes)
-    frames = [
-        da.from_delayed(delayed(load_padded)(str(p), height, width), (height, width, 3), np.uint8) for p in paths
-    ]
+    frames = [da.from_delayed(delayed(load_padded)(str(p), height, width), (height, width, 3), np.uint8) for p in paths]
     return da.stack(frames)
 
 
@@ -230,8 +231,12 @@ def folder_layers(folder: Path) -> list[tuple]:
         Key.IMAGE_SIZES: [[int(w), int(h)] for w, h in sizes],  # each image's own (width, height)
     }
     points = keypoints_layer_data(
-        xy, bodyparts, name=f"{folder.name} keypoints", size=max(4.0, float((config or {}).get("dotsize", 8))),
-        metadata=metadata, colors=colormap_colors(str((config or {}).get("colormap") or "rainbow"), bodyparts),
+        xy,
+        bodyparts,
+        name=f"{folder.name} keypoints",
+        size=max(4.0, float((config or {}).get("dotsize", 8))),
+        metadata=metadata,
+        colors=colormap_colors(str((config or {}).get("colormap") or "rainbow"), bodyparts),
     )
     image_meta = {Key.FOLDER: str(folder), Key.IMAGE_SIZES: metadata[Key.IMAGE_SIZES]}
     image = (stack, {"name": folder.name, "rgb": True, "metadata": image_meta}, "image")

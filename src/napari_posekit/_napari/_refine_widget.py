@@ -215,8 +215,15 @@ class RefineWidget(RefineView):
 
     def _start(self, kind: str, work, description: str, on_done, failure: str, on_failed=None):
         self._progress = refine.JobProgress(kind, format_eta)
-        return self.jobs.start(kind, work, description=description, failure=failure, on_event=self._on_event,
-                               on_done=on_done, on_failed=on_failed)
+        return self.jobs.start(
+            kind,
+            work,
+            description=description,
+            failure=failure,
+            on_event=self._on_event,
+            on_done=on_done,
+            on_failed=on_failed,
+        )
 
     def _on_event(self, job, event: dict[str, Any]) -> None:
         if event.get("event") == "warning":
@@ -252,19 +259,35 @@ class RefineWidget(RefineView):
         try:
             bodyparts = refine.project_bodyparts(project)
             task = self.controller.find_task(
-                video=layer.unique_id, video_name=layer.name, video_path=video_path,
-                source=str(video_path) if video_path else layer.data, n_frames=n_frames, project=project,
-                bodyparts=bodyparts, options=self.options(), n=int(self.count.value()),
+                video=layer.unique_id,
+                video_name=layer.name,
+                video_path=video_path,
+                source=str(video_path) if video_path else layer.data,
+                n_frames=n_frames,
+                project=project,
+                bodyparts=bodyparts,
+                options=self.options(),
+                n=int(self.count.value()),
                 fresh=self.reanalyse_first.isChecked(),
                 shown=lambda: self._shown_predictions(layer, n_frames, bodyparts),
             )
         except EXPECTED_ERRORS as err:
             self._fail("Cannot find outliers", error_message(err))
             return None
-        what = "Scoring" if task.predictions is not None else "Reading and scoring" if task.prediction_file \
+        what = (
+            "Scoring"
+            if task.predictions is not None
+            else "Reading and scoring"
+            if task.prediction_file
             else "Analysing and scoring"
-        return self._start("find", lambda job: refine.iter_find(task, job.stopping), f"{what} {layer.name}",
-                           self._on_found, "Cannot find outliers")
+        )
+        return self._start(
+            "find",
+            lambda job: refine.iter_find(task, job.stopping),
+            f"{what} {layer.name}",
+            self._on_found,
+            "Cannot find outliers",
+        )
 
     def _on_found(self, _job, result: refine.Candidates | None) -> None:
         if result is None:
@@ -319,8 +342,13 @@ class RefineWidget(RefineView):
             return
         step = int(self.viewer.dims.current_step[0])
         layer, c = (self.session.layer if self.session else None), self.corrections
-        if layer is not None and c is not None and layer.visible and self.image_layer is not None \
-                and self.image_layer.visible:
+        if (
+            layer is not None
+            and c is not None
+            and layer.visible
+            and self.image_layer is not None
+            and self.image_layer.visible
+        ):
             step = frame_of_image(c.images[step]) if 0 <= step < len(c.images) else None
         self.curve.set_current(step)
 
@@ -333,8 +361,9 @@ class RefineWidget(RefineView):
         if self.busy:
             return None
         try:
-            task = self.controller.accept_task(self._checked_frames() if frames is None else frames,
-                                               self.project_path())
+            task = self.controller.accept_task(
+                self._checked_frames() if frames is None else frames, self.project_path()
+            )
         except ValueError as err:
             self._fail("Cannot accept", str(err))
             return None
@@ -343,8 +372,13 @@ class RefineWidget(RefineView):
         if problem:
             self._fail("Cannot accept", problem)
             return None
-        return self._start("accept", lambda job: refine_layers.read_folder(refine.write_accepted(task)),
-                           f"Writing {len(task.frames)} frames", self._on_accepted, "Cannot accept")
+        return self._start(
+            "accept",
+            lambda job: refine_layers.read_folder(refine.write_accepted(task)),
+            f"Writing {len(task.frames)} frames",
+            self._on_accepted,
+            "Cannot accept",
+        )
 
     def _on_accepted(self, _job, accepted: refine.Accepted) -> None:
         if accepted.taken:
@@ -368,8 +402,9 @@ class RefineWidget(RefineView):
             f"(select, Delete), then Save."
         )
         name = accepted.machine_file.name if accepted.machine_file else "machine labels"
-        self.status.setText(f"Wrote {len(frames)} frames and their machine labels ({name}) to "
-                            f"labeled-data/{accepted.folder.name}/.")
+        self.status.setText(
+            f"Wrote {len(frames)} frames and their machine labels ({name}) to labeled-data/{accepted.folder.name}/."
+        )
         self.jump_to_frame(frames[0])
         self._update_controls()
 
@@ -392,8 +427,9 @@ class RefineWidget(RefineView):
         session = session_for(layer, self.viewer)
         self.session, self.image_layer = session, image
         session.subscribe(self._on_labels)
-        self.controller.corrections = refine.Corrections(Path(folder), session.store,
-                                                         layer.metadata.get(Key.SCORER) or None)
+        self.controller.corrections = refine.Corrections(
+            Path(folder), session.store, layer.metadata.get(Key.SCORER) or None
+        )
         self._refresh_videos()
         refine_layers.style_labels(self.session)
         self.viewer.layers.selection.active = layer
@@ -455,9 +491,14 @@ class RefineWidget(RefineView):
             self.status.setText(f"Corrections not saved: {failure.message}; nothing on disk changed")
 
         return self.jobs.start(
-            "save", lambda job: self.controller.save(), description="Saving the corrections", total=None,
-            failure="Corrections not saved", on_done=lambda job, saved: self._on_saved(session, edits, saved),
-            on_failed=failed, on_finished=finished,
+            "save",
+            lambda job: self.controller.save(),
+            description="Saving the corrections",
+            total=None,
+            failure="Corrections not saved",
+            on_done=lambda job, saved: self._on_saved(session, edits, saved),
+            on_failed=failed,
+            on_finished=finished,
         )
 
     def _on_saved(self, session, edits: int, saved) -> None:
@@ -499,22 +540,32 @@ class RefineWidget(RefineView):
         task.bodyparts = refine.project_bodyparts(project)
         task.score_options = self.options() if self.options()["methods"] else {}
         self.eval_label.setText(f"Fine-tuning {model_name(task.checkpoint)}…")
-        return self._start("retrain", lambda job: refine.iter_retrain(task, job.stopping), "Retraining",
-                           lambda job, result: self._on_retrained(task, result), "Retraining failed",
-                           on_failed=lambda job, failed: self.eval_label.setText(""))
+        return self._start(
+            "retrain",
+            lambda job: refine.iter_retrain(task, job.stopping),
+            "Retraining",
+            lambda job, result: self._on_retrained(task, result),
+            "Retraining failed",
+            on_failed=lambda job, failed: self.eval_label.setText(""),
+        )
 
     def _on_retrained(self, task: refine.RetrainTask, result: refine.Retrained) -> None:
         for layer in self.viewer.layers:  # predictions shown now were made by the model before
-            if isinstance(layer, Points) and layer.metadata.get(Key.PREDICTIONS) and layer is not \
-                    self.predictions_layer:
+            if (
+                isinstance(layer, Points)
+                and layer.metadata.get(Key.PREDICTIONS)
+                and layer is not self.predictions_layer
+            ):
                 self.controller.stale[layer.unique_id] = refine_layers.fingerprint(layer)
         self.controller.retrained_with(result, task.corrected)
-        self.show_comparison(refine.comparison_rows(result, self.comparison),
-                             refine.comparison_text(result, self.comparison))
+        self.show_comparison(
+            refine.comparison_rows(result, self.comparison), refine.comparison_text(result, self.comparison)
+        )
         video = self._layer(result.video) if result.video is not None else None
         if result.predictions is not None and video is not None:
-            self.predictions_layer = refine_layers.show_predictions(self.viewer, video, result.predictions,
-                                                             self.predictions_layer)
+            self.predictions_layer = refine_layers.show_predictions(
+                self.viewer, video, result.predictions, self.predictions_layer
+            )
             self._show_candidates()
         text = self.controller.retrained_text(result)
         self.status.setText(text)

@@ -21,7 +21,9 @@ def synthetic_mouse():
     b = files.behaviour
     video = video_layer_data(VideoReader(files.video, on_error="warn"))
     truth = keypoints_layer_data(
-        b.keypoints, b.bodyparts, name="ground truth",
+        b.keypoints,
+        b.bodyparts,
+        name="ground truth",
         metadata={Key.SKELETON: [list(e) for e in b.skeleton], Key.READONLY: True},
     )
     return [video, truth]

@@ -115,15 +115,31 @@ class TrainingWidget(QWidget):
         self.pretrained = QCheckBox("ImageNet weights")
         self.pretrained.setChecked(defaults.pretrained)
         self.input_scale = double_spin_box(
-            0.0, 4.0, defaults.input_scale, step=0.05, special="default",
+            0.0,
+            4.0,
+            defaults.input_scale,
+            step=0.05,
+            special="default",
             tip="Scale images by this factor for the network (default: from the labels, 1 unless the animal spans "
-                "more than a 224-px crop; Resume keeps the trained scale)",
+            "more than a 224-px crop; Resume keeps the trained scale)",
         )
         self.batch_size = spin_box(1, 1024, defaults.batch_size)
-        self.epochs = spin_box(0, 1_000_000, defaults.epochs, special="no limit",
-                               tip="Passes over the training images; training ends at this or the time budget")
-        self.minutes = double_spin_box(0.0, 100_000.0, defaults.minutes, decimals=1, suffix=" min", special="no limit",
-                                       tip="Wall-clock training time; the learning rate schedule follows it")
+        self.epochs = spin_box(
+            0,
+            1_000_000,
+            defaults.epochs,
+            special="no limit",
+            tip="Passes over the training images; training ends at this or the time budget",
+        )
+        self.minutes = double_spin_box(
+            0.0,
+            100_000.0,
+            defaults.minutes,
+            decimals=1,
+            suffix=" min",
+            special="no limit",
+            tip="Wall-clock training time; the learning rate schedule follows it",
+        )
         self.lr = double_spin_box(1e-6, 1.0, defaults.lr, decimals=6, step=1e-4)
         self.split = QComboBox()
         self.split.addItems(SPLITS)
@@ -188,9 +204,14 @@ class TrainingWidget(QWidget):
     def settings(self) -> TrainSettings:
         """What the controls hold."""
         return TrainSettings(
-            backbone=self.backbone.currentText(), pretrained=self.pretrained.isChecked(),
-            batch_size=self.batch_size.value(), lr=self.lr.value(), split=self.split.currentText(),
-            epochs=self.epochs.value(), minutes=self.minutes.value(), input_scale=self.input_scale.value(),
+            backbone=self.backbone.currentText(),
+            pretrained=self.pretrained.isChecked(),
+            batch_size=self.batch_size.value(),
+            lr=self.lr.value(),
+            split=self.split.currentText(),
+            epochs=self.epochs.value(),
+            minutes=self.minutes.value(),
+            input_scale=self.input_scale.value(),
         )
 
     def options(self) -> dict[str, Any]:
@@ -217,7 +238,9 @@ class TrainingWidget(QWidget):
         project = project_folder(self.project.text())
         if project is None:
             text = self.project.text().strip()
-            self._fail("Cannot train", f"'{text}' is not a project (no config.yaml)" if text else "choose a project first")
+            self._fail(
+                "Cannot train", f"'{text}' is not a project (no config.yaml)" if text else "choose a project first"
+            )
             return None
         try:
             options = train_kwargs(self.settings(), **overrides)
@@ -229,10 +252,14 @@ class TrainingWidget(QWidget):
         if not resume:
             self.curve.clear()
         return self.jobs.start(
-            "train", lambda job: train_project(project, resume=resume, stop=job.stopping, **options),
+            "train",
+            lambda job: train_project(project, resume=resume, stop=job.stopping, **options),
             description="Resuming training" if resume else "Training",
-            status="Resuming training…" if resume else "Starting training…", failure="Training failed",
-            on_event=self._on_progress, on_tick=lambda job: self.curve.update(), on_done=self._on_trained,
+            status="Resuming training…" if resume else "Starting training…",
+            failure="Training failed",
+            on_event=self._on_progress,
+            on_tick=lambda job: self.curve.update(),
+            on_done=self._on_trained,
             on_finished=self._on_train_finished,
         )
 
@@ -291,9 +318,14 @@ class TrainingWidget(QWidget):
             return None
         target = evaluation_target(checkpoint, self.checkpoint, project)
         return self.eval_jobs.start(
-            "evaluate", lambda job: evaluate_project(project, target), description="Evaluating", total=None,
-            status="Evaluating…", failure="Evaluation failed",
-            on_done=lambda job, result: self._on_evaluated(project, result), on_finished=self._on_eval_finished,
+            "evaluate",
+            lambda job: evaluate_project(project, target),
+            description="Evaluating",
+            total=None,
+            status="Evaluating…",
+            failure="Evaluation failed",
+            on_done=lambda job, result: self._on_evaluated(project, result),
+            on_finished=self._on_eval_finished,
         )
 
     def _on_eval_finished(self, job: Job) -> None:
@@ -346,8 +378,10 @@ class TrainingWidget(QWidget):
     def _find_image(self, image: str) -> tuple[Points, int] | None:
         """The keypoints layer of the evaluated project showing ``image``, and its frame index there."""
         layers = [layer for layer in self.viewer.layers if is_image_stack_layer(layer)]
-        stacks = [ImageStack(i, layer.metadata[Key.IMAGES], layer.metadata.get(Key.FOLDER),
-                             layer.metadata.get(Key.CONFIG)) for i, layer in enumerate(layers)]
+        stacks = [
+            ImageStack(i, layer.metadata[Key.IMAGES], layer.metadata.get(Key.FOLDER), layer.metadata.get(Key.CONFIG))
+            for i, layer in enumerate(layers)
+        ]
         found = find_image(image, stacks, self._evaluated_project)
         return (layers[found[0]], found[1]) if found is not None else None
 
@@ -384,8 +418,12 @@ class TrainingWidget(QWidget):
         features = pd.DataFrame({"bodypart": pd.Categorical(parts, categories=bodyparts), "likelihood": likelihood})
         face = np.array([tuple(colors.get(bp, fallback[bp])) for bp in parts], dtype=float).reshape(-1, 4)
         name = f"predictions ({model_name(evaluation.checkpoint)})"
-        metadata = {Key.PREDICTIONS: True, Key.READONLY: True, Key.CHECKPOINT: str(evaluation.checkpoint),
-                    Key.FOLDER: layer.metadata.get(Key.FOLDER)}
+        metadata = {
+            Key.PREDICTIONS: True,
+            Key.READONLY: True,
+            Key.CHECKPOINT: str(evaluation.checkpoint),
+            Key.FOLDER: layer.metadata.get(Key.FOLDER),
+        }
         existing = next((other for other in self.viewer.layers if other.name == name), None)
         if isinstance(existing, Points) and existing.metadata.get(Key.PREDICTIONS):
             predictions = existing
@@ -399,8 +437,15 @@ class TrainingWidget(QWidget):
             sizes = np.asarray(layer.size, dtype=float).ravel()
             size = float(np.median(sizes)) if sizes.size else 8.0
             predictions = self.viewer.add_points(
-                data, ndim=3, name=name, features=features, symbol="cross", size=size,
-                border_width=0, metadata=metadata, **({"face_color": face} if len(face) else {}),
+                data,
+                ndim=3,
+                name=name,
+                features=features,
+                symbol="cross",
+                size=size,
+                border_width=0,
+                metadata=metadata,
+                **({"face_color": face} if len(face) else {}),
             )
         predictions.editable = False
         self.predictions_layer = predictions

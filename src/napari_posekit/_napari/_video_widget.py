@@ -19,7 +19,9 @@ class VideoWidget(QWidget):
         self.viewer = unwrap_viewer(napari_viewer)
         self.title = QLabel("No video open")
         self.title.setWordWrap(True)
-        self.fields = {key: QLabel("–") for key in ("frames", "fps", "duration", "size", "codec", "keyframes", "position")}
+        self.fields = {
+            key: QLabel("–") for key in ("frames", "fps", "duration", "size", "codec", "keyframes", "position")
+        }
         self.goto = QLineEdit()
         self.goto.setPlaceholderText("frame number or time (1:02.5)")
         self.goto.returnPressed.connect(self._on_goto)

@@ -41,6 +41,12 @@ def write_keypoints(path: str, data, attributes: dict) -> list[str]:
             "nothing was written"
         )
     xy, _likelihood, _duplicates = points_to_arrays(data, features, bodyparts, len(images))  # the last point wins
-    h5, csv = update_collected(target.with_name(f"CollectedData_{scorer}.h5"), images, bodyparts, xy, scorer,
-                               index_style=meta.get(Key.INDEX_STYLE, "multi"))
+    h5, csv = update_collected(
+        target.with_name(f"CollectedData_{scorer}.h5"),
+        images,
+        bodyparts,
+        xy,
+        scorer,
+        index_style=meta.get(Key.INDEX_STYLE, "multi"),
+    )
     return [str(h5), str(csv)]

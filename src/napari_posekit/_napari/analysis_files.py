@@ -54,13 +54,20 @@ class PredictionFiles:
         path = default_path(analysis)
         if path is not None:
             return path
-        path, _ = QFileDialog.getSaveFileName(self, "Save predictions", str(suggested_path(analysis, self._source(
-            analysis))), "Predictions (*.h5)")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save predictions", str(suggested_path(analysis, self._source(analysis))), "Predictions (*.h5)"
+        )
         return h5_path(path) if path else None
 
     def _write(self, write: PredictionsWrite, what: str, on_done) -> Job | None:
-        job = self.jobs.start("save", lambda job: write.write(), description=f"Saving {write.path.name}", total=None,
-                              failure=f"Cannot save the {what}", on_done=lambda job, path: on_done(path))
+        job = self.jobs.start(
+            "save",
+            lambda job: write.write(),
+            description=f"Saving {write.path.name}",
+            total=None,
+            failure=f"Cannot save the {what}",
+            on_done=lambda job, path: on_done(path),
+        )
         if job is None:
             self._fail(f"Cannot save the {what}", "wait for the files being written")
         return job
@@ -74,8 +81,11 @@ class PredictionFiles:
         target = None if analysis is None else Path(path) if path is not None else self._raw_path(analysis)
         if target is None:
             return None
-        return self._write(PredictionsWrite.of(analysis, self._source(analysis), target), "predictions",
-                           lambda written: self._on_saved(analysis, written))
+        return self._write(
+            PredictionsWrite.of(analysis, self._source(analysis), target),
+            "predictions",
+            lambda written: self._on_saved(analysis, written),
+        )
 
     def _on_saved(self, analysis: Analysis, written: Path, filtered: bool = False) -> None:
         if not filtered:
@@ -118,8 +128,9 @@ class PredictionFiles:
         options = self.filter_options()
         if (analysis.filtered is None or analysis.filter_options != options) and self.preview_filter() is None:
             return None
-        return PredictionsWrite.of(analysis, self._source(analysis), path,
-                                   filter_options={**options, "pcutoff": float(self.pcutoff.value())})
+        return PredictionsWrite.of(
+            analysis, self._source(analysis), path, filter_options={**options, "pcutoff": float(self.pcutoff.value())}
+        )
 
     def save_filtered(self, path: str | os.PathLike | None = None) -> Job | None:
         """Write the filtered predictions as ``<stem>_filtered.h5`` (+ ``.csv``) in a job; its result is the ``.h5``."""
@@ -171,12 +182,25 @@ class PredictionFiles:
             return None
         source = self._source(analysis)
         frames = str(source.path) if source.path else self.display.video(analysis.layer_id).data
-        plan = export_plan(analysis, frames, path, filtered=use_filtered, pcutoff=self.pcutoff.value(),
-                           tail_length=self.tail_length.value(), fps=source.fps, writes=tuple(writes))
+        plan = export_plan(
+            analysis,
+            frames,
+            path,
+            filtered=use_filtered,
+            pcutoff=self.pcutoff.value(),
+            tail_length=self.tail_length.value(),
+            fps=source.fps,
+            writes=tuple(writes),
+        )
         return self.jobs.start(
-            "export", lambda job: iter_export(plan, job.stopping), description=f"Labeled video {plan.path.name}",
-            total=plan.n_frames, status=f"Writing {plan.path.name}…", failure="Cannot export the labeled video",
-            on_event=lambda job, event: self._on_export_event(analysis, job, event), on_done=self._on_exported,
+            "export",
+            lambda job: iter_export(plan, job.stopping),
+            description=f"Labeled video {plan.path.name}",
+            total=plan.n_frames,
+            status=f"Writing {plan.path.name}…",
+            failure="Cannot export the labeled video",
+            on_event=lambda job, event: self._on_export_event(analysis, job, event),
+            on_done=self._on_exported,
         )
 
     def _on_export_event(self, analysis: Analysis, job: Job, event: dict[str, Any]) -> None:

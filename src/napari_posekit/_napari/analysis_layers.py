@@ -30,9 +30,12 @@ def video_source(layer: Image) -> VideoSource:
     video = layer.metadata.get(Key.VIDEO) or {}
     path = video.get("path")
     return VideoSource(
-        name=layer.name, n_frames=int(layer.data.shape[0]),
-        height=video.get("height") or int(layer.data.shape[1]), width=video.get("width") or int(layer.data.shape[2]),
-        fps=video.get("fps"), path=Path(path) if path and Path(path).is_file() else None,
+        name=layer.name,
+        n_frames=int(layer.data.shape[0]),
+        height=video.get("height") or int(layer.data.shape[1]),
+        width=video.get("width") or int(layer.data.shape[2]),
+        fps=video.get("fps"),
+        path=Path(path) if path and Path(path).is_file() else None,
         folder=layer.metadata.get(Key.FOLDER) or layer.source.path,
     )
 
@@ -82,8 +85,9 @@ class AnalysisLayers:
                 if isinstance(layers.get(key), Tracks):
                     layers[key].tail_length = int(value)
 
-    def _layer(self, analysis: Analysis, key: str, make: Callable[[], Any], kind: type,
-               create: bool) -> tuple[Any, bool]:
+    def _layer(
+        self, analysis: Analysis, key: str, make: Callable[[], Any], kind: type, create: bool
+    ) -> tuple[Any, bool]:
         """The analysis' layer ``key`` if it is still in the viewer, else a new one from ``make()`` (or None)."""
         layers = self.of(analysis)
         layer = layers.get(key)
@@ -137,8 +141,18 @@ class AnalysisLayers:
             vectors = skeleton_data(analysis.xy, above, analysis.bodyparts, analysis.skeleton)
             added |= self._set_vectors(analysis, video, vectors, create)
         added |= self._set_tracks(analysis, video, "tracks", analysis.xy, above, create)
-        added |= self._set_points(analysis, video, "points", analysis.xy, analysis.likelihood, present, cutoff,
-                                  create, grow=grow, data_changed=data_changed)
+        added |= self._set_points(
+            analysis,
+            video,
+            "points",
+            analysis.xy,
+            analysis.likelihood,
+            present,
+            cutoff,
+            create,
+            grow=grow,
+            data_changed=data_changed,
+        )
         if analysis.filtered is not None:
             xy_f, p_f = analysis.filtered
             keep = analysis.analysed[:, None] & np.isfinite(xy_f).all(axis=2)
@@ -150,8 +164,20 @@ class AnalysisLayers:
             if active in self.viewer.layers:
                 self.viewer.layers.selection.active = active
 
-    def _set_points(self, analysis: Analysis, video, key: str, xy, likelihood, keep, cutoff: float | None,
-                    create: bool, *, grow: bool = False, data_changed: bool = True) -> bool:
+    def _set_points(
+        self,
+        analysis: Analysis,
+        video,
+        key: str,
+        xy,
+        likelihood,
+        keep,
+        cutoff: float | None,
+        create: bool,
+        *,
+        grow: bool = False,
+        data_changed: bool = True,
+    ) -> bool:
         filtered = key == "filtered_points"
         colors = prediction_colors(analysis.bodyparts)
         data, features, face = prediction_points(xy, likelihood, keep, analysis.bodyparts, colors)
@@ -162,8 +188,9 @@ class AnalysisLayers:
             info = video.metadata.get(Key.VIDEO) or {}
             width = info.get("width") or video.data.shape[2]
             height = info.get("height") or video.data.shape[1]
-            kwargs = points_kwargs(name, features, face, marker_size(width, height),
-                                   self._metadata(analysis, filtered=filtered))
+            kwargs = points_kwargs(
+                name, features, face, marker_size(width, height), self._metadata(analysis, filtered=filtered)
+            )
             kwargs.update(shown=shown, **self._placement(video))
             if filtered:
                 kwargs.update(symbol="diamond", opacity=0.8)
@@ -179,8 +206,10 @@ class AnalysisLayers:
         if size > len(data):  # hidden rows keep the length
             pad = size - len(data)
             data = np.concatenate([data, np.zeros((pad, 3))])
-            hidden = {"bodypart": pd.Categorical.from_codes(np.zeros(pad, int), categories=analysis.bodyparts),
-                      "likelihood": np.zeros(pad)}
+            hidden = {
+                "bodypart": pd.Categorical.from_codes(np.zeros(pad, int), categories=analysis.bodyparts),
+                "likelihood": np.zeros(pad),
+            }
             features = pd.concat([features, pd.DataFrame(hidden)], ignore_index=True)
             face = np.concatenate([face, np.zeros((pad, 4))])
             shown = np.concatenate([shown, np.zeros(pad, bool)])
@@ -197,8 +226,14 @@ class AnalysisLayers:
     def _set_vectors(self, analysis: Analysis, video, data: np.ndarray, create: bool) -> bool:
         def make():
             return self.viewer.add_vectors(
-                data, name=f"{video.name} skeleton", edge_width=1.5, edge_color="white", vector_style="line",
-                opacity=0.7, metadata=self._metadata(analysis), **self._placement(video),
+                data,
+                name=f"{video.name} skeleton",
+                edge_width=1.5,
+                edge_color="white",
+                vector_style="line",
+                opacity=0.7,
+                metadata=self._metadata(analysis),
+                **self._placement(video),
             )
 
         layer, added = self._layer(analysis, "skeleton", make, Vectors, create)
@@ -206,8 +241,7 @@ class AnalysisLayers:
             layer.data = data
         return added
 
-    def _set_tracks(self, analysis: Analysis, video, key: str, xy: np.ndarray, keep: np.ndarray,
-                    create: bool) -> bool:
+    def _set_tracks(self, analysis: Analysis, video, key: str, xy: np.ndarray, keep: np.ndarray, create: bool) -> bool:
         filtered = key == "filtered_tracks"
         data, parts = tracks_data(xy, keep)
         empty = not len(data)
@@ -224,10 +258,18 @@ class AnalysisLayers:
 
         def make():
             return self.viewer.add_tracks(
-                data, name=name, features=values, color_by="bodypart_color",
-                colormaps_dict={"bodypart_color": colormap}, tail_length=self.tail_length(), head_length=0,
-                tail_width=3 if filtered else 2, opacity=1.0 if filtered else 0.6, blending="translucent",
-                metadata=metadata, **self._placement(video),
+                data,
+                name=name,
+                features=values,
+                color_by="bodypart_color",
+                colormaps_dict={"bodypart_color": colormap},
+                tail_length=self.tail_length(),
+                head_length=0,
+                tail_width=3 if filtered else 2,
+                opacity=1.0 if filtered else 0.6,
+                blending="translucent",
+                metadata=metadata,
+                **self._placement(video),
             )
 
         layer, added = self._layer(analysis, key, make, Tracks, create)

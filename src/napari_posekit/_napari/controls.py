@@ -5,16 +5,33 @@ from __future__ import annotations
 from qtpy.QtWidgets import QDoubleSpinBox, QHBoxLayout, QLayout, QSpinBox, QWidget
 
 
-def spin_box(lo: int, hi: int, value: int, *, step: int | None = None, special: str | None = None,
-             suffix: str | None = None, tip: str | None = None) -> QSpinBox:
+def spin_box(
+    lo: int,
+    hi: int,
+    value: int,
+    *,
+    step: int | None = None,
+    special: str | None = None,
+    suffix: str | None = None,
+    tip: str | None = None,
+) -> QSpinBox:
     """A QSpinBox from ``lo`` to ``hi`` showing ``value``; ``special`` is the text shown at ``lo``."""
     box = QSpinBox()
     _set_up(box, lo, hi, value, step, special, suffix, tip)
     return box
 
 
-def double_spin_box(lo: float, hi: float, value: float, *, decimals: int = 2, step: float | None = None,
-                    special: str | None = None, suffix: str | None = None, tip: str | None = None) -> QDoubleSpinBox:
+def double_spin_box(
+    lo: float,
+    hi: float,
+    value: float,
+    *,
+    decimals: int = 2,
+    step: float | None = None,
+    special: str | None = None,
+    suffix: str | None = None,
+    tip: str | None = None,
+) -> QDoubleSpinBox:
     """A QDoubleSpinBox from ``lo`` to ``hi`` with ``decimals``, showing ``value``; ``special`` is the text at ``lo``."""
     box = QDoubleSpinBox()
     box.setDecimals(decimals)

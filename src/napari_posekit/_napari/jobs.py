@@ -107,8 +107,14 @@ class Job:
         """True once a stop was asked for (pass as the core generators' ``stop``)."""
         return self.stop_requested
 
-    def report(self, fraction: float | None = None, *, done: float | None = None, text: str | None = None,
-               eta_s: float | None = None) -> None:
+    def report(
+        self,
+        fraction: float | None = None,
+        *,
+        done: float | None = None,
+        text: str | None = None,
+        eta_s: float | None = None,
+    ) -> None:
         """Record progress (a fraction of the whole, or ``done`` out of ``total``) and a status text.
 
         Only recorded here; the runner's timer draws it.
@@ -132,8 +138,14 @@ class JobRunner:
     widget's buttons).
     """
 
-    def __init__(self, status: Callable[[str], None] | None = None, on_change: Callable[[], None] | None = None,
-                 *, synchronous: bool = False, interval_ms: int = 100):
+    def __init__(
+        self,
+        status: Callable[[str], None] | None = None,
+        on_change: Callable[[], None] | None = None,
+        *,
+        synchronous: bool = False,
+        interval_ms: int = 100,
+    ):
         self.status = status or (lambda _text: None)
         self.on_change = on_change or (lambda: None)
         self.synchronous = synchronous
@@ -189,8 +201,14 @@ class JobRunner:
         if name in self.jobs:
             return None
         job = Job(name, description, total)
-        handlers = {"event": on_event, "tick": on_tick, "done": on_done, "failed": on_failed,
-                    "finished": on_finished, "failure": failure or f"{description} failed"}
+        handlers = {
+            "event": on_event,
+            "tick": on_tick,
+            "done": on_done,
+            "failed": on_failed,
+            "finished": on_finished,
+            "failure": failure or f"{description} failed",
+        }
         self.jobs[name] = job
         if total is not None:
             job.progress_bar = napari_progress(total=total, desc=description)

@@ -219,8 +219,10 @@ class LabelSession:
         i, b = bad[0]
         w, h = self.sizes[i].astype(int)
         x, y = xy[i, b]
-        return (f"{self.bodyparts[b]} not placed: ({x:.1f}, {y:.1f}) is outside "
-                f"{self.images[i].split('/')[-1]}, which is {w}x{h} (the striped area is padding)")
+        return (
+            f"{self.bodyparts[b]} not placed: ({x:.1f}, {y:.1f}) is outside "
+            f"{self.images[i].split('/')[-1]}, which is {w}x{h} (the striped area is padding)"
+        )
 
     def _write_machine_cells(self) -> None:
         layer = self.layer

@@ -303,8 +303,13 @@ def predictions_layer_data(predictions, *, pcutoff: float = PCUTOFF, name: str |
     xy = np.asarray(predictions.xy, dtype=float)
     likelihood = np.nan_to_num(np.asarray(predictions.likelihood, dtype=float), nan=0.0)
     data, features, face = prediction_points(
-        xy, likelihood, np.ones(likelihood.shape, bool), predictions.bodyparts, colors,
-        frames=predictions.frames, individual_of=predictions.individual_of,
+        xy,
+        likelihood,
+        np.ones(likelihood.shape, bool),
+        predictions.bodyparts,
+        colors,
+        frames=predictions.frames,
+        individual_of=predictions.individual_of,
     )
     meta = dict(predictions.metadata or {})
     width, height = meta.get("width"), meta.get("height")

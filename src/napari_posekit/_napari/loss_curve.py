@@ -73,8 +73,18 @@ def decimate(x: np.ndarray, y: np.ndarray, bins: int) -> tuple[np.ndarray, np.nd
 class _Frame:
     """Where a paint draws: the plot rectangle, its data ranges and the painter's colours and font height."""
 
-    def __init__(self, plot: QRectF, x0: float, x1: float, lo: float, hi: float, text: QColor, grid: QColor,
-                 fh: float, right: float):
+    def __init__(
+        self,
+        plot: QRectF,
+        x0: float,
+        x1: float,
+        lo: float,
+        hi: float,
+        text: QColor,
+        grid: QColor,
+        fh: float,
+        right: float,
+    ):
         self.plot, self.x0, self.x1, self.lo, self.hi = plot, x0, x1, lo, hi
         self.text, self.grid, self.fh, self.right = text, grid, fh, right
 

@@ -67,8 +67,16 @@ def predictions_from_layer(layer: Points, n_frames: int, bodyparts: list[str] | 
     data = np.asarray(layer.data, dtype=float).reshape(-1, 3)
     xy, likelihood, _ = points_to_arrays(data, layer.features, names, n_frames)
     return refine.predictions_from_points(
-        xy, likelihood, names, frames=np.round(data[:, 0]).astype(int), n_frames=n_frames, bodyparts=bodyparts,
-        name=layer.name, scorer=meta.get(Key.SCORER), checkpoint=meta.get(Key.CHECKPOINT), path=meta.get(Key.PATH),
+        xy,
+        likelihood,
+        names,
+        frames=np.round(data[:, 0]).astype(int),
+        n_frames=n_frames,
+        bodyparts=bodyparts,
+        name=layer.name,
+        scorer=meta.get(Key.SCORER),
+        checkpoint=meta.get(Key.CHECKPOINT),
+        path=meta.get(Key.PATH),
     )
 
 
@@ -134,7 +142,8 @@ def video_group(viewer, video: Image) -> list:
     prefix = f"{video.name} "
     analysis = {f"{video.name} skeleton", f"{video.name} tracks", f"{video.name} tracks (filtered)"}
     return [video] + [
-        layer for layer in viewer.layers
+        layer
+        for layer in viewer.layers
         if layer.name in analysis or (layer.name.startswith(prefix) and layer.metadata.get(Key.PREDICTIONS))
     ]
 
@@ -166,12 +175,16 @@ def unsaved_claim(viewer, folder: Path) -> str | None:
     for layer in folder_claims(viewer, folder):
         session = existing_session(layer)
         if session is not None and session.store.unsaved_edits:
-            return (f"the layer '{layer.name}' shows {folder.name} with {session.store.unsaved_edits} unsaved "
-                    f"edits; save it (Labeling widget) first")
+            return (
+                f"the layer '{layer.name}' shows {folder.name} with {session.store.unsaved_edits} unsaved "
+                f"edits; save it (Labeling widget) first"
+            )
     pending = pending_journals(folder)
     if pending:
-        return (f"{folder} has unsaved edits of an earlier session ({pending[0].name}); open the folder, "
-                f"recover them in the Labeling widget and save first")
+        return (
+            f"{folder} has unsaved edits of an earlier session ({pending[0].name}); open the folder, "
+            f"recover them in the Labeling widget and save first"
+        )
     return None
 
 

@@ -63,8 +63,17 @@ def _button(text: str, tip: str = "") -> QPushButton:
     return button
 
 
-def _spin(low: float, high: float, value: float, *, decimals: int | None = None, suffix: str = "",
-          step: float | None = None, tip: str = "", special: str = "") -> QSpinBox | QDoubleSpinBox:
+def _spin(
+    low: float,
+    high: float,
+    value: float,
+    *,
+    decimals: int | None = None,
+    suffix: str = "",
+    step: float | None = None,
+    tip: str = "",
+    special: str = "",
+) -> QSpinBox | QDoubleSpinBox:
     box = QSpinBox() if decimals is None else QDoubleSpinBox()
     if decimals is not None:
         box.setDecimals(decimals)
@@ -106,10 +115,17 @@ class RefineView(QWidget):
         for method, box in self.methods.items():
             box.setChecked(True)
             box.setToolTip(METHOD_TIPS[method])
-        self.epsilon = _spin(0.0, 10_000.0, OUTLIER_EPSILON, decimals=1, suffix=" px",
-                             tip="Jumps and distances from the smoothed track above this count")
-        self.p_bound = _spin(0.0, 1.0, 0.01, decimals=3, step=0.01,
-                             tip="Body parts predicted with a lower likelihood are uncertain")
+        self.epsilon = _spin(
+            0.0,
+            10_000.0,
+            OUTLIER_EPSILON,
+            decimals=1,
+            suffix=" px",
+            tip="Jumps and distances from the smoothed track above this count",
+        )
+        self.p_bound = _spin(
+            0.0, 1.0, 0.01, decimals=3, step=0.01, tip="Body parts predicted with a lower likelihood are uncertain"
+        )
         self.reanalyse_first = QCheckBox("analyse the video again")
         self.reanalyse_first.setToolTip("Predict the video anew with the project's latest model")
         self.find_button = _button("Find outliers")
@@ -130,10 +146,14 @@ class RefineView(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.setMinimumHeight(160)
-        self.accept_button = _button("Accept for labeling", "Write the checked frames into labeled-data/<video>/ "
-                                     "with their predictions as machine labels, and open them for correction")
-        self.save_button = _button("Save", "Merge the corrected frames into CollectedData (human labels stay as "
-                                   "they are)")
+        self.accept_button = _button(
+            "Accept for labeling",
+            "Write the checked frames into labeled-data/<video>/ "
+            "with their predictions as machine labels, and open them for correction",
+        )
+        self.save_button = _button(
+            "Save", "Merge the corrected frames into CollectedData (human labels stay as they are)"
+        )
         self.refine_label = QLabel("")
         self.refine_label.setWordWrap(True)
 

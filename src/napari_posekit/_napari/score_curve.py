@@ -46,8 +46,9 @@ class ScoreCurve(QWidget):
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.setToolTip("Combined outlier score per frame; orange: picked, green: accepted. Click to show a frame.")
 
-    def set_scores(self, scores: np.ndarray, picked: list[int], accepted: set[int],
-                   previous: np.ndarray | None = None) -> None:
+    def set_scores(
+        self, scores: np.ndarray, picked: list[int], accepted: set[int], previous: np.ndarray | None = None
+    ) -> None:
         self.scores = np.asarray(scores, dtype=float)
         self.picked = list(picked)
         self.accepted = set(accepted)

@@ -13,55 +13,95 @@ from napari_posekit.core.options import ANALYSIS_BATCH_SIZE, PCUTOFF
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Add ``analyze``, ``label-video`` and ``filter`` to the ``posekit`` parser's subcommands."""
     p = sub.add_parser(
-        "analyze", help="predict the body parts in videos with a trained model (DeepLabCut prediction files)",
+        "analyze",
+        help="predict the body parts in videos with a trained model (DeepLabCut prediction files)",
         description="Writes <video stem><scorer>.h5/.csv/_meta.json beside each video (or in --output-dir). One "
-                    "video runs here; several run in parallel on a local Dask cluster, or on a running cluster "
-                    "with --scheduler (one task per video). An interrupted video continues where it stopped.",
+        "video runs here; several run in parallel on a local Dask cluster, or on a running cluster "
+        "with --scheduler (one task per video). An interrupted video continues where it stopped.",
     )
     p.add_argument("model", help="project folder or its config.yaml (its latest model), or a checkpoint file")
     p.add_argument("videos", nargs="+", metavar="video", help="video files or folders of videos")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                       help="a running Dask scheduler (tcp://host:8786) or its scheduler file")
-    where.add_argument("--local", action="store_true",
-                       help="analyse the videos one after the other in this process")
+    where.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="a running Dask scheduler (tcp://host:8786) or its scheduler file",
+    )
+    where.add_argument("--local", action="store_true", help="analyse the videos one after the other in this process")
     p.add_argument("--output-dir", default=None, help="where the predictions go (default: beside each video)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="worker processes of the local Dask cluster (default: 2, at most the CPUs)")
-    p.add_argument("--batch-size", type=int, default=ANALYSIS_BATCH_SIZE,
-                   help=f"frames per forward pass (default {ANALYSIS_BATCH_SIZE})")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes of the local Dask cluster (default: 2, at most the CPUs)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=ANALYSIS_BATCH_SIZE,
+        help=f"frames per forward pass (default {ANALYSIS_BATCH_SIZE})",
+    )
     p.add_argument("--no-fast", action="store_true", help="every frame whole instead of crops around the animal")
     p.add_argument("--overwrite", action="store_true", help="analyse again videos that have predictions")
-    p.add_argument("--device", choices=["cpu", "cuda", "mps"], default=None,
-                   help="default: the best available (on each worker with Dask)")
+    p.add_argument(
+        "--device",
+        choices=["cpu", "cuda", "mps"],
+        default=None,
+        help="default: the best available (on each worker with Dask)",
+    )
     p.set_defaults(func=_analyze)
 
     p = sub.add_parser("label-video", help="draw a model's predictions over a video (<stem><scorer>_labeled.mp4)")
     p.add_argument("model", help="project folder or its config.yaml (its latest model), or a checkpoint file")
     p.add_argument("video")
-    p.add_argument("--output", default=None, help="the MP4 to write (default: <stem><scorer>_labeled.mp4 beside "
-                                                  "the predictions)")
-    p.add_argument("--predictions-dir", default=None,
-                   help="where the video's predictions are, or go when it is analysed first (default: beside it)")
+    p.add_argument(
+        "--output", default=None, help="the MP4 to write (default: <stem><scorer>_labeled.mp4 beside the predictions)"
+    )
+    p.add_argument(
+        "--predictions-dir",
+        default=None,
+        help="where the video's predictions are, or go when it is analysed first (default: beside it)",
+    )
     p.add_argument("--filtered", action="store_true", help="draw the <stem>_filtered.h5 predictions")
-    p.add_argument("--pcutoff", type=float, default=None,
-                   help=f"likelihood below which a body part is not drawn (default: the project's, else {PCUTOFF:g})")
+    p.add_argument(
+        "--pcutoff",
+        type=float,
+        default=None,
+        help=f"likelihood below which a body part is not drawn (default: the project's, else {PCUTOFF:g})",
+    )
     p.add_argument("--trail", type=int, default=0, metavar="N", help="draw each body part's last N positions")
     p.add_argument("--no-skeleton", action="store_true", help="body parts only, no skeleton lines")
-    p.add_argument("--device", choices=["cpu", "cuda", "mps"], default=None,
-                   help="for analysing the video first (default: the best available)")
+    p.add_argument(
+        "--device",
+        choices=["cpu", "cuda", "mps"],
+        default=None,
+        help="for analysing the video first (default: the best available)",
+    )
     p.set_defaults(func=_label_video)
 
     p = sub.add_parser("filter", help="smooth predicted trajectories over time (writes <stem>_filtered.h5/.csv)")
     p.add_argument("predictions", nargs="+", help="prediction files (.h5 or .csv)")
-    p.add_argument("--method", choices=["median", "savgol"], default="median",
-                   help="median: removes single-frame jumps; savgol: Savitzky-Golay, smooths jitter")
+    p.add_argument(
+        "--method",
+        choices=["median", "savgol"],
+        default="median",
+        help="median: removes single-frame jumps; savgol: Savitzky-Golay, smooths jitter",
+    )
     p.add_argument("--window", type=int, default=5, help="odd number of frames (default 5)")
     p.add_argument("--polyorder", type=int, default=2, help="polynomial order of savgol (default 2)")
-    p.add_argument("--pcutoff", type=float, default=0.0,
-                   help="points below this likelihood count as missing (default 0: all points count)")
-    p.add_argument("--max-gap", type=int, default=None,
-                   help="longest gap of missing frames bridged by interpolation (default: the window)")
+    p.add_argument(
+        "--pcutoff",
+        type=float,
+        default=0.0,
+        help="points below this likelihood count as missing (default 0: all points count)",
+    )
+    p.add_argument(
+        "--max-gap",
+        type=int,
+        default=None,
+        help="longest gap of missing frames bridged by interpolation (default: the window)",
+    )
     p.add_argument("--output", default=None, help="output .h5 (one input only; default <stem>_filtered.h5)")
     p.add_argument("--no-csv", action="store_true", help="write the .h5 only")
     p.set_defaults(func=_filter)
@@ -110,8 +150,14 @@ def _run_analysis(predictor, video: Path, **kwargs) -> Path | None:
             chunk = p["chunk"]
             failed_frames += len(chunk.failed)
             if bar is None:
-                bar = tqdm(total=p["total"], initial=p["done"] - len(chunk.xy), unit="frame", desc=video.name,
-                           file=sys.stderr, mininterval=0.5)
+                bar = tqdm(
+                    total=p["total"],
+                    initial=p["done"] - len(chunk.xy),
+                    unit="frame",
+                    desc=video.name,
+                    file=sys.stderr,
+                    mininterval=0.5,
+                )
             bar.update(len(chunk.xy))
             if failed_frames:
                 bar.set_postfix_str(f"{failed_frames} frames not decoded", refresh=False)
@@ -128,8 +174,11 @@ def _run_analysis(predictor, video: Path, **kwargs) -> Path | None:
     if bar is not None:
         bar.close()
     if failed_frames:
-        print(f"warning: {video}: {failed_frames} frames could not be decoded; their predictions are empty "
-              f"(listed in the _meta.json)", file=sys.stderr)
+        print(
+            f"warning: {video}: {failed_frames} frames could not be decoded; their predictions are empty "
+            f"(listed in the _meta.json)",
+            file=sys.stderr,
+        )
     return h5
 
 
@@ -177,8 +226,14 @@ def _analyze_here(args, videos: list[Path]) -> int:
             print(f"kept (exists, --overwrite to redo): {h5}")
             continue
         try:
-            h5 = _run_analysis(predictor, video, output_dir=args.output_dir, batch_size=args.batch_size,
-                               fast=not args.no_fast, overwrite=args.overwrite)
+            h5 = _run_analysis(
+                predictor,
+                video,
+                output_dir=args.output_dir,
+                batch_size=args.batch_size,
+                fast=not args.no_fast,
+                overwrite=args.overwrite,
+            )
         except (AnalysisError, VideoError, OSError, ValueError) as err:
             print(f"error: {_name_reason(video, str(err))}", file=sys.stderr)
             status = 1
@@ -210,14 +265,23 @@ def _analyze_on_dask(args, videos: list[Path]) -> int:
 
     try:
         result = analyze_videos(
-            args.model, videos, output_dir=args.output_dir, scheduler=args.scheduler, n_workers=args.workers,
-            fast=not args.no_fast, batch_size=args.batch_size, overwrite=args.overwrite, device=args.device,
+            args.model,
+            videos,
+            output_dir=args.output_dir,
+            scheduler=args.scheduler,
+            n_workers=args.workers,
+            fast=not args.no_fast,
+            batch_size=args.batch_size,
+            overwrite=args.overwrite,
+            device=args.device,
             on_result=on_result,
         )
     except KeyboardInterrupt:
         bar.close()
-        print("interrupted: finished videos are kept and started ones keep their progress; the same command "
-              "continues", file=sys.stderr)
+        print(
+            "interrupted: finished videos are kept and started ones keep their progress; the same command continues",
+            file=sys.stderr,
+        )
         return 130
     except _model_errors() as err:
         bar.close()
@@ -232,8 +296,10 @@ def _analyze_on_dask(args, videos: list[Path]) -> int:
         print(f"written: {h5}")
     for h5 in result.skipped.values():
         print(f"kept (exists, --overwrite to redo): {h5}")
-    print(f"{len(result.done)} analysed, {len(result.skipped)} kept, {len(result.failed)} failed "
-          f"in {result.seconds:.0f} s (model {result.checkpoint})")
+    print(
+        f"{len(result.done)} analysed, {len(result.skipped)} kept, {len(result.failed)} failed "
+        f"in {result.seconds:.0f} s (model {result.checkpoint})"
+    )
     return 1 if result.failed else 0
 
 
@@ -295,12 +361,17 @@ def _label_video(args) -> int:
     try:
         predictions = read_predictions(source)
         gen = iter_labeled_video(
-            video, predictions.xy, predictions.likelihood, predictions.bodyparts, out,
-            skeleton=[] if args.no_skeleton else predictor.skeleton, individual_of=predictions.individual_of,
-            pcutoff=pcutoff, trail_length=args.trail,
+            video,
+            predictions.xy,
+            predictions.likelihood,
+            predictions.bodyparts,
+            out,
+            skeleton=[] if args.no_skeleton else predictor.skeleton,
+            individual_of=predictions.individual_of,
+            pcutoff=pcutoff,
+            trail_length=args.trail,
         )
-        bar = tqdm(total=read_metadata(video).n_frames, unit="frame", desc=out.name, file=sys.stderr,
-                   mininterval=0.5)
+        bar = tqdm(total=read_metadata(video).n_frames, unit="frame", desc=out.name, file=sys.stderr, mininterval=0.5)
         while True:
             try:
                 done = next(gen)
@@ -333,8 +404,14 @@ def _filter(args) -> int:
     for path in args.predictions:
         try:
             written = filter_prediction_file(
-                path, args.output, method=args.method, window=args.window,
-                polyorder=args.polyorder, pcutoff=args.pcutoff, max_gap=args.max_gap, csv=not args.no_csv,
+                path,
+                args.output,
+                method=args.method,
+                window=args.window,
+                polyorder=args.polyorder,
+                pcutoff=args.pcutoff,
+                max_gap=args.max_gap,
+                csv=not args.no_csv,
             )
         except (OSError, ValueError) as err:
             print(f"error: {err}", file=sys.stderr)

@@ -9,15 +9,23 @@ import sys
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Add ``demo`` to the ``posekit`` parser's subcommands."""
     p = sub.add_parser(
-        "demo", help="the whole job on the built-in sample: project, training, analysis, then napari",
+        "demo",
+        help="the whole job on the built-in sample: project, training, analysis, then napari",
         description="Builds a DeepLabCut project from the synthetic sample (frames picked by k-means, labels from "
-                    "its ground truth), trains a network, analyses the video (predictions .h5/.csv and a labeled "
-                    "video), prints the error against the ground truth and opens napari with the results.",
+        "its ground truth), trains a network, analyses the video (predictions .h5/.csv and a labeled "
+        "video), prints the error against the ground truth and opens napari with the results.",
     )
-    p.add_argument("--output-dir", default=None,
-                   help="where the demo writes its files (default: $POSEKIT_OUTPUT_DIR, else outputs/demo)")
-    p.add_argument("--minutes", type=float, default=None,
-                   help="training budget in minutes (default 2; longer gives a smaller error)")
+    p.add_argument(
+        "--output-dir",
+        default=None,
+        help="where the demo writes its files (default: $POSEKIT_OUTPUT_DIR, else outputs/demo)",
+    )
+    p.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help="training budget in minutes (default 2; longer gives a smaller error)",
+    )
     p.add_argument("--screenshot", action="store_true", help="no window: save screenshot.png and exit")
     p.set_defaults(func=_demo)
 
@@ -41,5 +49,4 @@ def _demo(args) -> int:
         return 1
     from napari_posekit.demo import run_demo
 
-    return run_demo(output_dir=output_dir, screenshot=args.screenshot, show=not args.screenshot,
-                    minutes=args.minutes)
+    return run_demo(output_dir=output_dir, screenshot=args.screenshot, show=not args.screenshot, minutes=args.minutes)

@@ -76,8 +76,9 @@ def _create_project(args) -> int:
 
     skeleton = [tuple(edge.split("-", 1)) for edge in args.skeleton]
     try:
-        config = create_project(args.folder, args.task, args.scorer, args.videos, args.bodyparts, skeleton,
-                                copy_videos=args.copy_videos)
+        config = create_project(
+            args.folder, args.task, args.scorer, args.videos, args.bodyparts, skeleton, copy_videos=args.copy_videos
+        )
     except ProjectError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -104,6 +105,8 @@ def _extract_frames(args) -> int:
             print(f"error: {err}", file=sys.stderr)
             status = 1
             continue
-        print(f"{video}: {len(result.written)} frames written to {result.folder}"
-              + (f", {len(result.skipped)} existed and were kept" if result.skipped else ""))
+        print(
+            f"{video}: {len(result.written)} frames written to {result.folder}"
+            + (f", {len(result.skipped)} existed and were kept" if result.skipped else "")
+        )
     return status

@@ -16,19 +16,29 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "extract-outliers",
         help="pick frames where the model is probably wrong into labeled-data/<video>/ with machine labels",
         description="Analyses the video with the project's latest model when it has no predictions yet, ranks the "
-                    "frames by jumps, low likelihood and distance from the smoothed trajectory, keeps the picks "
-                    "diverse by k-means on their appearance, and writes them as PNGs with their predictions as "
-                    "machinelabels-iter<i>.h5 beside them, ready to refine.",
+        "frames by jumps, low likelihood and distance from the smoothed trajectory, keeps the picks "
+        "diverse by k-means on their appearance, and writes them as PNGs with their predictions as "
+        "machinelabels-iter<i>.h5 beside them, ready to refine.",
     )
     p.add_argument("project", help="project folder or its config.yaml")
     p.add_argument("video", help="the video (a path, or a file name in the project's videos/)")
     p.add_argument("--n", type=int, default=None, help="frames to pick (default: numframes2pick)")
-    p.add_argument("--method", nargs="+", choices=list(OUTLIER_METHODS),
-                   default=list(OUTLIER_METHODS), help="criteria of the ranking (default: all three)")
-    p.add_argument("--epsilon", type=float, default=OUTLIER_EPSILON,
-                   help=f"pixels: jump and fitting threshold (default {OUTLIER_EPSILON:g})")
-    p.add_argument("--p-bound", type=float, default=0.01,
-                   help="likelihood below which a body part is uncertain (default 0.01)")
+    p.add_argument(
+        "--method",
+        nargs="+",
+        choices=list(OUTLIER_METHODS),
+        default=list(OUTLIER_METHODS),
+        help="criteria of the ranking (default: all three)",
+    )
+    p.add_argument(
+        "--epsilon",
+        type=float,
+        default=OUTLIER_EPSILON,
+        help=f"pixels: jump and fitting threshold (default {OUTLIER_EPSILON:g})",
+    )
+    p.add_argument(
+        "--p-bound", type=float, default=0.01, help="likelihood below which a body part is uncertain (default 0.01)"
+    )
     p.add_argument("--window", type=int, default=9, help="odd number of frames of the trajectory smoother")
     p.add_argument("--candidates", type=int, default=None, help="best-ranked frames clustered (default 5 x n)")
     p.add_argument("--model", default=None, help="checkpoint to analyse with (default: the project's latest)")
@@ -36,8 +46,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--predictions-dir", default=None, help="where predictions are (default: beside the video)")
     p.add_argument("--reanalyze", action="store_true", help="analyse the video again, replacing its predictions")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", choices=["cpu", "cuda", "mps"], default=None,
-                   help="for analysing the video (default: the best available)")
+    p.add_argument(
+        "--device",
+        choices=["cpu", "cuda", "mps"],
+        default=None,
+        help="for analysing the video (default: the best available)",
+    )
     p.set_defaults(func=_extract_outliers)
 
 
@@ -67,9 +81,20 @@ def _extract_outliers(args) -> int:
         args.device = str(default_device())
     try:
         result = extract_outliers(
-            args.project, args.video, args.n, methods=args.method, epsilon=args.epsilon, p_bound=args.p_bound,
-            window=args.window, candidates=args.candidates, model=args.model, predictions=args.predictions,
-            predictions_dir=args.predictions_dir, reanalyze=args.reanalyze, seed=args.seed, device=args.device,
+            args.project,
+            args.video,
+            args.n,
+            methods=args.method,
+            epsilon=args.epsilon,
+            p_bound=args.p_bound,
+            window=args.window,
+            candidates=args.candidates,
+            model=args.model,
+            predictions=args.predictions,
+            predictions_dir=args.predictions_dir,
+            reanalyze=args.reanalyze,
+            seed=args.seed,
+            device=args.device,
             progress=report,
         )
     except (*_model_errors(), VideoError, ValueError) as err:

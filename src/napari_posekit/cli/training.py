@@ -16,24 +16,44 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backbone", default=defaults.backbone, help=f"timm model name (default: {defaults.backbone})")
     p.add_argument("--no-pretrained", action="store_true", help="random initialisation instead of ImageNet weights")
     p.add_argument("--epochs", type=int, default=None, help="number of epochs (default: no limit with a time budget)")
-    p.add_argument("--max-minutes", type=float, default=None,
-                   help=f"time budget; stops with a checkpoint (default {TRAIN_MINUTES:g} when --epochs is not given)")
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size,
-                   help=f"images per training step (default {defaults.batch_size})")
-    p.add_argument("--split", choices=["random", "block"], default=defaults.split,
-                   help="random: DeepLabCut's TrainingFraction split; block: first frames train, last ones test")
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help=f"time budget; stops with a checkpoint (default {TRAIN_MINUTES:g} when --epochs is not given)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=defaults.batch_size,
+        help=f"images per training step (default {defaults.batch_size})",
+    )
+    p.add_argument(
+        "--split",
+        choices=["random", "block"],
+        default=defaults.split,
+        help="random: DeepLabCut's TrainingFraction split; block: first frames train, last ones test",
+    )
     p.add_argument("--train-fraction", type=float, default=None, help="default: the config's TrainingFraction")
     p.add_argument("--shuffle", type=int, default=1, help="shuffle number (names the model folder)")
     p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--input-scale", type=float, default=None,
-                   help="image scale before the network (default: from the labels; 1 unless the animal spans "
-                        "more than a training crop)")
+    p.add_argument(
+        "--input-scale",
+        type=float,
+        default=None,
+        help="image scale before the network (default: from the labels; 1 unless the animal spans "
+        "more than a training crop)",
+    )
     p.add_argument("--crop", type=int, default=None, help="square training crop, pixels")
     p.add_argument("--lr", type=float, default=None, help=f"peak learning rate (default {defaults.lr:g})")
-    p.add_argument("--head-stride", type=int, default=None,
-                   help=f"input pixels per heatmap cell (default {defaults.head_stride})")
-    p.add_argument("--train-batchnorm", action="store_true",
-                   help="let the backbone's batch-norm statistics adapt (default: keep the pretrained ones)")
+    p.add_argument(
+        "--head-stride", type=int, default=None, help=f"input pixels per heatmap cell (default {defaults.head_stride})"
+    )
+    p.add_argument(
+        "--train-batchnorm",
+        action="store_true",
+        help="let the backbone's batch-norm statistics adapt (default: keep the pretrained ones)",
+    )
     p.add_argument("--resume", action="store_true", help="continue the model folder's checkpoint")
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: the best available)")
     p.set_defaults(func=_train)
@@ -59,7 +79,9 @@ def _train(args) -> int:
     options = {
         key: value
         for key, value in {
-            "input_scale": args.input_scale, "lr": args.lr, "head_stride": args.head_stride,
+            "input_scale": args.input_scale,
+            "lr": args.lr,
+            "head_stride": args.head_stride,
         }.items()
         if value is not None
     }
@@ -68,10 +90,19 @@ def _train(args) -> int:
     if args.train_batchnorm:
         options["frozen_bn"] = False
     gen = train_project(
-        args.project, backbone=args.backbone, pretrained=not args.no_pretrained, epochs=args.epochs,
-        max_minutes=max_minutes, batch_size=args.batch_size, split=args.split, seed=args.seed,
-        train_fraction=args.train_fraction, shuffle=args.shuffle, resume=args.resume,
-        device=args.device, **options,
+        args.project,
+        backbone=args.backbone,
+        pretrained=not args.no_pretrained,
+        epochs=args.epochs,
+        max_minutes=max_minutes,
+        batch_size=args.batch_size,
+        split=args.split,
+        seed=args.seed,
+        train_fraction=args.train_fraction,
+        shuffle=args.shuffle,
+        resume=args.resume,
+        device=args.device,
+        **options,
     )
     bar = tqdm(total=1000, unit="", bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}", file=sys.stderr)
     try:
@@ -95,8 +126,14 @@ def _train(args) -> int:
         bar.close()
         print("interrupted: checkpoint saved; continue with --resume", file=sys.stderr)
         return 130
-    except (ProjectError, CheckpointError, PretrainedWeightsError, UnknownBackboneError, TrainingMemoryError,
-            ValueError) as err:
+    except (
+        ProjectError,
+        CheckpointError,
+        PretrainedWeightsError,
+        UnknownBackboneError,
+        TrainingMemoryError,
+        ValueError,
+    ) as err:
         bar.close()
         print(f"error: {err}", file=sys.stderr)
         return 1

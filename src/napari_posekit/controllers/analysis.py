@@ -97,9 +97,15 @@ class Analysis:
     def new(cls, layer_id: Any, n_frames: int, predictor, key: tuple, video_path: Path | None) -> Analysis:
         k = len(predictor.bodyparts)
         return cls(
-            layer_id=layer_id, model_key=key, bodyparts=list(predictor.bodyparts),
-            skeleton=list(predictor.skeleton), scorer=predictor.scorer, checkpoint=predictor.checkpoint,
-            video_path=video_path, xy=np.full((n_frames, k, 2), np.nan), likelihood=np.zeros((n_frames, k)),
+            layer_id=layer_id,
+            model_key=key,
+            bodyparts=list(predictor.bodyparts),
+            skeleton=list(predictor.skeleton),
+            scorer=predictor.scorer,
+            checkpoint=predictor.checkpoint,
+            video_path=video_path,
+            xy=np.full((n_frames, k, 2), np.nan),
+            likelihood=np.zeros((n_frames, k)),
             analysed=np.zeros(n_frames, bool),
         )
 
@@ -252,8 +258,16 @@ def frame_span(which: str, n_frames: int, current: int, first: int, last: int) -
     return 0, n_frames
 
 
-def iter_analysis(model: str, cached: tuple | None, source: Any, start: int, stop: int, batch_size: int,
-                  fast: bool, should_stop: Callable[[], bool]) -> Generator[dict[str, Any], None, int]:
+def iter_analysis(
+    model: str,
+    cached: tuple | None,
+    source: Any,
+    start: int,
+    stop: int,
+    batch_size: int,
+    fast: bool,
+    should_stop: Callable[[], bool],
+) -> Generator[dict[str, Any], None, int]:
     """Load the model (``cached`` when it is the same file), then predict block after block.
 
     Yields ``{"event": "ready", "key", "predictor"}`` once and
@@ -271,8 +285,9 @@ def iter_analysis(model: str, cached: tuple | None, source: Any, start: int, sto
     yield {"event": "ready", "key": model_ref.key, "predictor": predictor}
     done = 0
     t0 = time.monotonic()
-    for chunk in iter_analyze(predictor, source, start=start, stop=stop, batch_size=batch_size, fast=fast,
-                              should_stop=should_stop):
+    for chunk in iter_analyze(
+        predictor, source, start=start, stop=stop, batch_size=batch_size, fast=fast, should_stop=should_stop
+    ):
         done += len(chunk.xy)
         yield {"event": "chunk", "chunk": chunk, "done": done, "fps": done / max(time.monotonic() - t0, 1e-9)}
     return done
@@ -316,23 +331,32 @@ class PredictionsWrite:
     filtered: bool = False
 
     @classmethod
-    def of(cls, analysis: Analysis, source: VideoSource, path: str | os.PathLike,
-           filter_options: dict | None = None) -> PredictionsWrite:
+    def of(
+        cls, analysis: Analysis, source: VideoSource, path: str | os.PathLike, filter_options: dict | None = None
+    ) -> PredictionsWrite:
         """The raw predictions, or with ``filter_options`` the filter preview's (recorded in the metadata)."""
         metadata = analysis.metadata(source)
         xy, likelihood = analysis.xy, analysis.likelihood
         if filter_options is not None:
             xy, likelihood = analysis.filtered
             metadata["filter"] = dict(filter_options)
-        return cls(Path(path), xy.copy(), likelihood.copy(), list(analysis.bodyparts), analysis.scorer, metadata,
-                   filtered=filter_options is not None)
+        return cls(
+            Path(path),
+            xy.copy(),
+            likelihood.copy(),
+            list(analysis.bodyparts),
+            analysis.scorer,
+            metadata,
+            filtered=filter_options is not None,
+        )
 
     def write(self) -> Path:
         """Write the files (in a worker: the arrays are this write's own); returns the ``.h5``."""
         from napari_posekit.core.predictions import write_predictions
 
-        return write_predictions(self.path, self.xy, self.likelihood, self.bodyparts, self.scorer, csv=True,
-                                 metadata=self.metadata)
+        return write_predictions(
+            self.path, self.xy, self.likelihood, self.bodyparts, self.scorer, csv=True, metadata=self.metadata
+        )
 
 
 @dataclass(frozen=True)
@@ -352,14 +376,28 @@ class ExportPlan:
         return self.options["stop"] - self.options["start"]
 
 
-def export_plan(analysis: Analysis, source: Any, path: str | os.PathLike, *, filtered: bool, pcutoff: float,
-                tail_length: int, fps: float | None, writes: tuple[PredictionsWrite, ...] = ()) -> ExportPlan:
+def export_plan(
+    analysis: Analysis,
+    source: Any,
+    path: str | os.PathLike,
+    *,
+    filtered: bool,
+    pcutoff: float,
+    tail_length: int,
+    fps: float | None,
+    writes: tuple[PredictionsWrite, ...] = (),
+) -> ExportPlan:
     """The frames from the first to the last analysed one, drawn with the display's p-cutoff and tail length."""
     xy, likelihood = analysis.filtered if filtered else (analysis.xy, analysis.likelihood)
     frames = np.flatnonzero(analysis.analysed)
     options = {
-        "skeleton": list(analysis.skeleton), "pcutoff": float(pcutoff), "trail_length": int(tail_length),
-        "skeleton_color": (255, 255, 255), "start": int(frames[0]), "stop": int(frames[-1]) + 1, "fps": fps,
+        "skeleton": list(analysis.skeleton),
+        "pcutoff": float(pcutoff),
+        "trail_length": int(tail_length),
+        "skeleton_color": (255, 255, 255),
+        "start": int(frames[0]),
+        "stop": int(frames[-1]) + 1,
+        "fps": fps,
     }
     return ExportPlan(source, Path(path), xy.copy(), likelihood.copy(), list(analysis.bodyparts), options, writes)
 

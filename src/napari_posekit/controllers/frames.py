@@ -31,9 +31,15 @@ def labeled_data_folder(text: str) -> tuple[Path | None, str | None]:
     return project / "labeled-data", None
 
 
-def iter_select_and_extract(video: str | os.PathLike, method: str, k: int, labeled_data: Path,
-                            frames: list[int] | None = None, start: float = 0.0,
-                            stop: float = 1.0) -> Generator[dict[str, Any], None, Any]:
+def iter_select_and_extract(
+    video: str | os.PathLike,
+    method: str,
+    k: int,
+    labeled_data: Path,
+    frames: list[int] | None = None,
+    start: float = 0.0,
+    stop: float = 1.0,
+) -> Generator[dict[str, Any], None, Any]:
     """Select ``k`` frames of the part ``start``–``stop`` of the video (unless ``frames`` are given), write them.
 
     Yields ``{"stage": "select" | "write", "fraction": f, "progress": p}``

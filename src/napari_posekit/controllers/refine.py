@@ -93,9 +93,11 @@ def found_text(c: Candidates) -> str:
     flagged = int(c.scores.flagged.sum())
     if not c.picked:
         return f"No outlier frames in {c.video_name} with these settings" + (
-            f" ({flagged} flagged frames are in the project already)." if flagged else ".")
-    text = (f"{flagged} of {c.scores.n_frames} frames flagged (predictions: {c.predictions.origin}); "
-            f"{len(c.picked)} picked")
+            f" ({flagged} flagged frames are in the project already)." if flagged else "."
+        )
+    text = (
+        f"{flagged} of {c.scores.n_frames} frames flagged (predictions: {c.predictions.origin}); {len(c.picked)} picked"
+    )
     if c.excluded:
         text += f", {len(c.excluded)} frames already in the project left out"
     return text + "."
@@ -119,8 +121,14 @@ class CandidateRow:
         return self.status in ("", "picked")
 
     def texts(self) -> list[str]:
-        return [str(self.frame), f"{self.score:.2f}", f"{self.jump_px:.1f}", f"{self.uncertain:.0%}",
-                f"{self.fitting_px:.1f}", self.status]
+        return [
+            str(self.frame),
+            f"{self.score:.2f}",
+            f"{self.jump_px:.1f}",
+            f"{self.uncertain:.0%}",
+            f"{self.fitting_px:.1f}",
+            self.status,
+        ]
 
 
 def candidate_rows(c: Candidates, accepted: set[int], corrected: set[int]) -> list[CandidateRow]:
@@ -128,10 +136,28 @@ def candidate_rows(c: Candidates, accepted: set[int], corrected: set[int]) -> li
     s, picked = c.scores, set(c.picked)
     rows = []
     for frame in sorted(set(c.pool) | picked, key=lambda f: (-s.combined[f], f)):
-        status = ("corrected" if frame in corrected else "accepted" if frame in accepted
-                  else "in project" if frame in c.excluded else "picked" if frame in picked else "")
-        rows.append(CandidateRow(int(frame), float(s.combined[frame]), float(s.jump_px[frame]),
-                                 float(s.uncertain[frame]), float(s.fitting_px[frame]), status, frame in picked))
+        status = (
+            "corrected"
+            if frame in corrected
+            else "accepted"
+            if frame in accepted
+            else "in project"
+            if frame in c.excluded
+            else "picked"
+            if frame in picked
+            else ""
+        )
+        rows.append(
+            CandidateRow(
+                int(frame),
+                float(s.combined[frame]),
+                float(s.jump_px[frame]),
+                float(s.uncertain[frame]),
+                float(s.fitting_px[frame]),
+                status,
+                frame in picked,
+            )
+        )
     return rows
 
 
@@ -283,9 +309,21 @@ class RefineController:
             self.candidates = None
 
     # -- finding ------------------------------------------------------------------
-    def find_task(self, *, video: Any, video_name: str, video_path: Path | None, source: Any, n_frames: int,
-                  project: Path | None, bodyparts: list[str] | None, options: dict[str, Any], n: int,
-                  fresh: bool, shown: Callable[[], Predictions | None]) -> FindTask:
+    def find_task(
+        self,
+        *,
+        video: Any,
+        video_name: str,
+        video_path: Path | None,
+        source: Any,
+        n_frames: int,
+        project: Path | None,
+        bodyparts: list[str] | None,
+        options: dict[str, Any],
+        n: int,
+        fresh: bool,
+        shown: Callable[[], Predictions | None],
+    ) -> FindTask:
         """Where the predictions come from, in order: made here or shown in a layer for the current model;
         the current model (its file or an analysis); without a model, the newest prediction file of the video.
 
@@ -302,8 +340,19 @@ class RefineController:
         checkpoint = latest_checkpoint(project)
         key = model_key(checkpoint)
         folder = project / "labeled-data" / (video_path.stem if video_path else video_name) if project else None
-        task = FindTask(video, video_name, video_path, source, n_frames, bodyparts, options, n, folder,
-                        model=checkpoint, overwrite=fresh)
+        task = FindTask(
+            video,
+            video_name,
+            video_path,
+            source,
+            n_frames,
+            bodyparts,
+            options,
+            n,
+            folder,
+            model=checkpoint,
+            overwrite=fresh,
+        )
         if not fresh:
             cached = self.cache.get(video)
             if cached is not None and len(cached.xy) == n_frames and cached.is_current(checkpoint, key):
@@ -321,8 +370,10 @@ class RefineController:
         found = [p for p in found if not p.stem.endswith("_filtered")] or found
         if not found:
             what = "the project has no trained model" if project is not None else "no project is chosen"
-            raise OutlierError(f"{video_name} has no predictions and {what} to analyse it with; train a model "
-                               f"or analyse the video first")
+            raise OutlierError(
+                f"{video_name} has no predictions and {what} to analyse it with; train a model "
+                f"or analyse the video first"
+            )
         task.prediction_file = found[0]
         return task
 
@@ -408,8 +459,10 @@ class RefineController:
             c.previous, c.scores, c.predictions = c.scores.combined, result.scores, result.predictions
 
     def retrained_text(self, result: Retrained) -> str:
-        text = f"{'Stopped' if result.stopped else 'Retrained'}: {model_name(result.checkpoint)}, " \
-               f"{result.checkpoint.name}."
+        text = (
+            f"{'Stopped' if result.stopped else 'Retrained'}: {model_name(result.checkpoint)}, "
+            f"{result.checkpoint.name}."
+        )
         if result.scores is not None:
             text += f" Re-analysed: {int(result.scores.flagged.sum())} frames flagged now."
         return text

@@ -89,8 +89,9 @@ def _same_file(a: str | os.PathLike | None, b: str | os.PathLike | None) -> bool
         return False
 
 
-def _ordered(xy: np.ndarray, likelihood: np.ndarray, bodyparts: list[str], wanted: list[str] | None,
-             where: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _ordered(
+    xy: np.ndarray, likelihood: np.ndarray, bodyparts: list[str], wanted: list[str] | None, where: str
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """The predictions' columns in the project's body-part order."""
     if not wanted:
         return xy, likelihood, list(bodyparts)
@@ -102,8 +103,16 @@ def _ordered(xy: np.ndarray, likelihood: np.ndarray, bodyparts: list[str], wante
 
 
 def predictions_from_points(
-    xy: np.ndarray, likelihood: np.ndarray, names: list[str], *, frames: np.ndarray, n_frames: int,
-    bodyparts: list[str] | None, name: str, scorer: str | None = None, checkpoint: str | None = None,
+    xy: np.ndarray,
+    likelihood: np.ndarray,
+    names: list[str],
+    *,
+    frames: np.ndarray,
+    n_frames: int,
+    bodyparts: list[str] | None,
+    name: str,
+    scorer: str | None = None,
+    checkpoint: str | None = None,
     path: str | None = None,
 ) -> Predictions:
     """The predictions a points layer named ``name`` holds, as ``(n_frames, K, 2)`` arrays (one per body part of ``names``).
@@ -126,10 +135,18 @@ def predictions_from_points(
             f"the layer '{name}' covers {int(covered.sum())} of the video's {n_frames} frames; analyse the "
             f"whole video (or tick 'analyse again')"
         )
-    xy, likelihood, names = _ordered(np.asarray(xy, float), np.asarray(likelihood, float), list(names), bodyparts,
-                                     f"the predictions of '{name}'")
-    return Predictions(xy, likelihood, names, str(scorer or "DLC_posekit"), f"layer '{name}'",
-                       Path(checkpoint) if checkpoint else None, Path(path) if path else None)
+    xy, likelihood, names = _ordered(
+        np.asarray(xy, float), np.asarray(likelihood, float), list(names), bodyparts, f"the predictions of '{name}'"
+    )
+    return Predictions(
+        xy,
+        likelihood,
+        names,
+        str(scorer or "DLC_posekit"),
+        f"layer '{name}'",
+        Path(checkpoint) if checkpoint else None,
+        Path(path) if path else None,
+    )
 
 
 def predictions_from_file(path: Path, n_frames: int, bodyparts: list[str] | None) -> Predictions:
@@ -142,17 +159,27 @@ def predictions_from_file(path: Path, n_frames: int, bodyparts: list[str] | None
     if pred.n_frames != n_frames or not np.array_equal(pred.frames, np.arange(pred.n_frames)):
         raise OutlierError(
             f"the predictions have {pred.n_frames} frames but the video has {n_frames} (the video changed?); "
-            f"tick 'analyse again' to predict it anew", path,
+            f"tick 'analyse again' to predict it anew",
+            path,
         )
-    xy, likelihood, names = _ordered(pred.xy, pred.likelihood, list(pred.bodyparts), bodyparts,
-                                     f"the predictions {path.name}")
+    xy, likelihood, names = _ordered(
+        pred.xy, pred.likelihood, list(pred.bodyparts), bodyparts, f"the predictions {path.name}"
+    )
     checkpoint = (pred.metadata or {}).get("checkpoint")
-    return Predictions(xy, likelihood, names, pred.scorer, f"file {path.name}",
-                       Path(checkpoint) if checkpoint else None, path)
+    return Predictions(
+        xy, likelihood, names, pred.scorer, f"file {path.name}", Path(checkpoint) if checkpoint else None, path
+    )
 
 
-def iter_analyse(model: Path, source: Any, video_path: Path | None, n_frames: int, bodyparts: list[str] | None,
-                 overwrite: bool, stop: Callable[[], bool]) -> Generator[dict, None, Predictions | None]:
+def iter_analyse(
+    model: Path,
+    source: Any,
+    video_path: Path | None,
+    n_frames: int,
+    bodyparts: list[str] | None,
+    overwrite: bool,
+    stop: Callable[[], bool],
+) -> Generator[dict, None, Predictions | None]:
     """Analyse the video with ``model`` (its file is reused unless ``overwrite``); returns Predictions, None when stopped.
 
     Yields ``{"event": "analyze", "done", "total", "fps"}``; the predictions
@@ -177,14 +204,21 @@ def iter_analyse(model: Path, source: Any, video_path: Path | None, n_frames: in
     likelihood = np.zeros((n_frames, len(predictor.bodyparts)))
     done = 0
     for chunk in iter_analyze(predictor, source, should_stop=stop):
-        xy[chunk.start:chunk.stop], likelihood[chunk.start:chunk.stop] = chunk.xy, chunk.likelihood
+        xy[chunk.start : chunk.stop], likelihood[chunk.start : chunk.stop] = chunk.xy, chunk.likelihood
         done = chunk.stop
         yield {"event": "analyze", "done": done, "total": n_frames, "fps": 0.0}
     if done < n_frames:
         return None
     xy, likelihood, names = _ordered(xy, likelihood, list(predictor.bodyparts), bodyparts, "the model's predictions")
-    return Predictions(xy, likelihood, names, predictor.scorer, f"analysis with {model_name(predictor.checkpoint)}",
-                       predictor.checkpoint, model_key=key)
+    return Predictions(
+        xy,
+        likelihood,
+        names,
+        predictor.scorer,
+        f"analysis with {model_name(predictor.checkpoint)}",
+        predictor.checkpoint,
+        model_key=key,
+    )
 
 
 # --------------------------------------------------------------------------- finding outliers
@@ -241,8 +275,9 @@ def iter_find(task: FindTask, stop: Callable[[], bool]) -> Generator[dict, None,
     if predictions is None and task.prediction_file is not None:
         predictions = predictions_from_file(task.prediction_file, task.n_frames, task.bodyparts)
     elif predictions is None:
-        predictions = yield from iter_analyse(task.model, task.source, task.video_path, task.n_frames,
-                                              task.bodyparts, task.overwrite, stop)
+        predictions = yield from iter_analyse(
+            task.model, task.source, task.video_path, task.n_frames, task.bodyparts, task.overwrite, stop
+        )
         if predictions is None:
             return None
         analysed = True
@@ -254,8 +289,18 @@ def iter_find(task: FindTask, stop: Callable[[], bool]) -> Generator[dict, None,
         iter_select_outliers(task.source, None, None, task.n, scores=scores, exclude=exclude, seed=0),
         lambda fraction: {"event": "select", "progress": float(fraction)},
     )
-    return Candidates(task.video, task.video_name, task.video_path, predictions, scores, list(picked), pool,
-                      set(exclude), task.options, analysed)
+    return Candidates(
+        task.video,
+        task.video_name,
+        task.video_path,
+        predictions,
+        scores,
+        list(picked),
+        pool,
+        set(exclude),
+        task.options,
+        analysed,
+    )
 
 
 # --------------------------------------------------------------------------- accepting frames
@@ -293,8 +338,9 @@ def write_accepted(task: AcceptTask) -> Accepted:
     result = Accepted(task.folder, frames, taken)
     if frames:
         p = task.predictions
-        _, result.machine_file = write_outlier_frames(task.project, task.video_path, frames, p.xy, p.likelihood,
-                                                      p.bodyparts, p.scorer)
+        _, result.machine_file = write_outlier_frames(
+            task.project, task.video_path, frames, p.xy, p.likelihood, p.bodyparts, p.scorer
+        )
         add_video_set(task.project, task.video_path)
     return result
 
@@ -361,8 +407,9 @@ def iter_retrain(task: RetrainTask, stop: Callable[[], bool]) -> Generator[dict,
     result = Retrained(Path(new), before, after, stopped, before_error=before_error, video=task.video)
     if task.reanalyse and not stopped:
         yield {"event": "stage", "text": "Re-analysing the video…"}
-        predictions = yield from iter_analyse(Path(new), task.source, task.video_path, task.n_frames,
-                                              task.bodyparts, True, stop)
+        predictions = yield from iter_analyse(
+            Path(new), task.source, task.video_path, task.n_frames, task.bodyparts, True, stop
+        )
         if predictions is not None:
             result.predictions = predictions
             result.scores = outlier_scores(predictions.xy, predictions.likelihood, **task.score_options)

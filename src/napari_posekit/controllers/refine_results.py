@@ -82,8 +82,15 @@ def compare_errors(result: Retrained, corrected: set[str]) -> dict[str, dict[str
         corr, n_corr = mean_error(evaluation, corrected)
         other, n_other = mean_error(evaluation, None, exclude=corrected)
         every, n_all = mean_error(evaluation, None)
-        comparison[name] = {"corrected": corr, "earlier": other, "all": every, "test": evaluation.error("test"),
-                            "n_corrected": n_corr, "n_earlier": n_other, "n_all": n_all}
+        comparison[name] = {
+            "corrected": corr,
+            "earlier": other,
+            "all": every,
+            "test": evaluation.error("test"),
+            "n_corrected": n_corr,
+            "n_earlier": n_other,
+            "n_all": n_all,
+        }
     return comparison
 
 
@@ -108,8 +115,10 @@ def comparison_text(result: Retrained, comparison: dict[str, dict[str, float]]) 
 
 def comparison_rows(result: Retrained, comparison: dict[str, dict[str, float]]) -> list[tuple[str, list[str]]]:
     """The error table's rows: ``(tooltip, cell texts)`` for the model before and after."""
-    tips = [f"before ({model_name(result.before.checkpoint) if result.before else 'n/a'})",
-            f"after ({result.checkpoint.name})"]
+    tips = [
+        f"before ({model_name(result.before.checkpoint) if result.before else 'n/a'})",
+        f"after ({result.checkpoint.name})",
+    ]
     rows = []
     for tip, name in zip(tips, ("before", "after")):
         values = [comparison.get(name, {}).get(key, float("nan")) for key, _, _ in COMPARISON_COLUMNS]

@@ -58,9 +58,16 @@ class TrainSettings:
     def defaults(cls) -> TrainSettings:
         """The core's training defaults, with the widget's time budget instead of an epoch count."""
         options = TrainOptions()
-        return cls(backbone=options.backbone, pretrained=bool(options.pretrained), batch_size=options.batch_size,
-                   lr=options.lr, split=options.split, epochs=0, minutes=TRAIN_MINUTES,
-                   input_scale=options.input_scale or 0.0)
+        return cls(
+            backbone=options.backbone,
+            pretrained=bool(options.pretrained),
+            batch_size=options.batch_size,
+            lr=options.lr,
+            split=options.split,
+            epochs=0,
+            minutes=TRAIN_MINUTES,
+            input_scale=options.input_scale or 0.0,
+        )
 
 
 def train_kwargs(settings: TrainSettings, **overrides: Any) -> dict[str, Any]:
@@ -216,25 +223,45 @@ def evaluation_table(evaluation) -> Table:
     columns = [  # (summary column, header, format, tooltip)
         ("images", "images", "{:.0f}", "labeled images"),
         ("mean_error_px", "error px", "{:.2f}", "mean error over labeled keypoints (pixels)"),
-        ("mean_error_px_pcutoff", f"p>{cutoff} px", "{:.2f}",
-         f"mean error of keypoints predicted with likelihood >= {cutoff} (pixels)"),
+        (
+            "mean_error_px_pcutoff",
+            f"p>{cutoff} px",
+            "{:.2f}",
+            f"mean error of keypoints predicted with likelihood >= {cutoff} (pixels)",
+        ),
         *[(c, c[: -len("_error_px")], "{:.2f}", f"{c[: -len('_error_px')]}: mean error (pixels)") for c in parts],
-        *[(c, "PCK@" + c[4:].removesuffix("px"), "{:.0%}",
-           f"keypoints within {c[4:].removesuffix('px')} px of the label") for c in pck],
+        *[
+            (
+                c,
+                "PCK@" + c[4:].removesuffix("px"),
+                "{:.0%}",
+                f"keypoints within {c[4:].removesuffix('px')} px of the label",
+            )
+            for c in pck
+        ],
     ]
     cells = [
-        ["–" if pd.isna(summary[column].iloc[r]) else fmt.format(summary[column].iloc[r]) for column, _, fmt, _ in columns]
+        [
+            "–" if pd.isna(summary[column].iloc[r]) else fmt.format(summary[column].iloc[r])
+            for column, _, fmt, _ in columns
+        ]
         for r in range(len(summary))
     ]
-    return Table(headers=[c[1] for c in columns], tooltips=[c[3] for c in columns],
-                 rows=[str(s) for s in summary["split"]], cells=cells)
+    return Table(
+        headers=[c[1] for c in columns],
+        tooltips=[c[3] for c in columns],
+        rows=[str(s) for s in summary["split"]],
+        cells=cells,
+    )
 
 
 def evaluation_text(evaluation) -> str:
     """``<model>, <n> epochs: test error 1.23 px, train 0.98 px``."""
     epochs = int(evaluation.summary["epochs"].iloc[0]) if "epochs" in evaluation.summary else "?"
-    return (f"{model_name(evaluation.checkpoint)}, {epochs} epochs: test error {evaluation.error('test'):.2f} px, "
-            f"train {evaluation.error('train'):.2f} px")
+    return (
+        f"{model_name(evaluation.checkpoint)}, {epochs} epochs: test error {evaluation.error('test'):.2f} px, "
+        f"train {evaluation.error('train'):.2f} px"
+    )
 
 
 def worst_images(evaluation, n: int = WORST_SHOWN) -> list[tuple[str, str]]:
@@ -284,8 +311,9 @@ def find_image(image: str, stacks: Sequence[ImageStack], project: Path | None) -
     return None
 
 
-def evaluation_points(per_image: pd.DataFrame, images: Sequence[str]) -> tuple[np.ndarray, list[str], np.ndarray,
-                                                                                 list[str]]:
+def evaluation_points(
+    per_image: pd.DataFrame, images: Sequence[str]
+) -> tuple[np.ndarray, list[str], np.ndarray, list[str]]:
     """The predictions of the evaluated images among ``images`` (one stack, in its frame order).
 
     Returns Points data ``(M, 3)`` (frame, y, x), each point's body part, its

@@ -106,8 +106,11 @@ def find_videos(paths: Iterable[str | os.PathLike], extensions: Sequence[str] = 
         path = _absolute(path)
         if path.is_dir():
             items = sorted(
-                p for p in path.iterdir()
-                if p.is_file() and p.suffix.lower() in wanted and not p.name.startswith(".")
+                p
+                for p in path.iterdir()
+                if p.is_file()
+                and p.suffix.lower() in wanted
+                and not p.name.startswith(".")
                 and not p.stem.endswith("_labeled")
             )
         else:
@@ -283,8 +286,10 @@ def _connect(scheduler: Any, timeout: float):
         return Client(scheduler, timeout=timeout), True
     text = os.fspath(scheduler) if isinstance(scheduler, (str, os.PathLike)) else None
     if not text:
-        raise BatchError(f"scheduler must be an address (tcp://host:8786), a scheduler file, a Client or a "
-                         f"cluster, got {scheduler!r}")
+        raise BatchError(
+            f"scheduler must be an address (tcp://host:8786), a scheduler file, a Client or a "
+            f"cluster, got {scheduler!r}"
+        )
     path = Path(text).expanduser()
     try:
         if "://" not in text and path.is_file():
@@ -310,6 +315,39 @@ def _local_cluster(n_workers: int | None, options: dict[str, Any] | None):
     }
     settings.update(options or {})
     return LocalCluster(**settings)
+
+
+def _videos_to_send(
+    videos: Iterable[str | os.PathLike],
+    scorer: str,
+    out: Path | None,
+    overwrite: bool,
+    settle: Callable[[Path, str, Path | str], None],
+) -> list[tuple[Path, Path]]:
+    """``(video, .h5)`` pairs to analyse; missing videos, clashing outputs and existing results are settled here."""
+    from .inference import output_paths
+
+    todo: list[tuple[Path, Path]] = []
+    targets: dict[Path, Path] = {}
+    for video in find_videos(videos):
+        if not video.is_file():
+            settle(video, "failed", f"{video}: no such video file")
+            continue
+        h5 = output_paths(video, scorer, out)["h5"]
+        if h5 in targets:
+            settle(
+                video,
+                "failed",
+                f"{video}: would write the same file as {targets[h5]} ({h5.name}); "
+                "give the videos different names or separate output folders",
+            )
+            continue
+        targets[h5] = video
+        if h5.is_file() and not overwrite:
+            settle(video, "skipped", h5)
+            continue
+        todo.append((video, h5))
+    return todo
 
 
 def analyze_videos(
@@ -376,8 +414,6 @@ def analyze_videos(
     BatchError
         No scheduler at the address.
     """
-    from .inference import output_paths
-
     t0 = time.monotonic()
     checkpoint, scorer = resolve_model(model)
     result = BatchResult(checkpoint=checkpoint, scorer=scorer)
@@ -388,22 +424,7 @@ def analyze_videos(
         if on_result is not None:
             on_result(video, status, value)
 
-    todo: list[tuple[Path, Path]] = []
-    targets: dict[Path, Path] = {}
-    for video in find_videos(videos):
-        if not video.is_file():
-            settle(video, "failed", f"{video}: no such video file")
-            continue
-        h5 = output_paths(video, scorer, out)["h5"]
-        if h5 in targets:
-            settle(video, "failed", f"{video}: would write the same file as {targets[h5]} ({h5.name}); "
-                                    "give the videos different names or separate output folders")
-            continue
-        targets[h5] = video
-        if h5.is_file() and not overwrite:
-            settle(video, "skipped", h5)
-            continue
-        todo.append((video, h5))
+    todo = _videos_to_send(videos, scorer, out, overwrite, settle)
     if not todo:
         result.seconds = time.monotonic() - t0
         return result
@@ -421,8 +442,16 @@ def analyze_videos(
             cluster.close()
         raise
     try:
-        _run(client, todo, checkpoint, out, settle, device=device, torch_threads=torch_threads,
-             options={"fast": fast, "batch_size": batch_size, "overwrite": overwrite, **options})
+        _run(
+            client,
+            todo,
+            checkpoint,
+            out,
+            settle,
+            device=device,
+            torch_threads=torch_threads,
+            options={"fast": fast, "batch_size": batch_size, "overwrite": overwrite, **options},
+        )
     finally:
         if own_client:
             client.close()
@@ -432,9 +461,18 @@ def analyze_videos(
     return result
 
 
-def _run(client, todo: list[tuple[Path, Path]], checkpoint: Path, output_dir: Path | None,
-         settle: Callable[[Path, str, Path | str], None], *, device: str | None, torch_threads: int | None,
-         options: dict[str, Any], stop_wait: float = 10.0) -> None:
+def _run(
+    client,
+    todo: list[tuple[Path, Path]],
+    checkpoint: Path,
+    output_dir: Path | None,
+    settle: Callable[[Path, str, Path | str], None],
+    *,
+    device: str | None,
+    torch_threads: int | None,
+    options: dict[str, Any],
+    stop_wait: float = 10.0,
+) -> None:
     """Submit one task per video and settle each as it completes; on an interruption, stop the tasks."""
     from distributed import Event, as_completed, wait
 
@@ -443,9 +481,16 @@ def _run(client, todo: list[tuple[Path, Path]], checkpoint: Path, output_dir: Pa
     futures = {}
     for i, (video, _) in enumerate(todo):
         future = client.submit(
-            analyze_one, str(checkpoint), str(video), None if output_dir is None else str(output_dir),
-            device=device, torch_threads=torch_threads, stop_event=stop_name, **options,
-            key=f"posekit-analyze-{video.stem}-{batch}-{i}", pure=False,
+            analyze_one,
+            str(checkpoint),
+            str(video),
+            None if output_dir is None else str(output_dir),
+            device=device,
+            torch_threads=torch_threads,
+            stop_event=stop_name,
+            **options,
+            key=f"posekit-analyze-{video.stem}-{batch}-{i}",
+            pure=False,
         )
         futures[future] = video
     finished = False

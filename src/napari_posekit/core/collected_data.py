@@ -181,8 +181,7 @@ def _validate_collected(df: pd.DataFrame, path=None, likelihood: bool = False) -
     cols = df.columns
     if not isinstance(cols, pd.MultiIndex) or cols.nlevels not in (3, 4):
         raise ProjectError(
-            "columns must have 3 levels scorer/bodyparts/coords (or 4 with individuals), "
-            f"got {cols.nlevels} level(s)",
+            f"columns must have 3 levels scorer/bodyparts/coords (or 4 with individuals), got {cols.nlevels} level(s)",
             path,
         )
     names = COLUMN_NAMES if cols.nlevels == 3 else COLUMN_NAMES_MULTIANIMAL
@@ -462,8 +461,7 @@ def arrays_to_collected(
     bodyparts = list(bodyparts)
     if xy.shape != (len(image_paths), len(bodyparts), 2):
         raise ProjectError(
-            f"xy must have shape (n_images, n_bodyparts, 2) = ({len(image_paths)}, {len(bodyparts)}, 2), "
-            f"got {xy.shape}"
+            f"xy must have shape (n_images, n_bodyparts, 2) = ({len(image_paths)}, {len(bodyparts)}, 2), got {xy.shape}"
         )
     if len(set(bodyparts)) != len(bodyparts):
         raise ProjectError(f"body parts listed twice: {bodyparts}")

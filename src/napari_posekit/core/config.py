@@ -62,8 +62,14 @@ _SINGLE_ANIMAL_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "# Training,Evaluation and Analysis configuration",
         (
-            "TrainingFraction", "iteration", "default_net_type", "default_augmenter", "snapshotindex",
-            "detector_snapshotindex", "batch_size", "detector_batch_size",
+            "TrainingFraction",
+            "iteration",
+            "default_net_type",
+            "default_augmenter",
+            "snapshotindex",
+            "detector_snapshotindex",
+            "batch_size",
+            "detector_batch_size",
         ),
     ),
     (

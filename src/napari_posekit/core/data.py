@@ -380,8 +380,11 @@ class LabeledImages(torch.utils.data.Dataset):
         if scale != 1.0 or angle != 0.0:
             centre = [cx - left, cy - top]
             kwargs = {
-                "angle": angle, "translate": [side / 2 - centre[0], side / 2 - centre[1]], "scale": scale,
-                "shear": [0.0, 0.0], "center": centre,
+                "angle": angle,
+                "translate": [side / 2 - centre[0], side / 2 - centre[1]],
+                "scale": scale,
+                "shear": [0.0, 0.0],
+                "center": centre,
             }
             img = TF.affine(img, interpolation=InterpolationMode.BILINEAR, **kwargs)
             pts = TF.affine(pts, **kwargs)

@@ -205,9 +205,10 @@ class TextProgress:
         if eta_s is None and fraction > 0:
             eta_s = elapsed * (1.0 - fraction) / fraction
         filled = round(self.width * fraction)
-        self.line = (f"{step:<9s} [{'#' * filled}{'-' * (self.width - filled)}] {100 * fraction:3.0f}%  "
-                     f"{_clock(elapsed)} elapsed, ETA {_clock(eta_s if fraction < 1 else 0.0)}"
-                     + (f"  {note}" if note else ""))
+        self.line = (
+            f"{step:<9s} [{'#' * filled}{'-' * (self.width - filled)}] {100 * fraction:3.0f}%  "
+            f"{_clock(elapsed)} elapsed, ETA {_clock(eta_s if fraction < 1 else 0.0)}" + (f"  {note}" if note else "")
+        )
         if self.tty:
             if now - self.last_draw >= self.interval or fraction >= 1.0:
                 self.stream.write("\r\033[K" + self.line)
@@ -245,21 +246,24 @@ def _make_project(out: Path, options: DemoOptions, progress: Progress, log: Call
     from .project import create_project
     from .sample import write_sample
 
-    sample = write_sample(out / "sample", n_frames=options.n_frames, height=options.height, width=options.width,
-                          seed=options.seed)
+    sample = write_sample(
+        out / "sample", n_frames=options.n_frames, height=options.height, width=options.width, seed=options.seed
+    )
     behaviour = sample.behaviour
-    log(f"sample video: {sample.video} ({options.n_frames} frames, {options.width}x{options.height}) "
-        f"with exact ground truth {sample.groundtruth_csv.name}")
+    log(
+        f"sample video: {sample.video} ({options.n_frames} frames, {options.width}x{options.height}) "
+        f"with exact ground truth {sample.groundtruth_csv.name}"
+    )
     (out / "project").mkdir()
-    config = create_project(out / "project", TASK, SCORER, [sample.video], list(behaviour.bodyparts),
-                            behaviour.skeleton, copy_videos=True)
+    config = create_project(
+        out / "project", TASK, SCORER, [sample.video], list(behaviour.bodyparts), behaviour.skeleton, copy_videos=True
+    )
     settings = read_config(config)
     settings["numframes2pick"] = int(options.n_labeled)
     write_config(config, settings)
     video = config.parent / "videos" / sample.video.name
     progress("k-means", 0.0)
-    frames = _drive(iter_select_kmeans(video, options.n_labeled, seed=options.seed),
-                    lambda f: progress("k-means", f))
+    frames = _drive(iter_select_kmeans(video, options.n_labeled, seed=options.seed), lambda f: progress("k-means", f))
     extracted = extract_frames(video, frames, config.parent / "labeled-data")
     keys = [p.relative_to(config.parent).as_posix() for p in extracted.paths]
     labels = arrays_to_collected(keys, list(behaviour.bodyparts), behaviour.keypoints[extracted.frames], SCORER)
@@ -275,9 +279,16 @@ def _train(config: Path, options: DemoOptions, progress: Progress, log: Callable
     if options.input_size is not None:
         extra["input_size"] = tuple(options.input_size)
     gen = train_project(
-        config, backbone=options.backbone, pretrained=options.pretrained, max_minutes=options.minutes,
-        epochs=options.epochs, batch_size=options.batch_size, input_scale=options.input_scale, seed=options.seed,
-        device=options.device, **extra,
+        config,
+        backbone=options.backbone,
+        pretrained=options.pretrained,
+        max_minutes=options.minutes,
+        epochs=options.epochs,
+        batch_size=options.batch_size,
+        input_scale=options.input_scale,
+        seed=options.seed,
+        device=options.device,
+        **extra,
     )
     state = {"note": ""}
 
@@ -318,9 +329,16 @@ def _labeled_video(predictor, h5: Path, video: Path, pcutoff: float, options: De
     progress("video", 0.0)
     predictions = read_predictions(h5)
     total = predictions.n_frames
-    gen = iter_labeled_video(video, predictions.xy, predictions.likelihood, predictions.bodyparts,
-                             labeled_video_path(h5), skeleton=predictor.skeleton, pcutoff=pcutoff,
-                             trail_length=options.trail)
+    gen = iter_labeled_video(
+        video,
+        predictions.xy,
+        predictions.likelihood,
+        predictions.bodyparts,
+        labeled_video_path(h5),
+        skeleton=predictor.skeleton,
+        pcutoff=pcutoff,
+        trail_length=options.trail,
+    )
     return Path(_drive(gen, lambda done: progress("video", done / max(total, 1))))
 
 
@@ -394,8 +412,10 @@ def run_pipeline(
     t = time.perf_counter()
     checkpoint, evaluation = _train(config, options, progress, log)
     timings["training"] = time.perf_counter() - t
-    log(f"model: {checkpoint} (train error {evaluation.error('train'):.2f} px, "
-        f"test error {evaluation.error('test'):.2f} px on the labeled frames)")
+    log(
+        f"model: {checkpoint} (train error {evaluation.error('train'):.2f} px, "
+        f"test error {evaluation.error('test'):.2f} px on the labeled frames)"
+    )
 
     t = time.perf_counter()
     video = config.parent / "videos" / sample.video.name
@@ -412,11 +432,22 @@ def run_pipeline(
     errors = _errors(h5, sample.behaviour.keypoints, list(sample.behaviour.bodyparts), frames)
     timings["total"] = time.perf_counter() - t0
     result = DemoResult(
-        output_dir=out, video=video, groundtruth_csv=sample.groundtruth_csv, config=config, labeled_frames=frames,
-        collected=collected, checkpoint=Path(checkpoint), evaluation_files=list(evaluation.files),
-        train_error_px=evaluation.error("train"), test_error_px=evaluation.error("test"), predictions=h5,
-        predictions_csv=h5.with_suffix(".csv"), labeled_video=labeled, n_frames=len(sample.behaviour.keypoints),
-        timings=timings, **errors,
+        output_dir=out,
+        video=video,
+        groundtruth_csv=sample.groundtruth_csv,
+        config=config,
+        labeled_frames=frames,
+        collected=collected,
+        checkpoint=Path(checkpoint),
+        evaluation_files=list(evaluation.files),
+        train_error_px=evaluation.error("train"),
+        test_error_px=evaluation.error("test"),
+        predictions=h5,
+        predictions_csv=h5.with_suffix(".csv"),
+        labeled_video=labeled,
+        n_frames=len(sample.behaviour.keypoints),
+        timings=timings,
+        **errors,
     )
     _write_summary(result, options)
     return result

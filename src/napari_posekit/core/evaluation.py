@@ -85,8 +85,9 @@ def predict_images(
 
     Images may differ in size; consecutive images of one size share a batch.
     """
-    return drive(iter_predict_images(model, codec, images, input_scale=input_scale, batch_size=batch_size,
-                                     device=device))
+    return drive(
+        iter_predict_images(model, codec, images, input_scale=input_scale, batch_size=batch_size, device=device)
+    )
 
 
 def likelihood_separation(

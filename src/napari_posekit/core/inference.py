@@ -115,8 +115,9 @@ class AnalysisChunk:
         return self.start + len(self.xy)
 
 
-def _crop_window(points: np.ndarray, frame_shape: tuple[int, int], size: int, margin: int, align: int,
-                 step: int | None = None):
+def _crop_window(
+    points: np.ndarray, frame_shape: tuple[int, int], size: int, margin: int, align: int, step: int | None = None
+):
     """Origin and size of a crop holding ``points`` with ``margin``, at least ``size`` square, inside the frame.
 
     Sizes are multiples of ``step`` (default ``align``) and the origin is a
@@ -174,8 +175,9 @@ def iter_analyze(
     blocks = [range(s, min(s + block, stop)) for s in range(start, stop, block)]
     frames_q: queue.Queue = queue.Queue(maxsize=3)
     halt = threading.Event()
-    thread = threading.Thread(target=_decode_ahead, args=(get, blocks, frames_q, halt), daemon=True,
-                              name="posekit-decode")
+    thread = threading.Thread(
+        target=_decode_ahead, args=(get, blocks, frames_q, halt), daemon=True, name="posekit-decode"
+    )
     thread.start()
     previous: np.ndarray | None = None  # where the animal will be in the next block (see _anchor)
     try:
@@ -196,8 +198,14 @@ def iter_analyze(
                 stack = np.stack([frames[j] for j in np.flatnonzero(good)])
                 if fast:
                     sub_xy, sub_p, full = _fast_block(
-                        predictor, stack, previous, batch_size=batch_size, crop_size=crop_size, margin=margin,
-                        fallback_likelihood=fallback_likelihood, locate_scale=locate_scale,
+                        predictor,
+                        stack,
+                        previous,
+                        batch_size=batch_size,
+                        crop_size=crop_size,
+                        margin=margin,
+                        fallback_likelihood=fallback_likelihood,
+                        locate_scale=locate_scale,
                     )
                 else:
                     sub_xy, sub_p = predictor.predict(stack, batch_size=batch_size)
@@ -237,8 +245,17 @@ def _anchor(xy: np.ndarray, p: np.ndarray, min_likelihood: float) -> np.ndarray 
     return last
 
 
-def _fast_block(predictor: Predictor, frames: np.ndarray, previous: np.ndarray | None, *, batch_size: int,
-                crop_size: int, margin: int, fallback_likelihood: float, locate_scale: float):
+def _fast_block(
+    predictor: Predictor,
+    frames: np.ndarray,
+    previous: np.ndarray | None,
+    *,
+    batch_size: int,
+    crop_size: int,
+    margin: int,
+    fallback_likelihood: float,
+    locate_scale: float,
+):
     """Crop-mode predictions for one block (see :func:`iter_analyze`)."""
     h, w = frames.shape[1:3]
     full = 0
@@ -258,8 +275,10 @@ def _fast_block(predictor: Predictor, frames: np.ndarray, previous: np.ndarray |
     edge = max(4.0, 2.0 * predictor.codec.stride)
     confident = p >= fallback_likelihood
     near_border = (
-        (xy[..., 0] < x0 + edge) & (x0 > 0) | (xy[..., 0] > x0 + size[0] - edge) & (x0 + size[0] < w)
-        | (xy[..., 1] < y0 + edge) & (y0 > 0) | (xy[..., 1] > y0 + size[1] - edge) & (y0 + size[1] < h)
+        (xy[..., 0] < x0 + edge) & (x0 > 0)
+        | (xy[..., 0] > x0 + size[0] - edge) & (x0 + size[0] < w)
+        | (xy[..., 1] < y0 + edge) & (y0 > 0)
+        | (xy[..., 1] > y0 + size[1] - edge) & (y0 + size[1] < h)
     ) & confident
     redo = (p.mean(axis=1) < fallback_likelihood) | near_border.any(axis=1)
     if redo.any():
@@ -301,8 +320,9 @@ def _write_json_atomic(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def _partial_results(partial_path: Path, state_path: Path, identity: dict[str, Any], shape: tuple[int, int, int],
-                     *, resume: bool) -> tuple[np.ndarray, int, dict[int, str]]:
+def _partial_results(
+    partial_path: Path, state_path: Path, identity: dict[str, Any], shape: tuple[int, int, int], *, resume: bool
+) -> tuple[np.ndarray, int, dict[int, str]]:
     """``(results, frames done, failed frames)``: an interrupted run of the same analysis, or a fresh NaN array.
 
     ``results`` is a memory-mapped ``(n, k, 3)`` float32 array (x, y, likelihood).
@@ -377,8 +397,9 @@ def analyze_video(
         results.flush()
         _write_json_atomic(state_path, {"identity": identity, "done": done, "failed": failed})
 
-    for chunk in iter_analyze(predictor, video, start=done, batch_size=batch_size, fast=fast,
-                              should_stop=should_stop, **options):
+    for chunk in iter_analyze(
+        predictor, video, start=done, batch_size=batch_size, fast=fast, should_stop=should_stop, **options
+    ):
         results[chunk.start : chunk.stop, :, :2] = chunk.xy
         results[chunk.start : chunk.stop, :, 2] = chunk.likelihood
         failed.update(chunk.failed)
@@ -388,8 +409,13 @@ def analyze_video(
             flush(done)
             since_flush = 0
         elapsed = time.monotonic() - t0
-        yield {"event": "progress", "done": done, "total": n, "fps": (done - frames0) / max(elapsed, 1e-9),
-               "chunk": chunk}
+        yield {
+            "event": "progress",
+            "done": done,
+            "total": n,
+            "fps": (done - frames0) / max(elapsed, 1e-9),
+            "chunk": chunk,
+        }
     if done < n:
         flush(done)
         return None

@@ -53,5 +53,7 @@ def from_dlc_dataframe(df: pd.DataFrame) -> tuple[np.ndarray, list[str], np.ndar
     sub = df[scorers[0]]
     xy = np.stack([sub[bp][["x", "y"]].to_numpy(np.float64) for bp in bodyparts], axis=1)
     has_likelihood = all("likelihood" in sub[bp].columns for bp in bodyparts)
-    likelihood = np.stack([sub[bp]["likelihood"].to_numpy(np.float64) for bp in bodyparts], axis=1) if has_likelihood else None
+    likelihood = (
+        np.stack([sub[bp]["likelihood"].to_numpy(np.float64) for bp in bodyparts], axis=1) if has_likelihood else None
+    )
     return xy, bodyparts, likelihood

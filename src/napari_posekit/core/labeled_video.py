@@ -380,9 +380,7 @@ def _run(plan: _Plan) -> Generator[int, None, Path]:
 
     def work() -> None:
         try:
-            path = write_video(
-                frames(), plan.out_path, fps=plan.fps, quality=plan.quality, extra_args=plan.extra_args
-            )
+            path = write_video(frames(), plan.out_path, fps=plan.fps, quality=plan.quality, extra_args=plan.extra_args)
         except _Stopped:
             events.put(("stopped", None))
         except BaseException as err:  # noqa: BLE001 - handed to the consumer's thread

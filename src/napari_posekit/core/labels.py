@@ -94,9 +94,7 @@ class LabelStore:
         self.bodyparts = list(self.bodyparts)
         xy = np.array(self.xy, dtype=np.float64)
         if xy.shape != (len(self.images), len(self.bodyparts), 2):
-            raise ValueError(
-                f"labels must have shape ({len(self.images)}, {len(self.bodyparts)}, 2), got {xy.shape}"
-            )
+            raise ValueError(f"labels must have shape ({len(self.images)}, {len(self.bodyparts)}, 2), got {xy.shape}")
         self._xy = xy
         self.xy = self._xy.view()
         self.xy.flags.writeable = False
@@ -153,7 +151,9 @@ class LabelStore:
         return bool(self._redo)
 
     # -- edits ---------------------------------------------------------------
-    def set(self, image: int, bodypart: int | str, xy: tuple[float, float] | None, label: str | None = None) -> Edit | None:
+    def set(
+        self, image: int, bodypart: int | str, xy: tuple[float, float] | None, label: str | None = None
+    ) -> Edit | None:
         """Place or move (``xy``) or delete (None) one body part on one image."""
         b = self.bodyparts.index(bodypart) if isinstance(bodypart, str) else int(bodypart)
         new = self._xy.copy()

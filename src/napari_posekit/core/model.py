@@ -325,9 +325,7 @@ class PoseModel(nn.Module):
         if head == "fpn":
             levels = [i for i, r in enumerate(reductions) if r >= head_stride]
             if reductions[levels[0]] != head_stride:
-                raise ValueError(
-                    f"the backbone has no feature level at stride {head_stride} (levels: {reductions})"
-                )
+                raise ValueError(f"the backbone has no feature level at stride {head_stride} (levels: {reductions})")
             self.levels = levels
             self.lateral = nn.ModuleList(
                 nn.Sequential(nn.Conv2d(channels_all[i], c, 1, bias=False), nn.BatchNorm2d(c)) for i in levels

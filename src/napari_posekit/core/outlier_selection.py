@@ -164,8 +164,20 @@ def select_outliers(
         Frames that fail to decode are left out.
     """
     work = iter_select_outliers(
-        video, xy, likelihood, n, methods=methods, epsilon=epsilon, p_bound=p_bound, window=window,
-        smoother=smoother, scores=scores, candidates=candidates, exclude=exclude, min_separation=min_separation,
-        resize_width=resize_width, seed=seed,
+        video,
+        xy,
+        likelihood,
+        n,
+        methods=methods,
+        epsilon=epsilon,
+        p_bound=p_bound,
+        window=window,
+        smoother=smoother,
+        scores=scores,
+        candidates=candidates,
+        exclude=exclude,
+        min_separation=min_separation,
+        resize_width=resize_width,
+        seed=seed,
     )
     return drive(work, progress)

@@ -77,8 +77,13 @@ def add_video_set(project: str | os.PathLike, video: str | os.PathLike) -> bool:
 
 
 def _machine_frame(
-    xy: np.ndarray, likelihood: np.ndarray, frames: Sequence[int], n_frames: int, video: Path,
-    bodyparts: Sequence[str], scorer: str,
+    xy: np.ndarray,
+    likelihood: np.ndarray,
+    frames: Sequence[int],
+    n_frames: int,
+    video: Path,
+    bodyparts: Sequence[str],
+    scorer: str,
 ) -> pd.DataFrame:
     """The predictions on ``frames`` as a machine-label table (string index, re-styled by the caller)."""
     keys = [f"labeled-data/{video.stem}/{frame_image_name(f, n_frames)}" for f in frames]

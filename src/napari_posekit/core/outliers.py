@@ -131,7 +131,14 @@ def iter_extract_outliers(
     meta = read_metadata(video)
 
     pred_path, analyzed = yield from _prediction_file(
-        root, video, model, predictions, predictions_dir, analyze=analyze, reanalyze=reanalyze, device=device,
+        root,
+        video,
+        model,
+        predictions,
+        predictions_dir,
+        analyze=analyze,
+        reanalyze=reanalyze,
+        device=device,
         **analyze_options,
     )
     pred, xy, likelihood = _read_video_predictions(pred_path, video, meta.n_frames, bodyparts)
@@ -142,14 +149,27 @@ def iter_extract_outliers(
     already, _ = _frames_in_folder(folder)
     excluded = sorted(f for f in already if f < meta.n_frames and scores.combined[f] > 0)
     work = iter_select_outliers(
-        video, None, None, n, scores=scores, candidates=candidates, exclude=already, min_separation=min_separation,
+        video,
+        None,
+        None,
+        n,
+        scores=scores,
+        candidates=candidates,
+        exclude=already,
+        min_separation=min_separation,
         seed=seed,
     )
     frames = yield from relay(work, lambda fraction: {"event": "select", "progress": fraction})
 
     result = ExtractResult(
-        folder=folder, frames=list(frames), images=[], machinelabels=None, predictions=pred_path, scores=scores,
-        excluded=excluded, analyzed=analyzed,
+        folder=folder,
+        frames=list(frames),
+        images=[],
+        machinelabels=None,
+        predictions=pred_path,
+        scores=scores,
+        excluded=excluded,
+        analyzed=analyzed,
     )
     if not frames:
         return result

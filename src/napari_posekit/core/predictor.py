@@ -116,7 +116,11 @@ class Predictor:
             folder = self.checkpoint.resolve().parent.parent.name
             match = re.fullmatch(r"(.*)-trainset\d+(shuffle\d+)(-block)?", folder)
             # DeepLabCut's names always hold "shuffle<n>"; tools (and our reader) look for it
-            name = f"{match.group(1)}{match.group(2)}{match.group(3) or ''}" if match else f"{self.checkpoint.stem}shuffle1"
+            name = (
+                f"{match.group(1)}{match.group(2)}{match.group(3) or ''}"
+                if match
+                else f"{self.checkpoint.stem}shuffle1"
+            )
         return f"DLC_{backbone}_{name}_{int(self.meta.get('step', 0))}"
 
     # ------------------------------------------------------------------ prediction
@@ -170,7 +174,12 @@ class Predictor:
         return np.concatenate(out_xy), np.concatenate(out_p)
 
     def predict_crops(
-        self, frames: np.ndarray, origin: tuple[int, int], size: tuple[int, int], *, batch_size: int = ANALYSIS_BATCH_SIZE
+        self,
+        frames: np.ndarray,
+        origin: tuple[int, int],
+        size: tuple[int, int],
+        *,
+        batch_size: int = ANALYSIS_BATCH_SIZE,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Keypoints from the window ``origin=(x0, y0)``, ``size=(w, h)`` (frame pixels) of every frame."""
         x0, y0 = origin
@@ -200,4 +209,3 @@ def _fast_bfloat16(device: torch.device) -> bool:
         except (AttributeError, RuntimeError):
             return False
     return False
-

@@ -49,8 +49,12 @@ def write_sample(
     if not video.exists():
         write_video(behaviour.frames, video, fps=fps)
     if not csv.exists():
-        df = to_dlc_dataframe(behaviour.keypoints, behaviour.bodyparts, GROUNDTRUTH_SCORER,
-                              likelihood=1.0 + 0.0 * behaviour.keypoints[..., 0])
+        df = to_dlc_dataframe(
+            behaviour.keypoints,
+            behaviour.bodyparts,
+            GROUNDTRUTH_SCORER,
+            likelihood=1.0 + 0.0 * behaviour.keypoints[..., 0],
+        )
         tmp = csv.with_name(csv.name + ".partial")
         df.to_csv(tmp)
         os.replace(tmp, csv)

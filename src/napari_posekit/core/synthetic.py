@@ -118,9 +118,7 @@ def make_behaviour(
     if n_frames < 1:
         raise ValueError(f"n_frames must be >= 1, got {n_frames}")
     if height < MIN_SIZE or width < MIN_SIZE:
-        raise ValueError(
-            f"height and width must be >= {MIN_SIZE}, got {height}x{width}"
-        )
+        raise ValueError(f"height and width must be >= {MIN_SIZE}, got {height}x{width}")
     fps = float(fps)
     if not (math.isfinite(fps) and fps > 0):
         raise ValueError(f"fps must be a positive finite number, got {fps}")
@@ -129,9 +127,7 @@ def make_behaviour(
     scale = min(height, width) / 240.0
     motion = _simulate_motion(n_frames, height, width, fps, scale, rng)
     pose = _pose(motion, scale)
-    keypoints = np.stack(
-        [pose["snout"], pose["ear_l"], pose["ear_r"], pose["tailbase"]], axis=1
-    )
+    keypoints = np.stack([pose["snout"], pose["ear_l"], pose["ear_r"], pose["tailbase"]], axis=1)
 
     floor = _floor(height, width, scale, rng)
     fur = _fur_texture(rng)
@@ -288,14 +284,10 @@ def _pose(motion, scale):
     # Tail: a chain of points bending against the turn and swaying with gait.
     tailbase = body_centre - body_dir * (_BODY_A * scale * stretch)
     seg = np.arange(_TAIL_SEGMENTS)
-    bend = np.clip(-0.12 * motion["omega"], -0.3, 0.3)[:, None] + 0.12 * np.sin(
-        motion["gait"][:, None] - 0.9 * seg
-    )
+    bend = np.clip(-0.12 * motion["omega"], -0.3, 0.3)[:, None] + 0.12 * np.sin(motion["gait"][:, None] - 0.9 * seg)
     tail_angle = motion["heading"][:, None] + math.pi + np.cumsum(bend, axis=1)
     steps = _unit(tail_angle) * (_TAIL_LEN * scale / _TAIL_SEGMENTS)
-    tail = np.concatenate(
-        [tailbase[:, None], tailbase[:, None] + np.cumsum(steps, axis=1)], axis=1
-    )
+    tail = np.concatenate([tailbase[:, None], tailbase[:, None] + np.cumsum(steps, axis=1)], axis=1)
     return {
         "neck": neck,
         "body_centre": body_centre,
@@ -334,8 +326,7 @@ def _floor(height, width, scale, rng):
     """Smooth random floor texture with soft lighting and a faint arena rim."""
     shape = (height, width)
     lum = sum(
-        weight * _smooth_field(rng, shape, sigma * scale)
-        for sigma, weight in ((1.2, 0.35), (5.0, 0.5), (20.0, 1.0))
+        weight * _smooth_field(rng, shape, sigma * scale) for sigma, weight in ((1.2, 0.35), (5.0, 0.5), (20.0, 1.0))
     )
     lum /= lum.std()
     tint = _smooth_field(rng, shape, 25.0 * scale)
@@ -353,12 +344,8 @@ def _floor(height, width, scale, rng):
 
 def _fur_texture(rng):
     """Streaky noise in body coordinates: axis 0 along the body, axis 1 across."""
-    streaks = ndimage.gaussian_filter(
-        rng.standard_normal((128, 64)), (1.8, 0.5), mode="wrap"
-    )
-    patches = ndimage.gaussian_filter(
-        rng.standard_normal((128, 64)), (6.0, 4.0), mode="wrap"
-    )
+    streaks = ndimage.gaussian_filter(rng.standard_normal((128, 64)), (1.8, 0.5), mode="wrap")
+    patches = ndimage.gaussian_filter(rng.standard_normal((128, 64)), (6.0, 4.0), mode="wrap")
     fur = 0.7 * streaks / streaks.std() + patches / patches.std()
     return (fur / fur.std()).astype(np.float32)
 

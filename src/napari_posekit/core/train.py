@@ -111,9 +111,20 @@ class _Run:
     be replaced for a test.
     """
 
-    def __init__(self, options: TrainOptions, start: RunStart, data: tuple[Any, np.ndarray, list[str]], *,
-                 device: torch.device, checkpoint_path: Path, stop: Callable[[], bool] | None, keep_previous: bool,
-                 resumed: dict[str, Any] | None, init_weights: Any, t0: float) -> None:
+    def __init__(
+        self,
+        options: TrainOptions,
+        start: RunStart,
+        data: tuple[Any, np.ndarray, list[str]],
+        *,
+        device: torch.device,
+        checkpoint_path: Path,
+        stop: Callable[[], bool] | None,
+        keep_previous: bool,
+        resumed: dict[str, Any] | None,
+        init_weights: Any,
+        t0: float,
+    ) -> None:
         self.options, self.start, self.t0 = options, start, t0
         self.images, self.xy, self.bodyparts = data
         self.device, self.checkpoint_path, self.stop = device, checkpoint_path, stop
@@ -217,8 +228,13 @@ class _Run:
         every, test_idx = self.options.eval_every, self.start.test_idx
         if every and len(test_idx) and (epoch % every == 0 or final):
             self.last_eval = evaluate(
-                self.served, self.start.codec, [self.images[i] for i in test_idx], self.xy[test_idx],
-                bodyparts=self.bodyparts, input_scale=self.start.input_scale, batch_size=self.options.batch_size,
+                self.served,
+                self.start.codec,
+                [self.images[i] for i in test_idx],
+                self.xy[test_idx],
+                bodyparts=self.bodyparts,
+                input_scale=self.start.input_scale,
+                batch_size=self.options.batch_size,
                 device=self.device,
             )
             set_train_mode(self.start.model, self.start.frozen_bn)
@@ -261,8 +277,11 @@ class _Run:
             "version": CHECKPOINT_VERSION,
             "model_config": model.config(),
             "state_dict": {k: v.detach().cpu() for k, v in self.served.state_dict().items()},
-            **({"train_state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
-               if self.ema is not None else {}),
+            **(
+                {"train_state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+                if self.ema is not None
+                else {}
+            ),
             "codec": start.codec.to_dict(),
             "mean": list(model.mean),
             "std": list(model.std),
@@ -352,11 +371,21 @@ def iter_train(
         raise ValueError("give resume (continue a run) or init_weights (a new run from its weights), not both")
     resumed = read_checkpoint(resume) if resume is not None else None
     init = read_checkpoint(init_weights) if init_weights is not None else None
-    start = start_run(options, images, xy, bodyparts, resumed=resumed, resume=resume, init=init,
-                      init_weights=init_weights)
-    run = _Run(options, start, (images, xy, bodyparts), device=device,
-               checkpoint_path=Path(checkpoint_dir) / CHECKPOINT_NAME, stop=stop, keep_previous=keep_previous,
-               resumed=resumed, init_weights=init_weights, t0=t0)
+    start = start_run(
+        options, images, xy, bodyparts, resumed=resumed, resume=resume, init=init, init_weights=init_weights
+    )
+    run = _Run(
+        options,
+        start,
+        (images, xy, bodyparts),
+        device=device,
+        checkpoint_path=Path(checkpoint_dir) / CHECKPOINT_NAME,
+        stop=stop,
+        keep_previous=keep_previous,
+        resumed=resumed,
+        init_weights=init_weights,
+        t0=t0,
+    )
     try:
         for epoch_index in range(start.start_epoch, run.last_epoch):
             losses = []

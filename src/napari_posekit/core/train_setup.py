@@ -142,8 +142,15 @@ def _new_split(options: TrainOptions, n: int, keys, init: dict[str, Any] | None,
     return train_idx, test_idx, split_info
 
 
-def _fresh_start(options: TrainOptions, images, xy: np.ndarray, bodyparts: Sequence[str], keys,
-                 init: dict[str, Any] | None, init_weights) -> RunStart:
+def _fresh_start(
+    options: TrainOptions,
+    images,
+    xy: np.ndarray,
+    bodyparts: Sequence[str],
+    keys,
+    init: dict[str, Any] | None,
+    init_weights,
+) -> RunStart:
     """A new run: a new model, or the weights of ``init`` (fine-tuning), and a new split."""
     input_scale = options.input_scale
     if init is not None:
@@ -151,8 +158,9 @@ def _fresh_start(options: TrainOptions, images, xy: np.ndarray, bodyparts: Seque
         codec = HeatmapCodec.from_dict(init["codec"])
         input_scale = float(init.get("input_scale", input_scale or 1.0))
     else:
-        model = PoseModel(options.backbone, n_keypoints=len(bodyparts), pretrained=options.pretrained,
-                          head_stride=options.head_stride)
+        model = PoseModel(
+            options.backbone, n_keypoints=len(bodyparts), pretrained=options.pretrained, head_stride=options.head_stride
+        )
         input_size = options.input_size
         if input_scale is None:
             input_scale = auto_input_scale(xy, crop=min(input_size) if input_size else 224)
@@ -194,10 +202,15 @@ def start_run(
         model.load_state_dict(resumed.get("train_state_dict", resumed["state_dict"]))
         train_idx, test_idx = split_by_keys(resumed["split"], keys, n)
         start = RunStart(
-            model, HeatmapCodec.from_dict(resumed["codec"]),
+            model,
+            HeatmapCodec.from_dict(resumed["codec"]),
             float(resumed.get("input_scale", options.input_scale or 1.0)),
-            train_idx, test_idx, dict(resumed["split"]), frozen_bn=False,
-            start_epoch=int(resumed["epoch"]), history=list(resumed.get("history", [])),
+            train_idx,
+            test_idx,
+            dict(resumed["split"]),
+            frozen_bn=False,
+            start_epoch=int(resumed["epoch"]),
+            history=list(resumed.get("history", [])),
             trained_s=float(resumed.get("train_seconds", 0.0)),
         )
     else:
@@ -240,8 +253,9 @@ def training_dataset(options: TrainOptions, start: RunStart, images, xy: np.ndar
     )
 
 
-def train_config(options: TrainOptions, start: RunStart, *, resumed: dict[str, Any] | None,
-                 init_weights: Any) -> dict[str, Any]:
+def train_config(
+    options: TrainOptions, start: RunStart, *, resumed: dict[str, Any] | None, init_weights: Any
+) -> dict[str, Any]:
     """The ``train_config`` a checkpoint records: the options that shaped the weights."""
     o = options
     config = {

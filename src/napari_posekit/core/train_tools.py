@@ -46,7 +46,6 @@ def lr_factor(progress: float, warmup_fraction: float = 0.05, min_factor: float 
     return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * p))
 
 
-
 class WeightAverage:
     """Exponential moving average of a model's weights and buffers (a copy of the model).
 

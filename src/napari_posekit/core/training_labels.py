@@ -42,8 +42,13 @@ def infer_symmetric_pairs(bodyparts: Sequence[str]) -> list[tuple[str, str]]:
 
 
 def find_swapped_pairs(
-    xy: np.ndarray, bodyparts: Sequence[str], pairs: Sequence[tuple[str, str]], *,
-    min_frames: int = 10, agreement: float = 0.9, min_sine: float = 0.5,
+    xy: np.ndarray,
+    bodyparts: Sequence[str],
+    pairs: Sequence[tuple[str, str]],
+    *,
+    min_frames: int = 10,
+    agreement: float = 0.9,
+    min_sine: float = 0.5,
 ) -> list[tuple[int, str, str, int, int]]:
     """Frames whose left/right pair is on the other side of the body than in almost every other frame.
 
@@ -121,8 +126,9 @@ def _drop_labels_outside(
 
     xy = xy.copy()
     labeled = ~np.isnan(xy).any(axis=-1)
-    sizes = np.array([_image_size_or_error(im) if labeled[i].any() else (np.inf, np.inf)
-                      for i, im in enumerate(images)], dtype=float).reshape(-1, 2)
+    sizes = np.array(
+        [_image_size_or_error(im) if labeled[i].any() else (np.inf, np.inf) for i, im in enumerate(images)], dtype=float
+    ).reshape(-1, 2)
     notes: list[str] = []
     for i, k in np.argwhere(outside_image(xy, sizes)):
         image = images[i]

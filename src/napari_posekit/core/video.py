@@ -156,7 +156,11 @@ class VideoReader:
             raise ValueError("max_decoders must be at least 1")
         self.path = os.fspath(path)
         self._options = {
-            "cache_bytes": cache_bytes, "max_decoders": max_decoders, "readahead": readahead, "threads": threads, "on_error": on_error
+            "cache_bytes": cache_bytes,
+            "max_decoders": max_decoders,
+            "readahead": readahead,
+            "threads": threads,
+            "on_error": on_error,
         }
         self.metadata, self.index = scan(self.path)
         self._plan = SeekPlan(self.index)

@@ -13,8 +13,16 @@ import numpy as np
 __all__ = ["write_video"]
 
 
-def write_video(frames, path: str | os.PathLike, fps: float = 30.0, *, codec: str = "libx264", quality: int = 18,
-                pix_fmt: str = "yuv420p", extra_args: list[str] | None = None) -> Path:
+def write_video(
+    frames,
+    path: str | os.PathLike,
+    fps: float = 30.0,
+    *,
+    codec: str = "libx264",
+    quality: int = 18,
+    pix_fmt: str = "yuv420p",
+    extra_args: list[str] | None = None,
+) -> Path:
     """Encode ``frames`` (iterable of ``(H, W, 3) uint8``) into a video file with FFmpeg.
 
     ``quality`` is x264's CRF (lower is better). The file appears atomically:
@@ -34,8 +42,14 @@ def write_video(frames, path: str | os.PathLike, fps: float = 30.0, *, codec: st
     h, w = first.shape[:2]
     args = ["-crf", str(quality)] if codec == "libx264" else []
     writer = imageio_ffmpeg.write_frames(
-        str(tmp), (w, h), fps=fps, codec=codec, pix_fmt_out=pix_fmt, macro_block_size=1,
-        output_params=args + list(extra_args or []), ffmpeg_log_level="error",
+        str(tmp),
+        (w, h),
+        fps=fps,
+        codec=codec,
+        pix_fmt_out=pix_fmt,
+        macro_block_size=1,
+        output_params=args + list(extra_args or []),
+        ffmpeg_log_level="error",
     )
     writer.send(None)
     try:

@@ -61,7 +61,9 @@ def model_folder(
     config = read_config(root)
     if train_fraction is None:
         train_fraction = _config_train_fraction(config)
-    name = f"{config.get('Task', 'project')}{config.get('date', '')}-trainset{round(100 * train_fraction)}shuffle{shuffle}"
+    name = (
+        f"{config.get('Task', 'project')}{config.get('date', '')}-trainset{round(100 * train_fraction)}shuffle{shuffle}"
+    )
     if split == "block":
         name += "-block"
     return root / MODELS_FOLDER / f"iteration-{int(config.get('iteration', 0) or 0)}" / name
@@ -81,7 +83,6 @@ def latest_checkpoint(project: str | os.PathLike) -> Path:
     if not found:
         raise ProjectError(f"no trained model yet (nothing in {MODELS_FOLDER}/); run 'posekit train' first", root)
     return max(found, key=lambda p: p.stat().st_mtime_ns)
-
 
 
 def _split_train_arguments(options: TrainOptions | None, arguments: dict[str, Any]) -> tuple[TrainOptions, dict]:
@@ -150,8 +151,11 @@ def train_project(
     for frame, left, right, agree, judged in find_swapped_pairs(data.xy, data.bodyparts, pairs):
         image = data.images[frame]
         name = image.relative_to(root).as_posix() if image.is_relative_to(root) else str(image)
-        yield {"event": "warning", "message": f"{name}: {left} and {right} are on the opposite sides from {agree} "
-                                              f"of {judged} frames; swapped? (trained as labeled)"}
+        yield {
+            "event": "warning",
+            "message": f"{name}: {left} and {right} are on the opposite sides from {agree} "
+            f"of {judged} frames; swapped? (trained as labeled)",
+        }
     return (
         yield from iter_train(
             data.images,
@@ -218,8 +222,15 @@ def _checked_split(meta: dict[str, Any], images: Sequence[Path], checkpoint: Pat
     return split
 
 
-def _summary_table(err: np.ndarray, conf: np.ndarray, data: TrainingData, split: np.ndarray, meta: dict[str, Any],
-                   pcutoff: float, thresholds: Sequence[float]) -> pd.DataFrame:
+def _summary_table(
+    err: np.ndarray,
+    conf: np.ndarray,
+    data: TrainingData,
+    split: np.ndarray,
+    meta: dict[str, Any],
+    pcutoff: float,
+    thresholds: Sequence[float],
+) -> pd.DataFrame:
     """One row per split (train, test): mean errors, with the p-cutoff, PCK, per body part, likelihood separation."""
     from .evaluation import likelihood_separation
 
@@ -256,8 +267,9 @@ def _summary_table(err: np.ndarray, conf: np.ndarray, data: TrainingData, split:
     return summary
 
 
-def _per_image_table(err: np.ndarray, pred: np.ndarray, conf: np.ndarray, data: TrainingData, split: np.ndarray,
-                     root: Path) -> pd.DataFrame:
+def _per_image_table(
+    err: np.ndarray, pred: np.ndarray, conf: np.ndarray, data: TrainingData, split: np.ndarray, root: Path
+) -> pd.DataFrame:
     """One row per labeled image: its split, mean and per-body-part errors, predicted x, y and likelihood."""
     per_image = pd.DataFrame(
         {
@@ -353,8 +365,9 @@ def evaluate_project(
     go to the model folder's ``evaluation/``.  ``progress`` receives the
     events of :func:`iter_evaluate_project`, which this runs to the end.
     """
-    work = iter_evaluate_project(project, checkpoint, pcutoff=pcutoff, thresholds=thresholds, device=device,
-                                 write=write)
+    work = iter_evaluate_project(
+        project, checkpoint, pcutoff=pcutoff, thresholds=thresholds, device=device, write=write
+    )
     return drive(work, progress)
 
 
@@ -364,7 +377,9 @@ def format_evaluation(evaluation: Evaluation) -> str:
     lines = [f"checkpoint: {evaluation.checkpoint}"]
     for _, row in s.iterrows():
         parts = ", ".join(
-            f"{c[:-len('_error_px')]} {row[c]:.2f}" for c in s.columns if c.endswith("_error_px") and c != "mean_error_px"
+            f"{c[: -len('_error_px')]} {row[c]:.2f}"
+            for c in s.columns
+            if c.endswith("_error_px") and c != "mean_error_px"
         )
         pck = ", ".join(f"{c} {row[c]:.0%}" for c in s.columns if c.startswith("pck@"))
         lines.append(
