@@ -13,8 +13,7 @@ from conftest import TINY_PROJECT
 from napari_posekit._napari import _analysis_widget, jobs
 from napari_posekit._napari._analysis_widget import AnalysisWidget
 from napari_posekit._napari._predictions_reader import napari_get_reader
-from napari_posekit._napari.layers import prediction_colors
-from napari_posekit.controllers.analysis import skeleton_data, tracks_data
+from napari_posekit._napari.layers import prediction_colors, skeleton_vectors, tracks_data
 from napari_posekit.core.config import read_config, write_config
 from napari_posekit.core.filtering import filtered_path
 from napari_posekit.core.inference import output_paths
@@ -64,7 +63,7 @@ def _result(qtbot, job):
 def test_layer_data_helpers():
     xy = np.array([[[1.0, 2.0], [3.0, 4.0], [np.nan, np.nan]], [[5.0, 6.0], [7.0, 8.0], [9.0, 10.0]]])
     keep = np.isfinite(xy).all(axis=2)
-    vectors = skeleton_data(xy, keep, ["a", "b", "c"], [("a", "b"), ("b", "c"), ("a", "x")])
+    vectors = skeleton_vectors(xy, ["a", "b", "c"], [("a", "b"), ("b", "c"), ("a", "x")], keep=keep)
     assert vectors.shape == (3, 2, 3)
     assert vectors[0].tolist() == [[0, 2, 1], [0, 2, 2]]  # frame 0, a -> b: start (y, x), then (0, dy, dx)
     assert vectors[2].tolist() == [[1, 8, 7], [0, 2, 2]]  # b -> c only on frame 1, where c is found

@@ -19,8 +19,16 @@ import pandas as pd
 from napari.layers import Image, Points, Tracks, Vectors
 from napari.utils.colormaps import Colormap
 
-from napari_posekit._napari.layers import Key, marker_size, points_kwargs, prediction_colors, prediction_points
-from napari_posekit.controllers.analysis import Analysis, VideoSource, skeleton_data, tracks_data
+from napari_posekit._napari.layers import (
+    Key,
+    marker_size,
+    points_kwargs,
+    prediction_colors,
+    prediction_points,
+    skeleton_vectors,
+    tracks_data,
+)
+from napari_posekit.controllers.analysis import Analysis, VideoSource
 
 FILTERED_KEYS = ("filtered_points", "filtered_tracks")
 
@@ -138,7 +146,7 @@ class AnalysisLayers:
         active = self.viewer.layers.selection.active
         added = False
         if analysis.skeleton:
-            vectors = skeleton_data(analysis.xy, above, analysis.bodyparts, analysis.skeleton)
+            vectors = skeleton_vectors(analysis.xy, analysis.bodyparts, analysis.skeleton, keep=above)
             added |= self._set_vectors(analysis, video, vectors, create)
         added |= self._set_tracks(analysis, video, "tracks", analysis.xy, above, create)
         added |= self._set_points(

@@ -12,7 +12,8 @@
   ``(frames, bodyparts, 2)`` arrays; the builders below go the other way.
 - Builders of layer data tuples: :func:`keypoints_layer_data` (labels),
   :func:`predictions_layer_data` and :func:`prediction_points` (predictions),
-  :func:`skeleton_vectors` (skeleton edges), :func:`points_kwargs` (what every
+  :func:`skeleton_vectors` (skeleton edges), :func:`tracks_data` (trajectories),
+  :func:`points_kwargs` (what every
   keypoints layer shares).
 """
 
@@ -230,17 +231,31 @@ def layer_to_xy(layer: Points, n_frames: int, bodyparts: Sequence[str]) -> tuple
     return xy, unused
 
 
-def skeleton_vectors(xy: np.ndarray, bodyparts: Sequence[str], skeleton) -> np.ndarray:
-    """Vectors data ``(n, 2, 3)`` (frame, y, x) for every skeleton edge with both ends placed."""
+def skeleton_vectors(xy: np.ndarray, bodyparts: Sequence[str], skeleton, keep: np.ndarray | None = None) -> np.ndarray:
+    """Vectors data ``(n, 2, 3)`` (frame, y, x) for every skeleton edge with both ends shown.
+
+    ``keep`` ``(frames, K)`` says which keypoints are shown (default: those placed, not NaN);
+    edges naming an unknown body part are left out.
+    """
     bodyparts = list(bodyparts)
-    pairs = [(bodyparts.index(a), bodyparts.index(b)) for a, b in skeleton if a in bodyparts and b in bodyparts]
+    keep = ~np.isnan(xy).any(axis=2) if keep is None else np.asarray(keep, dtype=bool)
     out = []
-    for a, b in pairs:
-        both = ~np.isnan(xy[:, a]).any(axis=1) & ~np.isnan(xy[:, b]).any(axis=1)
-        for f in np.flatnonzero(both):
-            (xa, ya), (xb, yb) = xy[f, a], xy[f, b]
-            out.append([[f, ya, xa], [0, yb - ya, xb - xa]])
-    return np.asarray(out, dtype=float).reshape(-1, 2, 3)
+    for a, b in skeleton:
+        if a not in bodyparts or b not in bodyparts:
+            continue
+        i, j = bodyparts.index(a), bodyparts.index(b)
+        f = np.flatnonzero(keep[:, i] & keep[:, j])
+        start = np.column_stack([f, xy[f, i, 1], xy[f, i, 0]])
+        delta = np.column_stack([np.zeros(len(f)), xy[f, j, 1] - xy[f, i, 1], xy[f, j, 0] - xy[f, i, 0]])
+        out.append(np.stack([start, delta], axis=1))
+    return np.concatenate(out).astype(float) if out else np.empty((0, 2, 3))
+
+
+def tracks_data(xy: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Tracks data ``(M, 4)`` (body part, frame, y, x) sorted by track then time, and each row's body part."""
+    parts, frames = np.nonzero(np.asarray(keep).T)
+    data = np.column_stack([parts, frames, xy[frames, parts, 1], xy[frames, parts, 0]]).astype(float)
+    return data.reshape(-1, 4), parts
 
 
 # --------------------------------------------------------------------------- predictions

@@ -10,7 +10,6 @@
 - Files: :class:`PredictionsWrite` (what Save writes, copied so a worker can
   write it while the widget goes on), :class:`ExportPlan` and
   :func:`iter_export` (the labeled video, after the predictions it needs).
-- Layer data: :func:`skeleton_data` and :func:`tracks_data` from the arrays.
 """
 
 from __future__ import annotations
@@ -28,28 +27,6 @@ from napari_posekit.controllers.models import resolve_model
 
 RANGES = ("Current frame", "Frame range", "Whole video")
 FILTERS = (("median", "median"), ("Savitzky–Golay", "savgol"))
-
-
-# --------------------------------------------------------------------------- layer data
-def skeleton_data(xy: np.ndarray, keep: np.ndarray, bodyparts: list[str], skeleton) -> np.ndarray:
-    """Vectors data ``(n, 2, 3)`` (frame, y, x) for every skeleton edge with both ends kept."""
-    out = []
-    for a, b in skeleton:
-        if a not in bodyparts or b not in bodyparts:
-            continue
-        i, j = bodyparts.index(a), bodyparts.index(b)
-        f = np.flatnonzero(keep[:, i] & keep[:, j])
-        start = np.column_stack([f, xy[f, i, 1], xy[f, i, 0]])
-        delta = np.column_stack([np.zeros(len(f)), xy[f, j, 1] - xy[f, i, 1], xy[f, j, 0] - xy[f, i, 0]])
-        out.append(np.stack([start, delta], axis=1))
-    return np.concatenate(out).astype(float) if out else np.empty((0, 2, 3))
-
-
-def tracks_data(xy: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Tracks data ``(M, 4)`` (body part, frame, y, x) sorted by track then time, and each row's body part."""
-    parts, frames = np.nonzero(np.asarray(keep).T)
-    data = np.column_stack([parts, frames, xy[frames, parts, 1], xy[frames, parts, 0]]).astype(float)
-    return data.reshape(-1, 4), parts
 
 
 def runs(mask: np.ndarray) -> list[list[int]]:
