@@ -8,6 +8,7 @@ import inspect
 import os
 import re
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
@@ -186,6 +187,33 @@ def tiny_project_copy(tiny_trained_project, tmp_path) -> Path:
     and the checkpoint recorded when the original was made.
     """
     return Path(shutil.copytree(tiny_trained_project, tmp_path / tiny_trained_project.name))
+
+
+def writable_copy(source: Path, dest: Path) -> Path:
+    """A copy of a project without its videos, every file writable by its owner (shared data may be read-only)."""
+    shutil.copytree(source, dest, ignore=shutil.ignore_patterns("videos"))
+    for folder, dirs, files in os.walk(dest):
+        for name in [*dirs, *files]:
+            p = Path(folder, name)
+            p.chmod(p.stat().st_mode | stat.S_IWUSR)
+    dest.chmod(dest.stat().st_mode | stat.S_IWUSR)
+    return dest
+
+
+#: The demo in a few seconds: small video, few frames, a small random network for two epochs (DemoOptions keywords).
+TINY_DEMO = {
+    "n_frames": 24,
+    "height": 64,
+    "width": 96,
+    "n_labeled": 6,
+    "minutes": 0.2,
+    "epochs": 2,
+    "backbone": "resnet18",
+    "pretrained": False,
+    "input_size": (64, 64),
+    "batch_size": 4,
+    "device": "cpu",
+}
 
 
 @pytest.fixture(scope="session")

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import stat
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import require_shared
+from conftest import require_shared, writable_copy
 from napari_posekit.core import collected_data as C
 from napari_posekit.core import config as CF
 from napari_posekit.core import labeled_images as L
@@ -23,14 +20,6 @@ H5 = "labeled-data/m4s1/CollectedData_Pranav.h5"
 CSV = "labeled-data/m4s1/CollectedData_Pranav.csv"
 
 
-def _make_writable(root: Path) -> None:
-    for folder, dirs, files in os.walk(root):
-        for name in [*dirs, *files]:
-            p = Path(folder, name)
-            p.chmod(p.stat().st_mode | stat.S_IWUSR)
-    root.chmod(root.stat().st_mode | stat.S_IWUSR)
-
-
 @pytest.fixture(scope="session")
 def shared_project() -> Path:
     """The real project in ../shared/data (read only)."""
@@ -40,10 +29,7 @@ def shared_project() -> Path:
 @pytest.fixture
 def project(shared_project, tmp_path) -> Path:
     """A writable copy of the real project (without its video)."""
-    dest = tmp_path / OPENFIELD
-    shutil.copytree(shared_project, dest, ignore=shutil.ignore_patterns("videos"))
-    _make_writable(dest)
-    return dest
+    return writable_copy(shared_project, tmp_path / OPENFIELD)
 
 
 @pytest.fixture(scope="session")

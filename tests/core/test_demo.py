@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import TINY_DEMO
 from napari_posekit.cli import main
 from napari_posekit.core.collected_data import read_collected
 from napari_posekit.core.config import read_config
@@ -26,20 +27,7 @@ from napari_posekit.core.demo_pipeline import (
 from napari_posekit.core.predictions import read_predictions
 from napari_posekit.core.video import read_metadata
 
-#: A few seconds of everything: small video, few frames, a small random network for two epochs.
-TINY = DemoOptions(
-    n_frames=24,
-    height=64,
-    width=96,
-    n_labeled=6,
-    minutes=0.2,
-    epochs=2,
-    backbone="resnet18",
-    pretrained=False,
-    input_size=(64, 64),
-    batch_size=4,
-    device="cpu",
-)
+TINY = DemoOptions(**TINY_DEMO)
 
 
 pytestmark = pytest.mark.usefixtures("torch_threads")

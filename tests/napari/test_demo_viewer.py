@@ -6,25 +6,13 @@ import numpy as np
 import pytest
 from napari.layers import Image, Points, Tracks, Vectors
 
-from conftest import torch_thread_limit
+from conftest import TINY_DEMO, torch_thread_limit
 from napari_posekit._napari._analysis_widget import AnalysisWidget
 from napari_posekit._napari._training_widget import TrainingWidget
 from napari_posekit.core.demo_pipeline import DemoOptions, run_pipeline
 from napari_posekit.demo import _telling_frame, save_screenshot, show_results
 
-TINY = DemoOptions(
-    n_frames=24,
-    height=64,
-    width=96,
-    n_labeled=6,
-    minutes=0.2,
-    epochs=2,
-    backbone="resnet18",
-    pretrained=False,
-    input_size=(64, 64),
-    batch_size=4,
-    device="cpu",
-)
+TINY = DemoOptions(**TINY_DEMO)
 
 
 @pytest.fixture(scope="module")

@@ -44,6 +44,7 @@ from napari_posekit._napari.layers import (
     project_config,
 )
 from napari_posekit.controllers import refine
+from napari_posekit.controllers.refine_jobs import same_file
 from napari_posekit.core.labels import pending_journals
 from napari_posekit.core.options import PCUTOFF
 
@@ -85,15 +86,6 @@ def fingerprint(layer: Points) -> tuple[int, int]:
     return len(data), hash(data.tobytes())
 
 
-def _same_file(a, b) -> bool:
-    if not a or not b:
-        return False
-    try:
-        return Path(a).resolve() == Path(b).resolve()
-    except OSError:
-        return False
-
-
 def read_folder(accepted: refine.Accepted) -> refine.Accepted:
     """The accepted frames' folder read back as layer data (in the job), with the reader's warnings."""
     with warnings.catch_warnings(record=True) as caught:
@@ -130,7 +122,7 @@ def find_predictions_layer(viewer, video: Image) -> Points | None:
         meta = layer.metadata if isinstance(layer, Points) else {}
         if not meta.get(Key.PREDICTIONS) or meta.get(FILTERED) or meta.get(Key.FOLDER):
             continue
-        if path is not None and _same_file(meta.get(Key.VIDEO), path):
+        if path is not None and same_file(meta.get(Key.VIDEO), path):
             return layer
         if layer.name == f"{video.name} predictions":
             by_name = layer
@@ -167,7 +159,7 @@ def set_visible(layers, visible: bool) -> None:
 
 def folder_claims(viewer, folder: Path) -> list:
     """Layers showing ``folder`` (the project reader's image stack and keypoints)."""
-    return [layer for layer in viewer.layers if _same_file(layer.metadata.get(Key.FOLDER), folder)]
+    return [layer for layer in viewer.layers if same_file(layer.metadata.get(Key.FOLDER), folder)]
 
 
 def unsaved_claim(viewer, folder: Path) -> str | None:

@@ -77,10 +77,11 @@ class Predictions:
             return True
         if self.model_key is not None:
             return self.model_key == key
-        return self.checkpoint is None or _same_file(self.checkpoint, checkpoint)
+        return self.checkpoint is None or same_file(self.checkpoint, checkpoint)
 
 
-def _same_file(a: str | os.PathLike | None, b: str | os.PathLike | None) -> bool:
+def same_file(a: str | os.PathLike | None, b: str | os.PathLike | None) -> bool:
+    """Whether two paths name one file (False when either is empty or cannot be resolved)."""
     if not a or not b:
         return False
     try:
