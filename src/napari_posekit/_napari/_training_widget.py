@@ -65,7 +65,7 @@ from napari_posekit.controllers.training import (
     train_kwargs,
     worst_images,
 )
-from napari_posekit.core.workflow import Evaluation, evaluate_project, train_project
+from napari_posekit.core.workflow import Evaluation, iter_evaluate_project, train_project
 
 _RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
 
@@ -319,11 +319,13 @@ class TrainingWidget(QWidget):
         target = evaluation_target(checkpoint, self.checkpoint, project)
         return self.eval_jobs.start(
             "evaluate",
-            lambda job: evaluate_project(project, target),
+            lambda job: iter_evaluate_project(project, target, stop=job.stopping),
             description="Evaluating",
-            total=None,
             status="Evaluating…",
             failure="Evaluation failed",
+            on_event=lambda job, e: job.report(
+                e["done"] / max(e["total"], 1), text=f"Evaluating: {e['done']}/{e['total']} images"
+            ),
             on_done=lambda job, result: self._on_evaluated(project, result),
             on_finished=self._on_eval_finished,
         )
@@ -331,7 +333,10 @@ class TrainingWidget(QWidget):
     def _on_eval_finished(self, job: Job) -> None:
         self.status.setText(self.status.text().removesuffix(" Evaluating…"))
 
-    def _on_evaluated(self, project: Path, evaluation: Evaluation) -> None:
+    def _on_evaluated(self, project: Path, evaluation: Evaluation | None) -> None:
+        if evaluation is None:  # stopped: nothing was evaluated or written
+            self.eval_label.setText("Evaluation stopped.")
+            return
         self.evaluation = evaluation
         self._evaluated_project = project.resolve()
         self._fill_table(evaluation)
