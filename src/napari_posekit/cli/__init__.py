@@ -5,7 +5,8 @@ One module per group of subcommands, each adding its parsers with
 ``create-project``, ``extract-frames``), :mod:`~napari_posekit.cli.training`
 (``train``, ``evaluate``), :mod:`~napari_posekit.cli.analysis` (``analyze``,
 ``label-video``, ``filter``), :mod:`~napari_posekit.cli.refine`
-(``extract-outliers``), :mod:`~napari_posekit.cli.calibrate` (``calibrate``) and
+(``extract-outliers``), :mod:`~napari_posekit.cli.calibrate` (``calibrate``),
+:mod:`~napari_posekit.cli.importing` (``import``: SLEAP labels into a new project) and
 :mod:`~napari_posekit.cli.demo` (``demo``).
 Defaults the commands show come from :mod:`napari_posekit.core.options`.
 """
@@ -19,7 +20,7 @@ __all__ = ["build_parser", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``posekit`` argument parser with every subcommand."""
-    from napari_posekit.cli import analysis, calibrate, demo, project, refine, training
+    from napari_posekit.cli import analysis, calibrate, demo, importing, project, refine, training
 
     parser = argparse.ArgumentParser(prog="posekit", description="Markerless animal pose estimation (napari-posekit).")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_commands(sub)
     analysis.add_commands(sub)
     calibrate.add_commands(sub)
+    importing.add_commands(sub)
     demo.add_commands(sub)
     return parser
 
