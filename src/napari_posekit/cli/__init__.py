@@ -6,7 +6,8 @@ One module per group of subcommands, each adding its parsers with
 (``train``, ``evaluate``), :mod:`~napari_posekit.cli.analysis` (``analyze``,
 ``label-video``, ``filter``), :mod:`~napari_posekit.cli.refine`
 (``extract-outliers``), :mod:`~napari_posekit.cli.calibrate` (``calibrate``),
-:mod:`~napari_posekit.cli.importing` (``import``: SLEAP labels into a new project) and
+:mod:`~napari_posekit.cli.importing` (``import``: SLEAP labels into a new project),
+:mod:`~napari_posekit.cli.triangulate` (``triangulate``: 3D points from calibrated cameras) and
 :mod:`~napari_posekit.cli.demo` (``demo``).
 Defaults the commands show come from :mod:`napari_posekit.core.options`.
 """
@@ -20,7 +21,7 @@ __all__ = ["build_parser", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``posekit`` argument parser with every subcommand."""
-    from napari_posekit.cli import analysis, calibrate, demo, importing, project, refine, training
+    from napari_posekit.cli import analysis, calibrate, demo, importing, project, refine, training, triangulate
 
     parser = argparse.ArgumentParser(prog="posekit", description="Markerless animal pose estimation (napari-posekit).")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     analysis.add_commands(sub)
     calibrate.add_commands(sub)
     importing.add_commands(sub)
+    triangulate.add_commands(sub)
     demo.add_commands(sub)
     return parser
 
