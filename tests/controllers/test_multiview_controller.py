@@ -48,6 +48,7 @@ def synthetic_rig(k1: float = -0.15) -> Rig:
         ("minimal_back", "back"),
         ("minimal_back_proofread", "back"),
         ("Back-2024-01-01", "back"),
+        ("minimal_backDLC_resnet50_mouseJan1shuffle1_1000", "back"),
         ("backyard", None),
         ("session", None),
         ("top", "top"),

@@ -4,8 +4,10 @@ A project is *multi-view* when its folder holds a ``calibration.toml`` (anipose'
 format, :func:`~napari_posekit.core.cameras.read_calibration`).  Each video or
 ``labeled-data`` folder belongs to the camera whose name appears in its name
 (:func:`camera_of`): the name's words must appear, in order and whole, among the
-words of the folder or video stem (``minimal_back`` and ``back-2024`` are camera
-``back``; ``backyard`` is not; ``cam1`` does not match ``cam10``).  When several
+words of the folder or video stem, words being split at anything but letters and
+digits and before a capital that follows a small letter or digit (``minimal_back``,
+``back-2024`` and DeepLabCut's ``minimal_backDLC_resnet50…`` are camera ``back``;
+``backyard`` is not; ``cam1`` does not match ``cam10``; case does not matter).  When several
 camera names fit one name, the longest match wins only if it contains every
 other one (``top`` and ``top_left`` → ``top_left``); otherwise the name is
 ambiguous and :class:`CameraMatchError` says which cameras fit.
@@ -68,6 +70,9 @@ def find_calibration(folder: str | os.PathLike | None) -> Path | None:
 
 
 def _words(text: str) -> list[str]:
+    """Lower-case words: split at every character that is not a letter or digit, and before a capital after a
+    small letter or digit (``minimal_topDLC_resnet50`` is ``minimal top dlc resnet50``)."""
+    text = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", text)
     return [w for w in re.split(r"[^0-9a-z]+", text.lower()) if w]
 
 

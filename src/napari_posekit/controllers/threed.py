@@ -78,7 +78,8 @@ def find_session_files(calibration: str | os.PathLike, cameras: Sequence[str] | 
     A file belongs to the camera its name names (:func:`camera_of`); calibration
     recordings (a ``calibration`` folder or file name) are not session videos.  When
     one camera has several prediction files, ``.analysis.h5`` is preferred, then
-    ``.h5``, ``.csv`` and ``.slp``.  The 3D file is ``points3d*.h5`` or ``*_3D.h5``.
+    ``.h5``, ``.csv`` and ``.slp``.  The 3D file is the first ``points3d*.h5`` or
+    ``*_3D.h5`` that :func:`~napari_posekit.core.views.read_points3d` can read.
     """
     calibration = Path(calibration)
     rig = read_calibration(calibration)
@@ -105,10 +106,19 @@ def find_session_files(calibration: str | os.PathLike, cameras: Sequence[str] | 
             if cam not in found or rank < found[cam][0]:
                 found[cam] = (rank, path)
     predictions = {cam: found[cam][1] if cam in found else None for cam in names}
-    points3d = next(
-        (p for p in files if p.suffix == ".h5" and (p.stem.startswith("points3d") or p.stem.endswith("_3D"))), None
-    )
-    return SessionFiles(calibration, names, videos, predictions, points3d)
+    candidates = [p for p in files if p.suffix == ".h5" and (p.stem.startswith("points3d") or p.stem.endswith("_3D"))]
+    return SessionFiles(calibration, names, videos, predictions, next(filter(_readable_points3d, candidates), None))
+
+
+def _readable_points3d(path: Path) -> bool:
+    """Whether ``path`` is a 3D file the core reads (anipose's own ``points3d.h5`` is not one)."""
+    from napari_posekit.core.views import read_points3d
+
+    try:
+        read_points3d(path)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------- the scene
@@ -276,7 +286,6 @@ def points3d_from_triangulation(scene: Scene, result) -> Any:
         points=np.asarray(result.points3d, dtype=float),
         error=np.asarray(result.error, dtype=float),
         cameras=np.asarray(result.cameras),
-        scorer="posekit",
     )
 
 
