@@ -33,7 +33,7 @@ from qtpy.QtWidgets import (
 from napari_posekit._napari import calibration_layers as cl
 from napari_posekit._napari._viewer import unwrap_viewer
 from napari_posekit._napari.controls import row
-from napari_posekit._napari.jobs import Job, JobRunner
+from napari_posekit._napari.jobs import Job, JobRunner, error_message
 from napari_posekit.controllers import calibration as ctl
 from napari_posekit.core.cameras import CalibrationError
 
@@ -260,8 +260,8 @@ class CalibrationWidget(QWidget):
 
         try:
             result = read_calibration_result(path)
-        except (CalibrationError, OSError, ValueError, KeyError) as err:
-            self._problem(f"Cannot open the calibration: {err}")
+        except Exception as err:  # noqa: BLE001 - a file that cannot be read is a message, never a crash
+            self._problem(f"Cannot open the calibration: {error_message(err)}")
             return False
         self.show_result(result, ctl.result_sources(result, self.rows(), getattr(result, "sources", None)))
         self.status.setText(ctl.result_text(result, None) + f" ({path})")

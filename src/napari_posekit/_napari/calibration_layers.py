@@ -164,7 +164,7 @@ def reprojections_data(camera: str, points: np.ndarray, offset: float, size: flo
         "name": f"{camera} reprojected",
         "ndim": 3,
         "symbol": "cross",
-        "face_color": REPROJECTED,
+        "face_color": np.array([REPROJECTED]),
         "border_width": 0,
         "size": size * 1.2,
         "translate": (0, 0, offset),
@@ -217,9 +217,10 @@ def replace_layers(viewer, data: list[tuple]) -> list:
     """Remove the widget's earlier 2D layers and add these; returns the new layers."""
     from napari.layers import Layer
 
+    new = [Layer.create(*item) for item in data]  # all built before any old one goes
     for layer in [layer for layer in viewer.layers if role_of(layer)]:
         viewer.layers.remove(layer)
-    return [viewer.add_layer(Layer.create(*item)) for item in data]
+    return [viewer.add_layer(layer) for layer in new]
 
 
 # --------------------------------------------------------------------------- 3D
