@@ -3,9 +3,11 @@
 Every point (one body part on one frame) is triangulated from the cameras that see
 it: a camera sees a point when both pixel coordinates are finite and its likelihood
 is at least ``pcutoff``. Pixels are first undistorted (:meth:`Camera.undistort`),
-then the linear (DLT) system of the seeing cameras is solved for the homogeneous
-point as the eigenvector of the smallest eigenvalue of a 4x4 matrix, for all points
-at once (batched ``numpy.linalg.eigh``). Each camera's two rows are weighted by its
+then the linear (DLT) system of the seeing cameras is solved for all points at once:
+its 4x4 normal matrix is built with one matrix product, and the point minimising the
+algebraic error is found in closed form (3x3 adjugate, elementwise), with the
+homogeneous eigenvector solution (batched ``numpy.linalg.eigh``) for the rare
+ill-conditioned points. Each camera's two rows are weighted by its
 likelihood and, after a first solve, by ``focal length / depth`` so that the
 algebraic residual approximates the reprojection error in pixels (two such
 reweighting passes).
@@ -243,27 +245,66 @@ class _Solver:
         # Projection of normalised world points; divided by the scale so the rows are O(1).
         self.proj = rig.extrinsics() @ to_world / self.scale  # (C, 3, 4)
         self.focal = np.array([np.sqrt(cam.matrix[0, 0] * cam.matrix[1, 1]) for cam in rig.cameras])
+        p0, p1, p2 = self.proj[:, 0], self.proj[:, 1], self.proj[:, 2]
+
+        def outer(u, v):
+            return u[:, :, None] * v[:, None, :]
+
+        self.basis = np.stack(  # (C, 4, 16): the constant matrices of :meth:`_normal`
+            [
+                outer(p2, p2),
+                outer(p2, p0) + outer(p0, p2),
+                outer(p2, p1) + outer(p1, p2),
+                outer(p0, p0) + outer(p1, p1),
+            ],
+            axis=1,
+        ).reshape(len(rig), 4, 16)
 
     # ------------------------------------------------------------------ linear solves
-    def _normal(self, xy: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        """Per camera ``w^2 (r1 r1^T + r2 r2^T)``, ``(N, C, 4, 4)``, from normalised ``xy`` ``(C, N, 2)``."""
-        p = self.proj
-        x = np.nan_to_num(xy[..., 0])[..., None]
-        y = np.nan_to_num(xy[..., 1])[..., None]
-        r1 = x * p[:, None, 2] - p[:, None, 0]  # (C, N, 4)
-        r2 = y * p[:, None, 2] - p[:, None, 1]
-        w2 = (weights**2)[..., None, None]
-        m = w2 * (r1[..., :, None] * r1[..., None, :] + r2[..., :, None] * r2[..., None, :])
-        return np.moveaxis(m, 0, 1)
+    def _normal(self, xy: np.ndarray, weights: np.ndarray, *, per_camera: bool = True) -> np.ndarray:
+        """The DLT normal matrices of normalised ``xy`` ``(C, N, 2)``: ``(N, C, 4, 4)``, or summed ``(N, 4, 4)``.
+
+        A camera's rows are ``x p2 - p0`` and ``y p2 - p1`` (``p`` its projection rows),
+        so its matrix ``w^2 (r1 r1^T + r2 r2^T)`` is a combination of four constant
+        matrices with coefficients ``w^2 (x^2 + y^2), -w^2 x, -w^2 y, w^2``: one matrix
+        product for all points.
+        """
+        x = np.nan_to_num(xy[..., 0])
+        y = np.nan_to_num(xy[..., 1])
+        w2 = weights**2
+        coeffs = np.stack([w2 * (x * x + y * y), -w2 * x, -w2 * y, w2], axis=-1)  # (C, N, 4)
+        n_cams, n = x.shape
+        if per_camera:
+            m = np.matmul(coeffs, self.basis)  # (C, N, 16)
+            return np.moveaxis(m, 0, 1).reshape(n, n_cams, 4, 4)
+        flat = np.moveaxis(coeffs, 0, 1).reshape(n, n_cams * 4)
+        return (flat @ self.basis.reshape(n_cams * 4, 16)).reshape(n, 4, 4)
 
     @staticmethod
     def _smallest(m: np.ndarray) -> np.ndarray:
-        """Dehomogenised eigenvectors of the smallest eigenvalue of ``m`` ``(..., 4, 4)``: ``(..., 3)``."""
+        """The point ``(..., 3)`` minimising ``[X, 1] m [X, 1]^T`` for ``m`` ``(..., 4, 4)``.
+
+        The 3x3 normal equations ``m[:3, :3] X = -m[:3, 3]`` are solved in closed form
+        (adjugate over determinant, elementwise over all points); where they are
+        ill-conditioned (a point near the plane at infinity, too few rows) the
+        homogeneous solution, the eigenvector of the smallest eigenvalue, is used instead.
+        """
         m = np.where(np.isfinite(m), m, 0.0)
-        _, vecs = np.linalg.eigh(m)
-        v = vecs[..., :, 0]
+        a, b = m[..., :3, :3], -m[..., :3, 3]
+        c0 = np.cross(a[..., 1, :], a[..., 2, :])
+        c1 = np.cross(a[..., 2, :], a[..., 0, :])
+        c2 = np.cross(a[..., 0, :], a[..., 1, :])
+        det = np.einsum("...i,...i->...", a[..., 0, :], c0)
+        scale = np.einsum("...ii->...", a) ** 3
         with np.errstate(divide="ignore", invalid="ignore"):
-            return v[..., :3] / v[..., 3:]
+            x = (c0 * b[..., :1] + c1 * b[..., 1:2] + c2 * b[..., 2:]) / det[..., None]  # a is symmetric
+        poor = ~(np.abs(det) > 1e-10 * scale) | ~np.isfinite(x).all(axis=-1)
+        if np.any(poor):
+            _, vecs = np.linalg.eigh(m[poor])
+            v = vecs[..., :, 0]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                x[poor] = v[..., :3] / v[..., 3:]
+        return x
 
     def _depths(self, xn: np.ndarray) -> np.ndarray:
         """Depth ``(C, ...)`` of normalised world points ``(..., 3)`` in each camera (in normalised units)."""
@@ -272,13 +313,15 @@ class _Solver:
 
     def weighted(self, xy: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """Weighted DLT of every point over the cameras with weight > 0, with depth reweighting; ``(N, 3)``."""
-        xn = self._smallest(self._normal(xy, weights).sum(axis=1))
+        xn = self._smallest(self._normal(xy, weights, per_camera=False))
         for _ in range(REWEIGHT_PASSES):
             depth = self._depths(xn)
             with np.errstate(divide="ignore", invalid="ignore"):
                 w = weights * self.focal[:, None] / np.abs(depth)
             w = np.where(np.isfinite(w), w, weights)
-            xn = self._smallest(self._normal(xy, w / np.maximum(w.max(axis=0, keepdims=True), 1e-300)).sum(axis=1))
+            xn = self._smallest(
+                self._normal(xy, w / np.maximum(w.max(axis=0, keepdims=True), 1e-300), per_camera=False)
+            )
         return xn
 
     def pixel_errors(self, xn: np.ndarray, xy: np.ndarray) -> np.ndarray:
