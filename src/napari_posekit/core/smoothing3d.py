@@ -27,6 +27,7 @@ Everything here is napari-free.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Generator, Sequence
 
 import numpy as np
@@ -95,7 +96,8 @@ def iter_smooth_points3d(
         raise ValueError(f"skeleton names unknown body parts: {', '.join(unknown)}")
     edges = np.array([(index[a], index[b]) for a, b in skeleton if a != b], dtype=np.int64).reshape(-1, 2)
     lengths = np.linalg.norm(pts[:, edges[:, 0]] - pts[:, edges[:, 1]], axis=-1) if len(edges) else np.zeros((0, 0))
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():  # an edge never seen has no median length
+        warnings.simplefilter("ignore", RuntimeWarning)
         limb = np.nanmedian(lengths, axis=0) if len(edges) and np.isfinite(lengths).any() else np.zeros(len(edges))
     keep_edges = np.isfinite(limb)
     edges, limb = edges[keep_edges], limb[keep_edges]
