@@ -135,9 +135,9 @@ def camera_images_data(camera: str, stack, offset: float, source: str | Path | N
     return stack, {"name": f"{camera} calibration", "rgb": True, "translate": (0, 0, offset), "metadata": meta}, "image"
 
 
-def marker_size(size: tuple[int, int]) -> float:
-    """Corner marker size (pixels) for images of ``size``: visible on a whole-rig view, small next to a square."""
-    return max(3.0, 0.011 * max(size))
+def marker_size(size: tuple[int, int], spacing: float | None = None) -> float:
+    """Corner marker size (pixels): a third of the corners' spacing, else a share of the image; never below 3."""
+    return max(3.0, spacing / 3 if spacing else 0.011 * max(size))
 
 
 def corners_data(camera: str, points: np.ndarray, used: np.ndarray, offset: float, size: float) -> tuple:
@@ -163,10 +163,10 @@ def reprojections_data(camera: str, points: np.ndarray, offset: float, size: flo
     kwargs = {
         "name": f"{camera} reprojected",
         "ndim": 3,
-        "symbol": "cross",
+        "symbol": "x",
         "face_color": np.array([REPROJECTED]),
         "border_width": 0,
-        "size": size * 1.2,
+        "size": size * 0.9,
         "translate": (0, 0, offset),
         "metadata": _meta("reprojected", camera),
     }
@@ -175,11 +175,11 @@ def reprojections_data(camera: str, points: np.ndarray, offset: float, size: flo
 
 def titles_data(names: Sequence[str], offsets: Sequence[float], size: tuple[int, int]) -> tuple:
     """A 2D Points layer of the camera names over their images (shown at every frame)."""
-    points = np.array([[-0.02 * size[1], x] for x in offsets], dtype=float).reshape(-1, 2)
+    points = np.array([[-0.01 * size[1], x] for x in offsets], dtype=float).reshape(-1, 2)
     kwargs = {
         "name": "camera names",
         "features": {"camera": list(names)},
-        "text": {"string": "{camera}", "size": 14, "color": "white", "anchor": "lower_left"},
+        "text": {"string": "{camera}", "size": 14, "color": "white", "anchor": "upper_left"},
         "size": 0,
         "border_width": 0,
         "metadata": _meta("titles"),
@@ -200,7 +200,7 @@ def calibration_2d_data(result, sources: dict) -> list[tuple]:
     offsets = ctl.tile_offsets([sizes[n] for n in names])
     images, points = [], []
     for name, offset in zip(names, offsets, strict=True):
-        size = marker_size(sizes[name])
+        size = marker_size(sizes[name], ctl.corner_spacing(result.detections, name))
         source = sources.get(name)
         if source is not None:
             frames = ctl.camera_frames(result, name, source)
@@ -280,7 +280,7 @@ def rig_layers_data(result) -> list[tuple]:
                 _vectors(outline),
                 {
                     "name": "rig board outlines",
-                    "features": {"frame": outline_frames},
+                    "features": {"frame": outline_frames.astype(float)},
                     "edge_color": "frame",
                     "edge_colormap": "viridis",
                     "edge_width": width * 0.7,
@@ -293,11 +293,11 @@ def rig_layers_data(result) -> list[tuple]:
                 _zyx(corners),
                 {
                     "name": "rig board corners",
-                    "features": {"frame": corner_frames},
+                    "features": {"frame": corner_frames.astype(float)},
                     "face_color": "frame",
                     "face_colormap": "viridis",
                     "border_width": 0,
-                    "size": board.square_length * 0.25,
+                    "size": board.square_length * 0.15,
                     "metadata": _meta("board corners"),
                 },
                 "points",
@@ -315,6 +315,7 @@ class RigView:
         self.layers: list = []
         self._hidden: list = []
         self._step: tuple | None = None
+        self._camera: dict | None = None
         viewer.dims.events.ndisplay.connect(self._on_ndisplay)
 
     @property
@@ -333,13 +334,20 @@ class RigView:
         from napari.layers import Layer
 
         self.layers = [viewer.add_layer(Layer.create(*item)) for item in rig_layers_data(result)]
+        keys = [key for key in ("orientation", "perspective") if hasattr(viewer.camera, key)]
+        self._camera = {key: getattr(viewer.camera, key) for key in keys}
         viewer.dims.ndisplay = 3
-        viewer.reset_view(layers=self.layers) if _reset_takes_layers(viewer) else viewer.reset_view()
+        if "orientation" in keys:  # world axes as the cameras have them (x right, y down, z away): right-handed
+            viewer.camera.orientation = ("away", "down", "right")
+        viewer.reset_view()
         forward, up = ctl.rig_view_direction(result.rig)
+        right = np.cross(up, forward)  # x = y × z for a camera's axes, with y = -up
+        oblique = forward - 0.5 * up + 0.35 * right  # from behind, above and to the side of the cameras
         try:
-            viewer.camera.set_view_direction(tuple(_zyx(forward)), tuple(_zyx(up)))
+            viewer.camera.set_view_direction(tuple(_zyx(oblique)), tuple(_zyx(up)))
         except ValueError:  # up parallel to the view: keep napari's default
             pass
+        _frame(viewer, self.layers)
         self.on_change()
 
     def hide(self) -> None:
@@ -352,6 +360,9 @@ class RigView:
             if layer in self.viewer.layers:
                 layer.visible = True
         self._hidden = []
+        if self._camera is not None:
+            self.viewer.camera.update(self._camera)
+            self._camera = None
         if self.viewer.dims.ndisplay != 2:
             self.viewer.dims.ndisplay = 2
         if self._step is not None and len(self._step) == self.viewer.dims.ndim:
@@ -364,7 +375,9 @@ class RigView:
             self.hide()
 
 
-def _reset_takes_layers(viewer) -> bool:
+def _frame(viewer, layers) -> None:
+    """Centre and zoom on ``layers`` keeping the camera's angles (napari 0.5 frames every layer, angles reset)."""
     import inspect
 
-    return "layers" in inspect.signature(viewer.reset_view).parameters
+    if "reset_camera_angle" in inspect.signature(viewer.reset_view).parameters:
+        viewer.reset_view(layers=layers, reset_camera_angle=False)

@@ -250,6 +250,18 @@ def detected_corners(detections, camera: str) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(points), np.concatenate(used)
 
 
+def corner_spacing(detections, camera: str) -> float | None:
+    """The typical distance (px) between neighbouring detected corners in ``camera``'s images (None without any)."""
+    gaps = []
+    for d in detections:
+        corners = np.asarray(d.corners, dtype=float).reshape(-1, 2)
+        if d.camera == camera and len(corners) >= 2:
+            dist = np.linalg.norm(corners[:, None] - corners[None], axis=2)
+            np.fill_diagonal(dist, np.inf)
+            gaps.append(float(np.median(dist.min(axis=1))))
+    return float(np.median(gaps)) if gaps else None
+
+
 def board_world_points(object_points: np.ndarray, pose: np.ndarray) -> np.ndarray:
     """Board points ``(n, 3)`` (board frame) in world coordinates through a 4x4 board-to-world ``pose``."""
     pose = np.asarray(pose, dtype=float)
