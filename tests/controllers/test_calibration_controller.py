@@ -76,6 +76,7 @@ def _session(tmp_path):
     (tmp_path / "top").mkdir()
     (tmp_path / "top" / "top-calibration.mp4").write_bytes(b"")
     (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("")
     return tmp_path
 
 
@@ -128,6 +129,7 @@ def test_session_rows_find_image_folders_and_calibration_videos(tmp_path):
         ("right", str(s / "right" / "calibration_images")),
         ("top", str(s / "top" / "top-calibration.mp4")),
     ]
+    assert ctl.session_rows(s / "left") == [("calibration_images", str(s / "left" / "calibration_images"))]
     with pytest.raises(CalibrationError, match="no camera folders"):
         ctl.session_rows(s / "notes")
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from napari_posekit._napari import calibration_layers as cl
+from napari_posekit._napari import jobs
 from napari_posekit._napari._calibration_widget import CalibrationWidget
 from napari_posekit.controllers import calibration as ctl
 from napari_posekit.core.boards import Board
@@ -163,6 +164,59 @@ def test_a_result_shows_images_corners_tables_and_the_rig(make_napari_viewer, se
     # showing a result again replaces the layers instead of adding more
     widget.show_result(result, {})
     assert not _layers(viewer, "images") and len(_layers(viewer, "corners")) == 3
+
+
+def test_calibrate_a_rendered_rig_then_open_the_result(make_napari_viewer, qtbot, session, monkeypatch):
+    folder, board, rig, poses = session
+    errors: list[str] = []
+    monkeypatch.setattr(jobs, "show_error", errors.append)
+    viewer = make_napari_viewer()
+    widget = CalibrationWidget(viewer)
+    assert widget.fill_from_session(str(folder))
+    assert widget.board.text() == str(folder / "board.toml")
+    assert [name for name, _ in widget.rows()] == ["left", "mid", "right"]
+
+    # Stop: the job ends early, writes nothing and the widget is ready again
+    job = widget.calibrate()
+    assert job is not None and widget.busy and widget.buttons["stop"].isEnabled()
+    assert not widget.buttons["calibrate"].isEnabled() and widget.calibrate() is None
+    widget.buttons["stop"].click()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=60_000)
+    assert widget.status.text() == "Calibration stopped; nothing was written."
+    assert not (folder / "calibration.toml").exists() and widget.result is None
+
+    widget.jobs.synchronous = True
+    job = widget.calibrate()
+    assert job.finished and not errors and widget.result is not None
+    assert widget.output.text() == str(folder / "calibration.toml")
+    assert (folder / "calibration.toml").is_file() and (folder / "calibration.report.json").is_file()
+    assert "3 cameras, 24 of 25 images used" in widget.status.text()
+    result = widget.result
+    assert all(r.error_median < 0.5 for r in result.reports) and sorted(result.board_poses) == sorted(poses)
+    centres = {cam.name: cam.center() for cam in result.rig.cameras}
+    assert np.linalg.norm(centres["left"] - centres["right"]) == pytest.approx(180.0, rel=0.02)  # in board units
+    assert widget.image_report.rowCount() == 1
+    assert [widget.image_report.item(0, c).text() for c in range(3)] == ["mid", "calib-8.png", "8"]
+    widget.image_report.cellClicked.emit(0, 1)
+    assert viewer.dims.current_step[0] == 8
+    corners = {layer.metadata[cl.ROLE]["camera"]: layer for layer in _layers(viewer, "corners")}
+    reprojected = {layer.metadata[cl.ROLE]["camera"]: layer for layer in _layers(viewer, "reprojected")}
+    for name in rig.names:
+        assert len(corners[name].data) == 8 * board.n_corners and len(reprojected[name].data) == 8 * board.n_corners
+        residual = np.linalg.norm(corners[name].data[:, 1:] - reprojected[name].data[:, 1:], axis=1)
+        assert np.median(residual) < 0.5
+    assert len(_layers(viewer, "images")) == 3
+
+    # a second widget opens the written result: the same tables, images from its camera rows
+    viewer.layers.clear()
+    other = CalibrationWidget(viewer)
+    other.set_rows(widget.rows())
+    assert other.open_calibration(str(folder / "calibration.toml"))
+    assert [other.camera_report.item(r, 0).text() for r in range(3)] == rig.names
+    assert other.camera_report.item(1, 1).text() == "8 / 9" and other.image_report.rowCount() == 1
+    assert len(_layers(viewer, "images")) == 3 and len(_layers(viewer, "corners")) == 3
+    other.buttons["rig"].click()
+    assert viewer.dims.ndisplay == 3 and len(_layers(viewer, "boards")[0].data) == 4 * 8
 
 
 def test_bad_input_is_a_message(make_napari_viewer, session, monkeypatch, tmp_path):

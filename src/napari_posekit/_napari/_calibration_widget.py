@@ -263,9 +263,21 @@ class CalibrationWidget(QWidget):
         except Exception as err:  # noqa: BLE001 - a file that cannot be read is a message, never a crash
             self._problem(f"Cannot open the calibration: {error_message(err)}")
             return False
-        self.show_result(result, ctl.result_sources(result, self.rows(), getattr(result, "sources", None)))
+        self.show_result(
+            result, ctl.result_sources(result, self._rows_or_session(path), getattr(result, "sources", None))
+        )
         self.status.setText(ctl.result_text(result, None) + f" ({path})")
         return True
+
+    def _rows_or_session(self, path: str) -> list[tuple[str, str]]:
+        """The table's rows, or the camera folders beside the calibration file when the table is empty."""
+        rows = [(name, source) for name, source in self.rows() if name.strip() and source.strip()]
+        if rows:
+            return rows
+        try:
+            return ctl.session_rows(Path(path).parent)
+        except CalibrationError:
+            return []
 
     # -- showing ---------------------------------------------------------------------
     def show_result(self, result, sources: dict) -> None:

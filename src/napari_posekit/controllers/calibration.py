@@ -112,7 +112,8 @@ def session_rows(folder: str | os.PathLike) -> list[tuple[str, str]]:
     """``(camera, source)`` rows of a session folder with one sub-folder per camera.
 
     A camera's source is its ``calibration_images`` folder when it has one,
-    else a video in it whose name contains ``calibration``.  Raises
+    else the sub-folder itself when it holds images, else a video in it whose
+    name contains ``calib``.  Raises
     :class:`CalibrationError` when no sub-folder has either.
     """
     folder = Path(folder).expanduser()
@@ -124,6 +125,8 @@ def session_rows(folder: str | os.PathLike) -> list[tuple[str, str]]:
         videos = sorted(p for p in sub.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS and "calib" in p.name.lower())
         if images.is_dir():
             rows.append((sub.name, str(images)))
+        elif any(p.suffix.lower() in IMAGE_EXTENSIONS for p in sub.iterdir()):
+            rows.append((sub.name, str(sub)))
         elif videos:
             rows.append((sub.name, str(videos[0])))
     if not rows:
