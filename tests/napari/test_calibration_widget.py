@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from conftest import require_shared
 from napari_posekit._napari import calibration_layers as cl
 from napari_posekit._napari import jobs
 from napari_posekit._napari._calibration_widget import CalibrationWidget
@@ -236,3 +237,38 @@ def test_bad_input_is_a_message(make_napari_viewer, session, monkeypatch, tmp_pa
     widget.cameras.selectRow(1)
     widget.remove_camera()
     assert widget.rows() == [("left", str(folder / "left"))]
+
+
+def test_the_real_session_calibrates_and_shows_its_four_cameras(make_napari_viewer, tmp_path):
+    session = require_shared("sleap_anipose_minimal_session")
+    import h5py
+
+    viewer = make_napari_viewer()
+    widget = CalibrationWidget(viewer)
+    assert widget.fill_from_session(str(session))
+    widget.output.setText(str(tmp_path / "calibration.toml"))
+    widget.jobs.synchronous = True
+    assert widget.calibrate(every=5).finished  # images 0, 5, 10, 15 and 20 of each camera
+    result = widget.result
+    assert result is not None and (tmp_path / "calibration.report.json").is_file()
+    assert [r.name for r in result.reports] == ["back", "mid", "side", "top"]
+    assert all(r.used == 5 and r.error_median < 1.0 for r in result.reports)
+
+    images = _layers(viewer, "images")
+    assert [layer.data.shape for layer in images] == [(21, 1024, 1280, 3)] * 4  # every image, lazily
+    assert [layer.translate[2] for layer in images] == [0.0, 1344.0, 2688.0, 4032.0]
+    assert np.asarray(images[2].data[5]).std() > 10  # a JPEG of the board, decoded when shown
+    with h5py.File(session / "calibration.metadata.h5") as f:
+        theirs = f["detected_corners"][:]  # (cameras, frames, corners, xy) found by aniposelib, NaN where not
+    for c, layer in enumerate(_layers(viewer, "corners")):
+        assert set(np.unique(layer.data[:, 0])) == {0, 5, 10, 15, 20}
+        mine = layer.data[layer.data[:, 0] == 10][:, [2, 1]]
+        # frames here follow the images' natural order (…-9, …-10); aniposelib's file sorted the names as text
+        frames = dict(ctl.camera_frames(result, result.reports[c].name, images[c].metadata["source"]))
+        other = theirs[c, sorted(frames.values()).index(frames[10])]
+        other = other[~np.isnan(other).any(axis=1)]
+        nearest = np.linalg.norm(mine[:, None] - other[None], axis=2).min(axis=1)
+        assert len(mine) >= 0.8 * len(other) and np.median(nearest) < 1.0  # the same corners as aniposelib's
+    widget.buttons["rig"].click()
+    assert viewer.dims.ndisplay == 3 and _layers(viewer, "frusta")[0].data.shape == (40, 2, 3)
+    assert not any(layer.visible for layer in images)
