@@ -259,31 +259,36 @@ def _reprojection_table(rig, points3d, points2d, used=None) -> list[str]:
     return cells
 
 
-def report_predictions(work: Work, labels: np.ndarray) -> None:
+def report_predictions(work: Work, labels: np.ndarray, nodes: list[str]) -> None:
+    """Per camera: reprojection errors of the triangulated predictions, 2D errors against the labels."""
     from napari_posekit.core.cameras import read_calibration
-    from napari_posekit.core.points3d import read_points3d
-    from napari_posekit.core.triangulation import reprojection_errors
+    from napari_posekit.core.triangulation import reprojection_errors, triangulate
     from napari_posekit.core.views import read_views
 
     views = read_views({cam: work.prediction(cam) for cam in CAMERAS})
     rig = read_calibration(work.calibration).subset(list(CAMERAS))
-    points = read_points3d(work.points3d)
     pcutoff = _pcutoff(work)
-    seen = views.likelihood >= pcutoff
-    errors = reprojection_errors(rig, points.points, views.points)
-    print(f"\nPredictions (pcutoff {pcutoff:g}), per camera:")
-    print(f"  {'camera':<7}{'reproj. px (median)':>21}{'2D error px vs proofread (median / p90)':>42}{'seen %':>9}")
+    tri = triangulate(rig, views.points, views.likelihood, pcutoff=pcutoff)  # as the triangulate step
+    labels = labels[:, views.frames][:, :, [nodes.index(b) for b in views.bodyparts]]
+    with np.errstate(invalid="ignore"):
+        seen = views.likelihood >= pcutoff
+    errors = reprojection_errors(rig, tri.points3d, views.points)
+    print(f"\nPredictions (pcutoff {pcutoff:g}) triangulated with our calibration, per camera:")
+    print(
+        f"  {'camera':<7}{'reproj. px used':>16}{'used %':>8}{'reproj. px seen':>16}{'seen %':>8}"
+        f"{'2D px vs labels: median':>25}{'p90':>7}{'median seen':>13}"
+    )
     for c, cam in enumerate(CAMERAS):
-        ok = seen[c] & np.isfinite(errors[c])
-        distance = np.linalg.norm(views.points[c] - labels[c][views.frames], axis=-1)
-        both = np.isfinite(distance)
-        d_all, d_seen = distance[both], distance[both & seen[c]]
-        p90 = float(np.percentile(d_all, 90)) if len(d_all) else float("nan")
+        used = tri.used[c]
+        distance = np.linalg.norm(views.points[c] - labels[c], axis=-1)
+        finite = distance[np.isfinite(distance)]
+        p90 = float(np.percentile(finite, 90)) if len(finite) else float("nan")
         print(
-            f"  {cam:<7}{_median(errors[c][ok]):>21.2f}{_median(d_all):>24.2f} / {p90:<8.2f}"
-            f"(seen: {_median(d_seen):.2f}){100 * seen[c].mean():>7.1f}"
+            f"  {cam:<7}{_median(errors[c][used]):>16.2f}{100 * used.mean():>8.1f}"
+            f"{_median(errors[c][seen[c]]):>16.2f}{100 * seen[c].mean():>8.1f}"
+            f"{_median(distance):>25.2f}{p90:>7.2f}{_median(distance[seen[c]]):>13.2f}"
         )
-    found = np.isfinite(points.points).all(-1)
+    found = np.isfinite(tri.points3d).all(-1)
     print(f"  triangulated: {100 * found.mean():.1f} % of {found.size} points")
 
 
@@ -327,8 +332,8 @@ def report_reference(work: Work, labels: np.ndarray, nodes: list[str], edges, pr
         spread = _bone_consistency(points.reshape(shape), nodes, edges)
         print(f"  {name:<32}{scale:>8.4f}{_median(distance):>11.2f}{p90:>9.2f}{spread:>15.2f}")
     ours3, theirs3 = ours.subset(list(GOOD)), theirs
-    centres_ours = np.stack([c.center for c in ours3.cameras])
-    centres_theirs = np.stack([c.center for c in theirs3.cameras])
+    centres_ours = np.stack([c.center() for c in ours3.cameras])
+    centres_theirs = np.stack([c.center() for c in theirs3.cameras])
     moved, scale = similarity_align(centres_ours, centres_theirs)
     residual = np.linalg.norm(moved - centres_theirs, axis=1)
     print(
@@ -348,7 +353,7 @@ def step_report(work: Work, args) -> None:
     labels, nodes, edges = _labels(work)
     predicted3d = None
     if work.done("triangulate"):
-        report_predictions(work, labels)
+        report_predictions(work, labels, nodes)
         from napari_posekit.core.points3d import read_points3d
 
         points = read_points3d(work.points3d)
