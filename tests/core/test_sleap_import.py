@@ -292,3 +292,21 @@ def test_session_views_few_frames_imported(tmp_path):
     with VideoReader(videos["top"]) as reader:
         image = np.asarray(Image.open(results[-1].videos[0].images[1]).convert("RGB"))
         np.testing.assert_array_equal(image, reader.get(57))
+
+
+def test_analysis_h5_reads_as_its_slp():
+    folder = require_shared(SESSION) / "back"
+    bodyparts, edges, (item,) = read_sources([folder / "minimal_back_proofread.analysis.h5"], include_predicted=True)
+    slp_bodyparts, slp_edges, (slp_item,) = read_sources(
+        [folder / "minimal_back_proofread.slp"], include_predicted=True
+    )
+    assert item.video == folder / "minimal_back.mp4"  # stored as D:/.../back\minimal_back.mp4
+    assert bodyparts == slp_bodyparts and {frozenset(e) for e in edges} == {frozenset(e) for e in slp_edges}
+    np.testing.assert_array_equal(item.frames, slp_item.frames)
+    np.testing.assert_array_equal(item.xy, slp_item.xy)
+
+
+def test_labels_on_images_refused():
+    csv = require_shared("dlc_openfield-Pranav-2018-10-30", "labeled-data", "m4s1", "CollectedData_Pranav.csv")
+    with pytest.raises(LabelsImportError, match=r"CollectedData_Pranav\.csv: its labels are on image files"):
+        read_sources([csv])

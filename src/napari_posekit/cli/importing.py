@@ -19,7 +19,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
             "imgNNNN.png with its points in CollectedData_<scorer>.h5/.csv."
         ),
     )
-    p.add_argument("labels", nargs="+", help="SLEAP label files (.slp)")
+    p.add_argument(
+        "labels", nargs="+", help="SLEAP label files (.slp; also analysis .h5, NWB, JABS: what sleap-io reads)"
+    )
     p.add_argument("project", help="the new project folder (must not exist, or be empty); its name is the Task")
     p.add_argument(
         "--video",

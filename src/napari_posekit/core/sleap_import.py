@@ -1,7 +1,9 @@
 """SLEAP labels turned into a DeepLabCut-compatible posekit project (single animal).
 
 One or more SLEAP ``.slp`` files (for instance the views of a multi-camera
-session, one file per camera) become one project::
+session, one file per camera) become one project; other files that sleap-io's
+``load_file`` reads (a SLEAP analysis ``.h5``, NWB, JABS) are read through it,
+as long as their labels are on the frames of video files::
 
     result = import_labels(["back.slp", "top.slp"], "/data/mouse3d", scorer="anna")
     result.config          # /data/mouse3d/config.yaml
@@ -117,9 +119,46 @@ def _load(path: Path, video_index: int) -> SleapLabels:
 
 
 def _file_labels(path: Path) -> list[SleapLabels]:
-    """The labels of every video of a SLEAP file."""
+    """The labels of every video of a SLEAP file (or of another format sleap-io reads)."""
+    if path.suffix.lower() != ".slp" and path.is_file():
+        return _foreign_labels(path)
     first = _load(path, 0)
     return [first] + [_load(path, k) for k in range(1, first.n_videos)]
+
+
+def _foreign_labels(path: Path) -> list[SleapLabels]:
+    """Labels of a format sleap-io's ``load_file`` reads (SLEAP analysis ``.h5``, NWB, JABS ...).
+
+    They go through a temporary ``.slp`` so that they are read exactly as SLEAP files are;
+    each video is then looked for from the original file's place. Videos must be video
+    files: labeled image sets (COCO, Label Studio, DeepLabCut folders) are refused.
+    """
+    import sleap_io
+
+    from .sleap import resolve_video_path
+
+    try:
+        labels = sleap_io.load_file(os.fspath(path))
+    except Exception as err:  # sleap-io raises many kinds of errors on files it cannot read
+        raise LabelsImportError(path, f"cannot be read as labels by sleap-io ({type(err).__name__}: {err})") from err
+    if not isinstance(getattr(labels, "labeled_frames", None), list):
+        raise LabelsImportError(path, "holds no labels (sleap-io reads it as a video)")
+    sequences = [v for v in labels.videos if isinstance(v.filename, list)]
+    if sequences:
+        raise LabelsImportError(
+            path, "its labels are on image files, not video frames; only labels of videos can be imported yet"
+        )
+    with tempfile.TemporaryDirectory(prefix="posekit-import-") as folder:
+        copy = Path(folder) / f"{path.stem}.slp"
+        try:
+            sleap_io.save_slp(labels, os.fspath(copy))
+        except Exception as err:
+            raise LabelsImportError(path, f"cannot be converted to SLEAP labels ({type(err).__name__}: {err})") from err
+        read = _file_labels(copy)
+    for item, video in zip(read, labels.videos):
+        item.path = path
+        item.video_path = resolve_video_path(video, path)
+    return read
 
 
 def _edge_set(edges) -> set[frozenset[str]]:
