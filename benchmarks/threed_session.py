@@ -103,6 +103,12 @@ class Work:
         return False
 
 
+def _models_folder() -> str:
+    from napari_posekit.core.workflow import MODELS_FOLDER
+
+    return MODELS_FOLDER
+
+
 def _remove(path: Path) -> None:
     import shutil
 
@@ -379,7 +385,7 @@ RUNNERS = {
 OUTPUTS = {
     "calibrate": lambda w: [w.calibration, w.calibration_reports],
     "import": lambda w: [w.project],
-    "train": lambda w: [w.train, w.project / "dlc-models"],
+    "train": lambda w: [w.train, w.project / _models_folder()],
     "analyze": lambda w: [w.predictions],
     "triangulate": lambda w: [w.points3d],
 }
