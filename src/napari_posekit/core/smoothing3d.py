@@ -1,8 +1,9 @@
 """Temporal smoothing of triangulated 3D points with constant limb lengths (anipose-style).
 
 The smoothed trajectory ``X`` (frames x body parts x 3) minimises, by robust
-non-linear least squares (``scipy.optimize.least_squares``, trust-region with a
-sparse Jacobian given analytically), the sum of three kinds of squared residuals:
+non-linear least squares (Gauss-Newton on iteratively reweighted normal equations,
+with the sparse Jacobian given analytically, each step a sparse LU solve), the sum of the
+robust loss of three kinds of residuals:
 
 - **data**: ``X[f, j] - T[f, j]`` for every triangulated point ``T`` (world units);
 - **smoothness**: ``smooth * (X[f-1, j] - 2 X[f, j] + X[f+1, j])``, the acceleration
@@ -132,7 +133,6 @@ def _short_gaps(seen: np.ndarray, max_gap: int) -> np.ndarray:
 
 def _solve_chunk(target, edges, limb, smooth, length, scale) -> np.ndarray:
     from scipy import sparse
-    from scipy.optimize import least_squares
 
     f, j, _ = target.shape
     seen = np.isfinite(target).all(axis=-1)
@@ -185,18 +185,55 @@ def _solve_chunk(target, edges, limb, smooth, length, scale) -> np.ndarray:
             (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(offset, nvar)
         )
 
-    result = least_squares(
-        residuals,
-        start.ravel(),
-        jac=jacobian,
-        loss="soft_l1",
-        f_scale=scale,
-        method="trf",
-        tr_solver="lsmr",
-        x_scale="jac",
-        max_nfev=50,
-    )
-    return result.x.reshape(f, j, 3)
+    return _irls(residuals, jacobian, start.ravel(), scale).reshape(f, j, 3)
+
+
+def _irls(residuals, jacobian, x, scale, iterations: int = 30, tol: float = 1e-3):
+    """Minimise ``sum(soft_l1((r / scale)^2))`` by Gauss-Newton steps on reweighted normal equations.
+
+    Each step weights residual ``r`` by ``1 / sqrt(1 + (r / scale)^2)`` (the derivative
+    of the ``soft_l1`` loss) and solves the sparse, banded system ``J^T W J dx = -J^T W r``
+    by sparse LU, halving a step that raises the cost; it stops when no coordinate
+    moves by more than ``tol * scale``.
+    """
+
+    def cost(r):
+        return float(np.sum(np.sqrt(1.0 + (r / scale) ** 2) - 1.0))
+
+    r = residuals(x)
+    for _ in range(iterations):
+        jac = jacobian(x)
+        w = 1.0 / np.sqrt(1.0 + (r / scale) ** 2)
+        jw = jac.T.multiply(w).tocsr()
+        step = _solve_sparse((jw @ jac).tocsr(), -(jw @ r))
+        if not np.all(np.isfinite(step)):
+            break
+        before = cost(r)
+        for _ in range(8):  # halve a step that makes things worse
+            trial = residuals(x + step)
+            if cost(trial) <= before:
+                break
+            step = step / 2
+        else:
+            break
+        x, r = x + step, trial
+        if np.max(np.abs(step)) < tol * scale:
+            break
+    return x
+
+
+def _solve_sparse(matrix, rhs: np.ndarray) -> np.ndarray:
+    """``matrix^-1 rhs`` for a sparse symmetric positive semi-definite matrix (a tiny ridge keeps it definite).
+
+    Sparse LU with a minimum-degree ordering of ``A^T + A``, the fastest of SuperLU's
+    orderings on these banded systems.
+    """
+    from scipy import sparse
+    from scipy.sparse.linalg import spsolve
+
+    ridge = 1e-9 * max(float(np.abs(matrix.diagonal()).max(initial=0.0)), 1e-12)
+    system = (matrix + sparse.identity(matrix.shape[0], format="csr") * ridge).tocsc()
+    return spsolve(system, rhs, permc_spec="MMD_AT_PLUS_A")
 
 
 def _initial(target: np.ndarray, seen: np.ndarray) -> np.ndarray:
