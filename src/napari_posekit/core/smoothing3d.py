@@ -12,8 +12,8 @@ robust loss of three kinds of residuals:
   edge ``(a, b)`` seen on the frame, where ``L`` is the median length of the edge over
   the whole recording's triangulated points (world units).
 
-Every residual goes through the ``soft_l1`` loss with scale ``scale``: residuals much
-larger than ``scale`` count linearly instead of quadratically, so a triangulation
+Every residual ``r`` costs ``2 (sqrt(1 + (r / scale)^2) - 1)`` (the soft-L1 loss) times
+``scale^2``: residuals much larger than ``scale`` count linearly instead of quadratically, so a triangulation
 gone wrong on a few frames does not drag its neighbours. The defaults (``smooth`` 2,
 ``length`` 1, ``scale`` 5) assume millimetres, like anipose's; give them in
 proportion for other units.
