@@ -40,6 +40,7 @@ DEFAULT_DATA = (
 )
 CAMERAS = ("back", "mid", "side", "top")
 GOOD = ("back", "mid", "top")  # the session's calibration.toml has a broken copy of top as side
+TARGET_PX = 3.0  # median reprojection error of the triangulated predictions, each camera
 STEPS = ("calibrate", "import", "train", "analyze", "triangulate", "report")
 
 
@@ -282,7 +283,7 @@ def report_predictions(work: Work, labels: np.ndarray, nodes: list[str]) -> None
     print(f"\nPredictions (pcutoff {pcutoff:g}) triangulated with our calibration, per camera:")
     print(
         f"  {'camera':<7}{'reproj. px used':>16}{'used %':>8}{'reproj. px seen':>16}{'seen %':>8}"
-        f"{'2D px vs labels: median':>25}{'p90':>7}{'median seen':>13}"
+        f"{'2D px vs labels: median':>25}{'p90':>7}{'median seen':>13}  target <= {TARGET_PX:g} px"
     )
     for c, cam in enumerate(CAMERAS):
         used = tri.used[c]
@@ -293,9 +294,20 @@ def report_predictions(work: Work, labels: np.ndarray, nodes: list[str]) -> None
             f"  {cam:<7}{_median(errors[c][used]):>16.2f}{100 * used.mean():>8.1f}"
             f"{_median(errors[c][seen[c]]):>16.2f}{100 * seen[c].mean():>8.1f}"
             f"{_median(distance):>25.2f}{p90:>7.2f}{_median(distance[seen[c]]):>13.2f}"
+            f"  {'met' if _median(errors[c][used]) <= TARGET_PX else 'NOT met'}"
         )
     found = np.isfinite(tri.points3d).all(-1)
     print(f"  triangulated: {100 * found.mean():.1f} % of {found.size} points")
+
+
+def _per_bodypart(rig, labels: np.ndarray, nodes: list[str]) -> None:
+    """Median reprojection error of each body part's labels, all cameras, plain least squares."""
+    from napari_posekit.core.triangulation import reprojection_errors, triangulate
+
+    points = triangulate(rig, labels, robust=False).points3d
+    errors = reprojection_errors(rig, points, labels)
+    cells = [f"{name} {_median(errors[:, :, j]):.1f}" for j, name in enumerate(nodes)]
+    print("  per body part (ours, 4 cameras, every camera used), px: " + ", ".join(cells))
 
 
 def report_reference(work: Work, labels: np.ndarray, nodes: list[str], edges, predicted3d) -> None:
@@ -320,6 +332,7 @@ def report_reference(work: Work, labels: np.ndarray, nodes: list[str], edges, pr
     for name, (rig, pts) in runs.items():
         print(f"  {name:<22}" + "  ".join(_reprojection_table(rig, tri[name].points3d, pts, tri[name].used)))
 
+    _per_bodypart(ours, labels, nodes)
     reference = tri["theirs, back/mid/top"].points3d
     shape = reference.shape
     compared = {name: t.points3d for name, t in tri.items() if name != "theirs, back/mid/top"}
