@@ -107,13 +107,13 @@ def write_result(path: str | os.PathLike, result) -> Path:
     metadata = _metadata(result, when)
     metadata["report"] = report_path(path).name
     rig = Rig(result.rig.cameras, {**result.rig.metadata, **metadata})
-    text = json.dumps(_sidecar(result, path.name, when), indent=1)
+    sidecar = _sidecar(result, path.name, when)
 
     def write_toml(tmp: Path) -> None:
         write_calibration(tmp, rig)
 
     def write_json(tmp: Path) -> None:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(json.dumps(sidecar, indent=1), encoding="utf-8")
 
     write_atomically({path: write_toml, report_path(path): write_json}, error=CalibrationError)
     result.rig = rig
