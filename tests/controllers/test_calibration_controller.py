@@ -137,8 +137,8 @@ def test_session_rows_find_image_folders_and_calibration_videos(tmp_path):
 # --------------------------------------------------------------------------- the report
 def test_report_rows(result):
     assert ctl.camera_rows(result) == [
-        ["a", "3 / 4", "1", "0.12", "0.30", "640×480"],
-        ["b", "2 / 3", "1", "0.25", "–", "640×480"],
+        ["a", "3 / 4", "1", "0.12", "0.30"],
+        ["b", "2 / 3", "1", "0.25", "–"],
     ]
     rows = ctl.rejected_rows(result)
     assert [(r.camera, r.name, r.frame, r.reason) for r in rows] == [
@@ -214,6 +214,15 @@ def test_the_rig_is_seen_from_behind_its_cameras(result):
     forward, up = ctl.rig_view_direction(result.rig)
     assert forward[2] > 0.9 and abs(np.linalg.norm(forward) - 1) < 1e-9
     np.testing.assert_allclose(up, [0, -1, 0], atol=1e-9)
+    # with boards: their normal, pointing away from the cameras whichever way each board's z axis points
+    flipped = {f: p @ np.diag([1.0, -1.0, -1.0, 1.0]) for f, p in result.board_poses.items()}
+    tilted = {f: _pose(p[:3, 3], 60.0) for f, p in result.board_poses.items()}
+    normal = np.mean([p[:3, 2] for p in result.board_poses.values()], axis=0)  # tilted 0, 15 and -10 degrees
+    for poses in (result.board_poses, flipped):
+        forward = ctl.rig_view_direction(result.rig, poses)[0]
+        np.testing.assert_allclose(forward, normal / np.linalg.norm(normal), atol=1e-9)
+    forward, _ = ctl.rig_view_direction(result.rig, tilted)
+    np.testing.assert_allclose(forward, [math.sin(math.radians(60)), 0, math.cos(math.radians(60))], atol=1e-9)
 
 
 def test_result_sources_prefer_the_recorded_ones(tmp_path, result):

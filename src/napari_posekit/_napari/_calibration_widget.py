@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -37,7 +38,7 @@ from napari_posekit._napari.jobs import Job, JobRunner, error_message
 from napari_posekit.controllers import calibration as ctl
 from napari_posekit.core.cameras import CalibrationError
 
-CAMERA_COLUMNS = ("Camera", "Used", "Rejected", "Median px", "p90 px", "Size")
+CAMERA_COLUMNS = ("Camera", "Used", "Rejected", "Median px", "p90 px")
 IMAGE_COLUMNS = ("Camera", "Image", "Frame", "Reason")
 VIDEO_FILTER = "Videos (*.mp4 *.avi *.mov *.mkv *.m4v *.mpg *.mpeg *.webm *.wmv);;All files (*)"
 
@@ -134,6 +135,9 @@ class CalibrationWidget(QWidget):
         layout.addWidget(self.image_report)
         layout.addWidget(b["rig"])
         self.cameras.setMinimumHeight(110)
+        self.cameras.setWordWrap(False)
+        self.cameras.setTextElideMode(Qt.TextElideMode.ElideLeft)  # the end of a path names the camera's folder
+        self.status.setMinimumHeight(3 * self.status.fontMetrics().lineSpacing())
         self.camera_report.setMinimumHeight(110)
 
     # -- the camera table ------------------------------------------------------------

@@ -7,7 +7,7 @@ the frame slider steps through the matched images of every camera at once:
   (:func:`image_stack`, :func:`camera_images_data`);
 - the detected corners, coloured by whether the image was used
   (:func:`corners_data`), and where the calibrated camera re-projects them
-  (:func:`reprojections_data`), a cyan cross on each green dot.
+  (:func:`reprojections_data`), a small cyan cross in each green dot.
 
 3D (:func:`rig_layers_data`): the camera frusta and the board at each pose, in
 world coordinates.  They make sense only with ``ndisplay = 3`` and their extent
@@ -159,14 +159,14 @@ def corners_data(camera: str, points: np.ndarray, used: np.ndarray, offset: floa
 
 
 def reprojections_data(camera: str, points: np.ndarray, offset: float, size: float) -> tuple:
-    """Points layer data tuple of the re-projected corners: cyan crosses, so the residual shows against the dots."""
+    """Points layer data tuple of the re-projected corners: small cyan crosses, off the dots' centres by the residual."""
     kwargs = {
         "name": f"{camera} reprojected",
         "ndim": 3,
-        "symbol": "x",
+        "symbol": "cross",
         "face_color": np.array([REPROJECTED]),
         "border_width": 0,
-        "size": size * 0.9,
+        "size": size * 0.6,
         "translate": (0, 0, offset),
         "metadata": _meta("reprojected", camera),
     }
@@ -297,7 +297,8 @@ def rig_layers_data(result) -> list[tuple]:
                     "face_color": "frame",
                     "face_colormap": "viridis",
                     "border_width": 0,
-                    "size": board.square_length * 0.15,
+                    "size": board.square_length * 0.12,
+                    "opacity": 0.7,
                     "metadata": _meta("board corners"),
                 },
                 "points",
@@ -340,9 +341,9 @@ class RigView:
         if "orientation" in keys:  # world axes as the cameras have them (x right, y down, z away): right-handed
             viewer.camera.orientation = ("away", "down", "right")
         viewer.reset_view()
-        forward, up = ctl.rig_view_direction(result.rig)
+        forward, up = ctl.rig_view_direction(result.rig, result.board_poses)
         right = np.cross(up, forward)  # x = y × z for a camera's axes, with y = -up
-        oblique = forward - 0.5 * up + 0.35 * right  # from behind, above and to the side of the cameras
+        oblique = forward - 0.4 * up + 0.3 * right  # tilted: the depth shows
         try:
             viewer.camera.set_view_direction(tuple(_zyx(oblique)), tuple(_zyx(up)))
         except ValueError:  # up parallel to the view: keep napari's default

@@ -32,7 +32,7 @@ from napari_posekit.core.video import VIDEO_EXTENSIONS
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 DEFAULT_OUTPUT = "calibration.toml"
-FRUSTUM_SHARE = 0.25
+FRUSTUM_SHARE = 0.2
 """A frustum is drawn this deep: a share of the typical camera-to-board distance (or of the baseline)."""
 
 
@@ -179,16 +179,9 @@ def _px(value: float) -> str:
 
 
 def camera_rows(result) -> list[list[str]]:
-    """Per camera: name, used / images, rejected, median and p90 reprojection error (px), image size."""
+    """Per camera: name, used / images, rejected, median and p90 reprojection error (px)."""
     return [
-        [
-            r.name,
-            f"{r.used} / {r.images}",
-            str(r.rejected),
-            _px(r.error_median),
-            _px(r.error_p90),
-            f"{r.size[0]}×{r.size[1]}",
-        ]
+        [r.name, f"{r.used} / {r.images}", str(r.rejected), _px(r.error_median), _px(r.error_p90)]
         for r in result.reports
     ]
 
@@ -370,16 +363,29 @@ def board_corner_points(board, poses: Mapping[int, np.ndarray]) -> tuple[np.ndar
     return np.concatenate(points), np.concatenate(frames)
 
 
-def rig_view_direction(rig: Rig) -> tuple[np.ndarray, np.ndarray]:
-    """A view from behind the cameras: their mean viewing direction and their mean up direction (world)."""
+def rig_view_direction(rig: Rig, poses: Mapping[int, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A direction to look at the rig from, and the up direction of that view (world coordinates).
+
+    With board poses: the boards' mean normal, pointing away from the cameras
+    that saw them (a board on an arena floor is then seen from above); else the
+    cameras' mean viewing direction.  Up is the cameras' mean up (image rows
+    grow downwards: -y), made to differ from the view direction.
+    """
     rotations = np.stack([cam.rotation_matrix() for cam in rig.cameras])
     forward = rotations[:, 2, :].mean(axis=0)  # each camera's optical axis (z) in world coordinates
-    up = -rotations[:, 1, :].mean(axis=0)  # image rows grow downwards: up is -y
-    if np.linalg.norm(forward) < 1e-6:  # cameras facing each other: look from the first one
+    if poses:
+        centre = np.mean([cam.center() for cam in rig.cameras], axis=0)
+        normals = [np.asarray(p, dtype=float)[:3, 2] for p in poses.values()]
+        away = [n if n @ (np.asarray(p)[:3, 3] - centre) >= 0 else -n for n, p in zip(normals, poses.values())]
+        if np.linalg.norm(np.mean(away, axis=0)) > 1e-6:
+            forward = np.mean(away, axis=0)
+    if np.linalg.norm(forward) < 1e-6:  # cameras facing each other and no board: look from the first one
         forward = rotations[0, 2, :]
-    if np.linalg.norm(np.cross(forward, up)) < 1e-6:
-        up = -rotations[0, 1, :] if np.linalg.norm(np.cross(forward, -rotations[0, 1, :])) > 1e-6 else rotations[0, 0]
-    return forward / np.linalg.norm(forward), up / np.linalg.norm(up)
+    forward = forward / np.linalg.norm(forward)
+    for up in (-rotations[:, 1, :].mean(axis=0), -rotations[0, 1, :], rotations[0, 0, :]):
+        if np.linalg.norm(np.cross(forward, up)) > 1e-3 * np.linalg.norm(up):
+            return forward, up / np.linalg.norm(up)
+    return forward, np.array([1.0, 0.0, 0.0]) if abs(forward[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
 
 
 def camera_frames(result, camera: str, source: str | os.PathLike | None = None) -> list[tuple[int, str]]:
