@@ -62,8 +62,9 @@ def _fmt(x: float) -> str:
     return "-" if not math.isfinite(x) else f"{x:.3f}"
 
 
-def print_report(result, file=sys.stdout) -> None:
+def print_report(result, file=None) -> None:
     """One block per camera: images, detections used and rejected with reasons, reprojection error."""
+    file = sys.stdout if file is None else file
     for rep in result.reports:
         print(
             f"camera {rep.name} ({rep.size[0]}x{rep.size[1]}): {rep.images} images, board found in {rep.detected}, "

@@ -166,7 +166,7 @@ class Board:
                 return _empty()
             corners = cv2.cornerSubPix(gray, corners.astype(np.float32), (5, 5), (-1, -1), _SUBPIX_CRITERIA)
         corners = corners.reshape(-1, 2).astype(np.float64)
-        return _canonical_order(corners, self.inner), np.arange(self.n_corners)
+        return _canonical_order(gray, corners, self.inner), np.arange(self.n_corners)
 
     def _charuco_detector(self, cv2, legacy: bool):
         dictionary = cv2.aruco.getPredefinedDictionary(
@@ -194,15 +194,25 @@ def _empty() -> tuple[np.ndarray, np.ndarray]:
     return np.zeros((0, 2)), np.zeros(0, dtype=np.int64)
 
 
-def _canonical_order(corners: np.ndarray, inner: tuple[int, int]) -> np.ndarray:
-    """A checkerboard's corners numbered from the same end every time.
+def _canonical_order(gray: np.ndarray, corners: np.ndarray, inner: tuple[int, int]) -> np.ndarray:
+    """A checkerboard's corners numbered from the same physical end in every image.
 
-    OpenCV may start a symmetric checkerboard from either end; of the two readings
-    (as found, or reversed) keep the one whose first corner is nearer the image's
-    top-left, so that the ids of one board agree across images and cameras.
+    OpenCV may start from either end of the grid (a 180 degree turn of the numbering).
+    When the board's two end squares differ in colour (``board_x + board_y`` odd, as on
+    most printed boards) the numbering starts next to the dark one, so that every camera
+    numbers the board alike; otherwise the first corner is the one nearer the image's
+    top-left. Square grids (90 degree turns) are not resolved.
     """
-    first, last = corners[0], corners[-1]
-    if first.sum() > last.sum():
+    import cv2
+
+    nx, ny = inner
+    if (nx + ny) % 2:  # board_x + board_y odd: the first and last inner squares differ
+        grid = corners.reshape(ny, nx, 2)
+        first = grid[:2, :2].reshape(-1, 2).mean(axis=0)
+        last = grid[-2:, -2:].reshape(-1, 2).mean(axis=0)
+        shade = [float(cv2.getRectSubPix(gray, (5, 5), tuple(map(float, p))).mean()) for p in (first, last)]
+        return corners[::-1].copy() if shade[0] > shade[1] else corners
+    if corners[0].sum() > corners[-1].sum():
         return corners[::-1].copy()
     return corners
 
