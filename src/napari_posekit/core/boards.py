@@ -24,6 +24,7 @@ Everything here is napari-free; OpenCV is imported when a board detects.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from dataclasses import dataclass, field
@@ -59,7 +60,6 @@ class Board:
     marker_length: float | None = None
     marker_bits: int | None = None
     dict_size: int | None = None
-    _detector: object = field(default=None, init=False, repr=False, compare=False)
     _legacy: bool | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -168,26 +168,37 @@ class Board:
         corners = corners.reshape(-1, 2).astype(np.float64)
         return _canonical_order(gray, corners, self.inner), np.arange(self.n_corners)
 
-    def _charuco_detector(self, cv2, legacy: bool):
-        dictionary = cv2.aruco.getPredefinedDictionary(
-            getattr(cv2.aruco, ARUCO_DICTIONARIES[(self.marker_bits, self.dict_size)])
-        )
-        board = cv2.aruco.CharucoBoard((self.board_x, self.board_y), self.square_length, self.marker_length, dictionary)
-        board.setLegacyPattern(legacy)
-        return cv2.aruco.CharucoDetector(board)
-
     def _detect_charuco(self, cv2, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         layouts = [self._legacy] if self._legacy is not None else [False, True]
         if self.board_y % 2:  # an odd number of rows: both layouts are the same board
             layouts = [False]
         for legacy in layouts:
-            corners, ids, _, _ = self._charuco_detector(cv2, legacy).detectBoard(gray)
+            corners, ids, _, _ = _charuco_detector(
+                self.board_x,
+                self.board_y,
+                self.square_length,
+                self.marker_length,
+                self.marker_bits,
+                self.dict_size,
+                legacy,
+            ).detectBoard(gray)
             if corners is not None and ids is not None and len(ids) > 0:
                 if len(layouts) > 1:
                     self._legacy = legacy
                 corners = cv2.cornerSubPix(gray, corners.astype(np.float32), (3, 3), (-1, -1), _SUBPIX_CRITERIA)
                 return corners.reshape(-1, 2).astype(np.float64), ids.ravel().astype(np.int64)
         return _empty()
+
+
+@functools.lru_cache(maxsize=8)
+def _charuco_detector(board_x, board_y, square_length, marker_length, marker_bits, dict_size, legacy: bool):
+    """OpenCV's ChArUco detector for a board (made once per board and layout)."""
+    import cv2
+
+    dictionary = cv2.aruco.getPredefinedDictionary(getattr(cv2.aruco, ARUCO_DICTIONARIES[(marker_bits, dict_size)]))
+    board = cv2.aruco.CharucoBoard((board_x, board_y), square_length, marker_length, dictionary)
+    board.setLegacyPattern(legacy)
+    return cv2.aruco.CharucoDetector(board)
 
 
 def _empty() -> tuple[np.ndarray, np.ndarray]:
