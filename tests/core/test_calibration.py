@@ -211,6 +211,8 @@ def test_result_files_round_trip(tmp_path, charuco_rig):
     assert [d.name for d in back.detections] == [d.name for d in result.detections]
     assert np.allclose(back.detections[0].corners, result.detections[0].corners, atol=1e-3)
     assert back.board_poses.keys() == result.board_poses.keys()
+    assert back.sources == result.sources and back.sources["cam1"].endswith("cam1")
+    assert back.options["min_corners"] == 8 and back.options["every"] == 1
     assert back.reports[0].error_median == pytest.approx(result.reports[0].error_median)
     sidecar = json.loads((out.parent / "calibration.report.json").read_text())
     assert sidecar["cameras"] == ["cam0", "cam1", "cam2"]

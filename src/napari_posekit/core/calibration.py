@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Generator, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +91,8 @@ class CalibrationResult:
     detections: list[ImageDetection]
     board_poses: dict[int, np.ndarray]  # frame -> 4x4 board-to-world transform
     reports: list[CameraReport]
+    sources: dict[str, str] = field(default_factory=dict)  # camera -> its video or image folder
+    options: dict = field(default_factory=dict)  # the options of iter_calibrate
 
 
 def _natural_key(name: str) -> list:
@@ -238,6 +240,8 @@ def iter_calibrate(
         max_intrinsic_images=max_intrinsic_images,
     )
     result = yield from solve(board, list(paths), sizes, detections, settings)
+    result.sources = {name: str(path) for name, path in paths.items()}
+    result.options = {"every": every, **asdict(settings)}
     yield 1.0
     return result
 

@@ -70,6 +70,8 @@ def _sidecar(result, toml_name: str, when: str) -> dict:
         "calibration": toml_name,
         "board": {"kind": result.board.kind, **result.board.to_dict()},
         "cameras": result.rig.names,
+        "sources": dict(result.sources),
+        "options": dict(result.options),
         "reports": [
             {
                 **asdict(r),
@@ -164,7 +166,8 @@ def read_result(path: str | os.PathLike):
             f"{side}: the report is for the cameras {data.get('cameras')}, the calibration has {rig.names}; "
             "the two files do not belong together"
         )
-    return CalibrationResult(rig, board, detections, poses, reports)
+    sources, options = data.get("sources", {}), data.get("options", {})
+    return CalibrationResult(rig, board, detections, poses, reports, dict(sources), dict(options))
 
 
 def _nan(row: dict, *keys: str) -> dict:
