@@ -61,7 +61,7 @@ def result() -> CalibrationResult:
         ImageDetection("a", "a-3.png", 3, np.zeros((0, 2)), np.zeros(0, int), False, "no board found", math.nan)
     )
     reports = [
-        CameraReport("a", (640, 480), 4, 3, 3, 1, 0.12, 0.3),
+        CameraReport("a", (640, 480), 4, 3, 3, 0, 0.12, 0.3),
         CameraReport("b", (640, 480), 3, 3, 2, 1, 0.25, math.nan),
     ]
     return CalibrationResult(rig, board, detections, poses, reports)
@@ -137,8 +137,8 @@ def test_session_rows_find_image_folders_and_calibration_videos(tmp_path):
 # --------------------------------------------------------------------------- the report
 def test_report_rows(result):
     assert ctl.camera_rows(result) == [
-        ["a", "3 / 4", "1", "0.12", "0.30"],
-        ["b", "2 / 3", "1", "0.25", "–"],
+        ["a", "3 / 4", "1", "0", "0.12", "0.30"],
+        ["b", "2 / 3", "0", "1", "0.25", "–"],
     ]
     rows = ctl.rejected_rows(result)
     assert [(r.camera, r.name, r.frame, r.reason) for r in rows] == [

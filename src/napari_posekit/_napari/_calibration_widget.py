@@ -38,7 +38,7 @@ from napari_posekit._napari.jobs import Job, JobRunner, error_message
 from napari_posekit.controllers import calibration as ctl
 from napari_posekit.core.cameras import CalibrationError
 
-CAMERA_COLUMNS = ("Camera", "Used", "Rejected", "Median px", "p90 px")
+CAMERA_COLUMNS = ("Camera", "Used", "No board", "Rejected", "Median px", "p90 px")
 IMAGE_COLUMNS = ("Camera", "Image", "Frame", "Reason")
 VIDEO_FILTER = "Videos (*.mp4 *.avi *.mov *.mkv *.m4v *.mpg *.mpeg *.webm *.wmv);;All files (*)"
 
@@ -137,7 +137,7 @@ class CalibrationWidget(QWidget):
         self.cameras.setMinimumHeight(110)
         self.cameras.setWordWrap(False)
         self.cameras.setTextElideMode(Qt.TextElideMode.ElideLeft)  # the end of a path names the camera's folder
-        self.status.setMinimumHeight(3 * self.status.fontMetrics().lineSpacing())
+        self.status.setMinimumHeight(4 * self.status.fontMetrics().lineSpacing())
         self.camera_report.setMinimumHeight(110)
 
     # -- the camera table ------------------------------------------------------------
@@ -267,9 +267,7 @@ class CalibrationWidget(QWidget):
         except Exception as err:  # noqa: BLE001 - a file that cannot be read is a message, never a crash
             self._problem(f"Cannot open the calibration: {error_message(err)}")
             return False
-        self.show_result(
-            result, ctl.result_sources(result, self._rows_or_session(path), getattr(result, "sources", None))
-        )
+        self.show_result(result, ctl.result_sources(result, self._rows_or_session(path), result.sources))
         self.status.setText(ctl.result_text(result, None) + f" ({path})")
         return True
 

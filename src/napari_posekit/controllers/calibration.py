@@ -179,9 +179,16 @@ def _px(value: float) -> str:
 
 
 def camera_rows(result) -> list[list[str]]:
-    """Per camera: name, used / images, rejected, median and p90 reprojection error (px)."""
+    """Per camera: name, used / images, images without the board, rejected ones, median and p90 error (px)."""
     return [
-        [r.name, f"{r.used} / {r.images}", str(r.rejected), _px(r.error_median), _px(r.error_p90)]
+        [
+            r.name,
+            f"{r.used} / {r.images}",
+            str(r.images - r.detected),
+            str(r.rejected),
+            _px(r.error_median),
+            _px(r.error_p90),
+        ]
         for r in result.reports
     ]
 
