@@ -232,7 +232,11 @@ class ThreeDWidget(QWidget):
     def _triangulated(self, scene: Scene, result) -> None:
         self.triangulation = points3d_from_triangulation(scene, result)
         scene.set_points3d(result.points3d, result.error)
-        self.show_scene(scene)
+        if scene is self.scene and self.scene_layers is not None:
+            self.scene_layers.update_points3d(self.threshold.value(), self.residuals.isChecked())
+            self._show_scene3d(scene)
+        else:
+            self.show_scene(scene)
         self.status.setText(f"Triangulated {int(np.isfinite(result.points3d).all(-1).sum())} points.")
 
     def save_points3d(self, path=None):
@@ -262,14 +266,17 @@ class ThreeDWidget(QWidget):
     # -- showing ----------------------------------------------------------------------
     def show_scene(self, scene: Scene) -> None:
         """Tile the views in the main viewer and fill the 3D canvas."""
-        if self.scene_layers is not None:
-            self.scene_layers.remove()
-        self.scene = scene
-        self._drawing = True
+        self._drawing = True  # the aid need not look at each of these layers
         try:
+            if self.scene_layers is not None:
+                self.scene_layers.remove()
+            self.scene = scene
             self.scene_layers = SceneLayers(self.viewer, scene, self.threshold.value(), self.residuals.isChecked())
         finally:
             self._drawing = False
+        self._show_scene3d(scene)
+
+    def _show_scene3d(self, scene: Scene) -> None:
         self._ensure_canvas()
         self.layers3d = fill_scene3d(self.model3d, scene, self.threshold.value())
         if self._unfollow is not None:
@@ -310,8 +317,13 @@ class ThreeDWidget(QWidget):
             self.refresh_aid()
 
     def _on_layers_changed(self, event) -> None:
-        if not self._drawing and event.value not in [layer for pair in self.aid.layers.values() for layer in pair]:
-            self.refresh_aid()
+        if self._drawing:
+            return
+        if event.value in [layer for pair in self.aid.layers.values() for layer in pair]:
+            if event.type == "removed":  # someone removed the aid's drawings: the aid is off until ticked again
+                self.aid_shown.setChecked(False)
+            return
+        self.refresh_aid()
 
     def _on_labels(self, change) -> None:
         if change.kind != "closed":
@@ -380,7 +392,10 @@ class ThreeDWidget(QWidget):
             return 0
         proposed = proposals(geometry, rig)
         placed = apply_proposals(self.viewer, targets, frame, proposed, label="proposed from other views")
-        self.aid_status.setText(f"Proposed {placed} labels on frame {frame}: drag them where they belong, or undo.")
+        self.refresh_aid()
+        self.aid_status.setText(
+            f"Proposed {placed} labels on frame {frame}: drag them where they belong, or undo.\n{self.aid_status.text()}"
+        )
         return placed
 
     def closeEvent(self, event) -> None:

@@ -22,10 +22,11 @@ No Qt widgets here: these functions fill a napari viewer (the main one) or a
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 
 import numpy as np
 import pandas as pd
-from napari.layers import Points, Shapes
+from napari.layers import Points, Vectors
 
 from napari_posekit._napari._reader import video_layer_data
 from napari_posekit._napari.label_session import session_for
@@ -37,8 +38,13 @@ BAD = (1.0, 0.1, 0.1, 1.0)
 """Colour of the points whose reprojection error is above the threshold."""
 BAD_SCALE = 1.8
 """How much larger such points are drawn."""
-RESIDUAL_COLOR = (1.0, 1.0, 0.2, 0.9)
+RESIDUAL_COLOR = [1.0, 1.0, 0.2, 0.9]
 EPIPOLAR_WIDTH = 2.0
+
+
+def _batched(layers):
+    """Layer-list changes with one scene-graph update at the end (each removal alone collects garbage)."""
+    return layers.batched_update() if hasattr(layers, "batched_update") else nullcontext()
 
 
 def _frames_points(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -61,13 +67,14 @@ class SceneLayers:
         self.layers: dict[str, dict[str, object]] = {}
         self.colors = np.asarray([bodypart_colors(scene.bodyparts)[bp] for bp in scene.bodyparts]).reshape(-1, 4)
         sizes = scene.sizes()
-        for c, (cam, offset) in enumerate(zip(scene.cameras, tile_offsets(sizes))):
-            self.layers[cam] = self._add_camera(c, cam, (0.0, *offset), marker_size(*sizes[c]))
-        self.restyle(threshold)
-        self.show_residuals(residuals)
+        self.translate = {cam: (0.0, *offset) for cam, offset in zip(scene.cameras, tile_offsets(sizes))}
+        self.size = {cam: marker_size(*size) for cam, size in zip(scene.cameras, sizes)}
+        for c, cam in enumerate(scene.cameras):
+            self.layers[cam] = self._add_camera(c, cam)
+        self.update_points3d(threshold, residuals)
 
-    def _add_camera(self, c: int, cam: str, translate: tuple, size: float) -> dict[str, object]:
-        scene, out = self.scene, {}
+    def _add_camera(self, c: int, cam: str) -> dict[str, object]:
+        scene, out, translate = self.scene, {}, self.translate[cam]
         video = scene.videos.get(cam)
         if video is not None:
             data, kwargs, _ = video_layer_data(video)
@@ -77,35 +84,52 @@ class SceneLayers:
             xy = scene.points2d[c]
             like = np.nan_to_num(scene.likelihood[c], nan=0.0)
             data, features, face = prediction_points(xy, like, np.ones(like.shape, bool), scene.bodyparts, self.colors)
-            kwargs = points_kwargs(f"{cam} predictions", features, face, size, meta)
+            kwargs = points_kwargs(f"{cam} predictions", features, face, self.size[cam], meta)
             out["predictions"] = self.viewer.add_points(data, **kwargs, translate=translate)
-        reproj = scene.reprojections()
-        if reproj is not None:
+        return out
+
+    def update_points3d(self, threshold: float, residuals: bool | None = None) -> None:
+        """Show the scene's (new) 3D points projected into every view, and the lines to the predictions."""
+        reproj = self.scene.reprojections()
+        if reproj is None:
+            return
+        for c, cam in enumerate(self.scene.cameras):
+            parts, size, translate = self.layers[cam], self.size[cam], self.translate[cam]
             rows, cols = _frames_points(reproj[c])
             data = np.column_stack([rows, reproj[c, rows, cols, 1], reproj[c, rows, cols, 0]]).reshape(-1, 3)
-            features = pd.DataFrame({"bodypart": pd.Categorical.from_codes(cols, categories=scene.bodyparts)})
-            out["reprojections"] = self.viewer.add_points(
-                data,
-                name=f"{cam} reprojections",
-                ndim=3,
-                features=features,
-                symbol="ring",
-                size=size * 1.6,
-                border_width=0,
-                translate=translate,
-                metadata={Key.BODYPARTS: scene.bodyparts, Key.READONLY: True},
-            )
-            out["index"] = (rows, cols)
-            if scene.points2d is not None:
-                out["residuals"] = self.viewer.add_vectors(
+            features = pd.DataFrame({"bodypart": pd.Categorical.from_codes(cols, categories=self.scene.bodyparts)})
+            parts["index"] = (rows, cols)
+            if "reprojections" in parts:
+                layer = parts["reprojections"]
+                layer.data = data
+                layer.features = features
+            else:
+                parts["reprojections"] = self.viewer.add_points(
+                    data,
+                    name=f"{cam} reprojections",
+                    ndim=3,
+                    features=features,
+                    symbol="ring",
+                    size=size * 1.6,
+                    border_width=0,
+                    translate=translate,
+                    metadata={Key.BODYPARTS: self.scene.bodyparts, Key.READONLY: True},
+                )
+            if self.scene.points2d is None:
+                continue
+            if "residuals" in parts:
+                parts["residuals"].data = self._residuals(c)
+            else:
+                parts["residuals"] = self.viewer.add_vectors(
                     self._residuals(c),
                     name=f"{cam} residuals",
                     edge_color=RESIDUAL_COLOR,
                     edge_width=max(1.0, size / 5),
                     vector_style="line",
                     translate=translate,
+                    visible=bool(residuals),
                 )
-        return out
+        self.restyle(threshold)
 
     def _residuals(self, c: int) -> np.ndarray:
         pred, reproj = self.scene.points2d[c], self.scene.reprojections()[c]
@@ -123,8 +147,7 @@ class SceneLayers:
                 continue
             rows, cols = self.layers[cam]["index"]
             bad = flag2d[c, rows, cols] if flag2d is not None else np.zeros(len(rows), bool)
-            size = marker_size(*self.scene.sizes()[c]) * 1.6
-            face, sizes = _styles(self.colors, cols, bad, size)
+            face, sizes = _styles(self.colors, cols, bad, self.size[cam] * 1.6)
             layer.face_color = face
             layer.size = sizes
             layer.features = layer.features.assign(high_error=bad)
@@ -136,10 +159,11 @@ class SceneLayers:
 
     def remove(self) -> None:
         """Take the layers out of the viewer (the videos' readers stay open for a later scene)."""
-        for parts in self.layers.values():
-            for key, layer in parts.items():
-                if key != "index" and layer in self.viewer.layers:
-                    self.viewer.layers.remove(layer)
+        with _batched(self.viewer.layers):  # one scene-graph update for all the removals
+            for parts in self.layers.values():
+                for key, layer in parts.items():
+                    if key != "index" and layer in self.viewer.layers:
+                        self.viewer.layers.remove(layer)
         self.layers = {}
 
 
@@ -178,7 +202,8 @@ def skeleton3d(points3d: np.ndarray, bodyparts: Sequence[str], skeleton) -> np.n
 
 def fill_scene3d(model, scene: Scene, threshold: float) -> dict[str, object]:
     """Put a scene's 3D points, skeleton and cameras into ``model`` (a ``ViewerModel`` shown in 3D)."""
-    model.layers.clear()
+    with _batched(model.layers):
+        model.layers.clear()
     size = scene3d_size(scene)
     centers = np.stack([cam.center() for cam in scene.rig.cameras])
     out = {
@@ -240,23 +265,26 @@ def follow_frame(viewer, model) -> Callable[[], None]:
 
 # --------------------------------------------------------------------------- the labeling aid
 class AidLayers:
-    """Projections (crosses) and epipolar curves over each view's keypoints layer, on one frame."""
+    """Projections (crosses) and epipolar curves (short line segments) over each view's keypoints layer, on one frame."""
 
     def __init__(self, viewer):
         self.viewer = viewer
-        self.layers: dict[str, tuple[Points, Shapes]] = {}
+        self.layers: dict[str, tuple[Points, Vectors]] = {}
 
-    def _pair(self, cam: str, target) -> tuple[Points, Shapes]:
+    def _pair(self, cam: str, target) -> tuple[Points, Vectors]:
         pair = self.layers.get(cam)
         if pair is None or pair[0] not in self.viewer.layers or pair[1] not in self.viewer.layers:
-            curves = self.viewer.add_shapes(ndim=3, name=f"{cam} epipolar", edge_width=EPIPOLAR_WIDTH)
+            curves = self.viewer.add_vectors(
+                np.empty((0, 2, 3)), name=f"{cam} epipolar", edge_width=EPIPOLAR_WIDTH, vector_style="line"
+            )
             points = self.viewer.add_points(
                 ndim=3, name=f"{cam} projections", symbol="cross", border_width=0, size=marker_size(None, None) * 2
             )
             pair = self.layers[cam] = (points, curves)
         for layer in pair:
-            layer.translate = target.translate
-            layer.scale = target.scale
+            if not np.array_equal(layer.translate, target.translate) or not np.array_equal(layer.scale, target.scale):
+                layer.translate = target.translate
+                layer.scale = target.scale
         return pair
 
     def draw(self, geometry: FrameGeometry, targets: Mapping[str, object], frame: int) -> None:
@@ -271,20 +299,27 @@ class AidLayers:
             points.data = np.column_stack([np.full(len(keep), frame), xy[keep, 1], xy[keep, 0]]).reshape(-1, 3)
             if len(keep):
                 points.face_color = [colors[geometry.bodyparts[k]] for k in keep]
-            paths, edge = [], []
+            segments, edge, names = [], [], []
             for curve in geometry.curves_in(cam):
                 for piece in curve.xy:
-                    paths.append(np.column_stack([np.full(len(piece), frame), piece[:, 1], piece[:, 0]]))
-                    edge.append(colors[curve.bodypart][:3] + (0.8,))
-            curves.data = []
-            if paths:
-                curves.add_paths(paths, edge_color=edge, edge_width=EPIPOLAR_WIDTH)
+                    start = np.column_stack([np.full(len(piece) - 1, frame), piece[:-1, 1], piece[:-1, 0]])
+                    delta = np.column_stack([np.zeros(len(piece) - 1), np.diff(piece[:, 1]), np.diff(piece[:, 0])])
+                    segments.append(np.stack([start, delta], axis=1))
+                    edge += [colors[curve.bodypart][:3] + (0.8,)] * (len(piece) - 1)
+                    names += [(curve.source, curve.bodypart)] * (len(piece) - 1)
+            curves.data = np.concatenate(segments) if segments else np.empty((0, 2, 3))
+            curves.features = pd.DataFrame(names, columns=["source", "bodypart"], dtype=object)
+            if edge:
+                curves.edge_color = np.asarray(edge)
 
     def remove(self) -> None:
-        for pair in self.layers.values():
-            for layer in pair:
-                if layer in self.viewer.layers:
-                    self.viewer.layers.remove(layer)
+        if not self.layers:
+            return
+        with _batched(self.viewer.layers):
+            for pair in self.layers.values():
+                for layer in pair:
+                    if layer in self.viewer.layers:
+                        self.viewer.layers.remove(layer)
         self.layers = {}
 
 
