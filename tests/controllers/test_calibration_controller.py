@@ -70,6 +70,7 @@ def result() -> CalibrationResult:
 # --------------------------------------------------------------------------- the form
 def _session(tmp_path):
     (tmp_path / "board.toml").write_text("board_x = 5\nboard_y = 4\nsquare_length = 20.0\n")
+    (tmp_path / "bad.toml").write_text("board_x = 2\nboard_y = 4\nsquare_length = 20.0\n")
     for cam in ("left", "right"):
         (tmp_path / cam / "calibration_images").mkdir(parents=True)
         (tmp_path / cam / "calibration_images" / f"{cam}-0.png").write_bytes(b"")
@@ -99,6 +100,7 @@ def test_a_good_form_becomes_a_plan_with_the_default_output(tmp_path):
     [
         ("", [], "", "choose the board file"),
         ("missing.toml", [], "", "no such file"),
+        ("bad.toml", [], "", "must be at least 3"),
         ("board.toml", [("left", "left/calibration_images")], "", "at least two cameras; the table has 1"),
         ("board.toml", [("left", "left/calibration_images"), ("left", "top")], "", "'left' is listed twice"),
         ("board.toml", [("left", "left/calibration_images"), ("", "top")], "", "camera row 2: give the camera a name"),

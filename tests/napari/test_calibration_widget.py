@@ -234,6 +234,25 @@ def test_bad_input_is_a_message(make_napari_viewer, session, monkeypatch, tmp_pa
     assert not widget.fill_from_session(str(folder / "left")) and "no camera folders" in widget.status.text()
     assert not widget.open_calibration(str(tmp_path / "none.toml")) and "Cannot open the calibration" in errors[-1]
     assert len(errors) == 5 and not widget.busy
+    (tmp_path / "small.toml").write_text("board_x = 2\nboard_y = 4\nsquare_length = 20.0\n")
+    widget.board.setText(str(tmp_path / "small.toml"))
+    assert widget.calibrate() is None and "must be at least 3" in widget.status.text()
+
+    # a camera that never saw the board: the job fails with the core's reason, the widget is ready again
+    from PIL import Image
+
+    (tmp_path / "blank").mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((SIZE[1], SIZE[0], 3), 90, np.uint8)).save(tmp_path / "blank" / f"b-{i}.png")
+    job_errors: list[str] = []
+    monkeypatch.setattr(jobs, "show_error", job_errors.append)
+    widget.board.setText(str(folder / "board.toml"))
+    widget.set_rows([("left", str(folder / "left")), ("blank", str(tmp_path / "blank"))])
+    widget.jobs.synchronous = True
+    assert widget.calibrate() is not None and not widget.busy and widget.result is None
+    assert widget.status.text().startswith("Calibration failed: camera 'blank': the board was not found")
+    assert job_errors == [widget.status.text()] and widget.buttons["calibrate"].isEnabled()
+    assert not (folder / "calibration.toml").exists()
     widget.cameras.selectRow(1)
     widget.remove_camera()
     assert widget.rows() == [("left", str(folder / "left"))]
@@ -248,7 +267,8 @@ def test_the_real_session_calibrates_and_shows_its_four_cameras(make_napari_view
     assert widget.fill_from_session(str(session))
     widget.output.setText(str(tmp_path / "calibration.toml"))
     widget.jobs.synchronous = True
-    assert widget.calibrate(every=5).finished  # images 0, 5, 10, 15 and 20 of each camera
+    widget.every.setValue(5)
+    assert widget.calibrate().finished  # images 0, 5, 10, 15 and 20 of each camera
     result = widget.result
     assert result is not None and (tmp_path / "calibration.report.json").is_file()
     assert [r.name for r in result.reports] == ["back", "mid", "side", "top"]
@@ -272,3 +292,19 @@ def test_the_real_session_calibrates_and_shows_its_four_cameras(make_napari_view
     widget.buttons["rig"].click()
     assert viewer.dims.ndisplay == 3 and _layers(viewer, "frusta")[0].data.shape == (40, 2, 3)
     assert not any(layer.visible for layer in images)
+
+
+def test_a_calibration_video_is_a_lazy_stack_of_its_matched_frames(session):
+    from napari_posekit.core.calibration import calibration_frames
+    from napari_posekit.core.video import VideoReader, write_video
+
+    folder, board, rig, poses = session
+    frames = [_render(board, rig.cameras[0], pose) for pose in poses.values()]
+    video = write_video(frames, folder / "left.mp4", fps=10)
+    listed = calibration_frames(video)
+    stack = cl.image_stack(video, listed)
+    assert stack.shape == (8, 300, 400, 3) and listed[3] == (3, "frame 3")
+    with VideoReader(video) as reader:
+        np.testing.assert_array_equal(np.asarray(stack[5]), reader.get(5))
+    gappy = cl.image_stack(video, [listed[0], listed[6]])  # frames 1-5 of this camera missing: black slots
+    assert gappy.shape == (7, 300, 400, 3) and not np.asarray(gappy[3]).any() and np.asarray(gappy[6]).any()

@@ -33,7 +33,7 @@ from qtpy.QtWidgets import (
 
 from napari_posekit._napari import calibration_layers as cl
 from napari_posekit._napari._viewer import unwrap_viewer
-from napari_posekit._napari.controls import row
+from napari_posekit._napari.controls import row, spin_box
 from napari_posekit._napari.jobs import Job, JobRunner, error_message
 from napari_posekit.controllers import calibration as ctl
 from napari_posekit.core.cameras import CalibrationError
@@ -79,6 +79,7 @@ class CalibrationWidget(QWidget):
         self.output = QLineEdit()
         self.output.setPlaceholderText("calibration.toml (default: beside the board file)")
         self.cameras = _table(("Camera", "Video or image folder"), editable=True)
+        self.every = spin_box(1, 10_000, 1, tip="Use every n-th image or video frame (long calibration videos)")
         self.camera_report = _table(CAMERA_COLUMNS, editable=False)
         self.image_report = _table(IMAGE_COLUMNS, editable=False)
         self.image_report.cellClicked.connect(self.jump_to)
@@ -121,6 +122,7 @@ class CalibrationWidget(QWidget):
         form = QFormLayout()
         form.addRow("Board:", row(self.board, b["board"], stretch=(1,)))
         form.addRow("Output:", row(self.output, b["output"], stretch=(1,)))
+        form.addRow("Every n-th frame:", self.every)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(QLabel("Cameras (one calibration video or image folder each):"))
@@ -227,7 +229,10 @@ class CalibrationWidget(QWidget):
         show_error(text)
 
     def calibrate(self, **options) -> Job | None:
-        """Check the form and run the calibration as a job; returns it (None with a message when the form is wrong)."""
+        """Check the form and run the calibration as a job; returns it (None with a message when the form is wrong).
+
+        ``options`` go to :func:`~napari_posekit.core.calibration.iter_calibrate` (``every`` comes from the form).
+        """
         if self.busy:
             return None
         try:
@@ -236,6 +241,7 @@ class CalibrationWidget(QWidget):
             self._problem(str(err))
             return None
         self.output.setText(str(plan.output))
+        options = {"every": self.every.value(), **options}
         return self.jobs.start(
             "calibrate",
             lambda job: ctl.iter_run_calibration(plan, job.stopping, **options),

@@ -49,13 +49,16 @@ class CalibrationPlan:
 def check_form(board: str, rows: Sequence[tuple[str, str]], output: str) -> CalibrationPlan:
     """The plan for a board file, ``(camera name, video or image folder)`` rows and an output path.
 
-    Raises :class:`CalibrationError` naming the first problem: no board file,
-    fewer than two cameras, a camera without a name or a source, a name used
+    Raises :class:`CalibrationError` naming the first problem: no board file
+    or one that does not describe a board, fewer than two cameras, a camera without a name or a source, a name used
     twice, a source that is neither a video nor a folder of images, an output
     that is not a ``.toml`` in an existing folder.  An empty output means
     ``calibration.toml`` beside the board file.
     """
+    from napari_posekit.core.boards import read_board
+
     board_path = _existing_file(board, "board file (board.toml)")
+    read_board(board_path)  # a bad board is told now, not after the job has started
     sources: dict[str, Path] = {}
     for i, (name, source) in enumerate(rows, start=1):
         name, source = name.strip(), source.strip()
