@@ -229,6 +229,7 @@ def main() -> int:
             err, spacing, n = judge(rig, corners, board)
             row = "".join(f"{err[c]:9.3f}" for c in SESSION_CAMERAS)
             print(f"{'aniposelib 0.8':<28}{seconds:8.1f}  {row}  {spacing:.4f} ({n} pairs)")
+    print(f"  stored corners minus ours (median, frames matched by content): {offset[0]:+.3f}, {offset[1]:+.3f} px")
     print(
         "  posekit's own report: "
         + ", ".join(
