@@ -136,6 +136,12 @@ def test_session_rows_find_image_folders_and_calibration_videos(tmp_path):
         ctl.session_rows(s / "notes")
 
 
+def test_a_source_suggests_a_camera_name():
+    assert ctl.camera_name_for("/s/back/calibration_images") == "back"
+    assert ctl.camera_name_for("/s/top") == "top"
+    assert ctl.camera_name_for("/s/top/side-calibration.mp4") == "side-calibration"
+
+
 # --------------------------------------------------------------------------- the report
 def test_report_rows(result):
     assert ctl.camera_rows(result) == [

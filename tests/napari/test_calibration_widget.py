@@ -225,7 +225,8 @@ def test_bad_input_is_a_message(make_napari_viewer, session, monkeypatch, tmp_pa
     errors: list[str] = []
     monkeypatch.setattr("napari_posekit._napari._calibration_widget.show_error", errors.append)
     widget = CalibrationWidget(make_napari_viewer())
-    assert widget.calibrate() is None and "choose the board file" in widget.status.text()
+    widget.buttons["calibrate"].click()
+    assert "choose the board file" in widget.status.text() and not widget.busy
     widget.board.setText(str(folder / "board.toml"))
     widget.add_camera("left", str(folder / "left"))
     assert widget.calibrate() is None and "at least two cameras" in widget.status.text()
@@ -256,6 +257,11 @@ def test_bad_input_is_a_message(make_napari_viewer, session, monkeypatch, tmp_pa
     widget.cameras.selectRow(1)
     widget.remove_camera()
     assert widget.rows() == [("left", str(folder / "left"))]
+    widget.add_camera()  # a new row named by the folder chosen for it; a named row keeps its name
+    widget.set_source(str(folder / "mid"))
+    widget.cameras.setCurrentCell(0, 1)
+    widget.set_source(str(folder / "right"))
+    assert widget.rows() == [("left", str(folder / "right")), ("mid", str(folder / "mid"))]
 
 
 def test_the_real_session_calibrates_and_shows_its_four_cameras(make_napari_viewer, tmp_path):

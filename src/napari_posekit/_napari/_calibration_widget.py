@@ -108,7 +108,7 @@ class CalibrationWidget(QWidget):
             ("folder", self._browse_folder),
             ("video", self._browse_video),
             ("session", self._browse_session),
-            ("calibrate", self.calibrate),
+            ("calibrate", lambda: self.calibrate()),
             ("stop", lambda: self.jobs.stop("calibrate")),
             ("open", lambda: self.open_calibration()),
         ]:
@@ -184,19 +184,23 @@ class CalibrationWidget(QWidget):
         self.status.setText(f"{len(rows)} cameras from {folder}")
         return True
 
-    def _set_source(self, path: str) -> None:
+    def set_source(self, path: str) -> None:
+        """Give the current camera row (a new one when there is none) this source; unnamed rows take its name."""
         if not path:
             return
         if self.cameras.rowCount() == 0 or self.cameras.currentRow() < 0:
             self.add_camera(source=path)
-        else:
-            self.cameras.setItem(self.cameras.currentRow(), 1, QTableWidgetItem(path))
+        r = self.cameras.currentRow()
+        self.cameras.setItem(r, 1, QTableWidgetItem(path))
+        name = self.cameras.item(r, 0)
+        if name is None or not name.text().strip() or name.text() == f"cam{r + 1}":
+            self.cameras.setItem(r, 0, QTableWidgetItem(ctl.camera_name_for(path)))
 
     def _browse_folder(self) -> None:
-        self._set_source(QFileDialog.getExistingDirectory(self, "Calibration image folder"))
+        self.set_source(QFileDialog.getExistingDirectory(self, "Calibration image folder"))
 
     def _browse_video(self) -> None:
-        self._set_source(QFileDialog.getOpenFileName(self, "Calibration video", "", VIDEO_FILTER)[0])
+        self.set_source(QFileDialog.getOpenFileName(self, "Calibration video", "", VIDEO_FILTER)[0])
 
     def _browse_session(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Session folder (one sub-folder per camera)")

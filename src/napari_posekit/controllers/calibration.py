@@ -139,6 +139,14 @@ def session_rows(folder: str | os.PathLike) -> list[tuple[str, str]]:
     return rows
 
 
+def camera_name_for(source: str | os.PathLike) -> str:
+    """A camera name a source suggests: its folder's name (the one above ``calibration_images``), or the video's stem."""
+    path = Path(source)
+    if path.suffix.lower() in VIDEO_EXTENSIONS:
+        return path.stem
+    return path.parent.name if path.name.lower() in ("calibration_images", "calibration") else path.name
+
+
 def iter_run_calibration(plan: CalibrationPlan, stop=None, **options) -> Generator[float, None, Any]:
     """Read the board, run the core's calibration (yielding its fractions), write the result.
 
