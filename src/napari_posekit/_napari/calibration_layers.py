@@ -307,6 +307,10 @@ def rig_layers_data(result) -> list[tuple]:
     return layers
 
 
+CAMERA_STATE = ("center", "zoom", "angles", "perspective", "orientation")
+"""What of napari's camera the rig view changes and puts back (``orientation`` only where napari has it)."""
+
+
 class RigView:
     """Shows the rig in napari's 3D view and goes back to the 2D layers as they were."""
 
@@ -335,8 +339,8 @@ class RigView:
         from napari.layers import Layer
 
         self.layers = [viewer.add_layer(Layer.create(*item)) for item in rig_layers_data(result)]
-        keys = [key for key in ("orientation", "perspective") if hasattr(viewer.camera, key)]
-        self._camera = {key: getattr(viewer.camera, key) for key in keys}
+        keys = [key for key in CAMERA_STATE if hasattr(viewer.camera, key)]
+        self._camera = {key: getattr(viewer.camera, key) for key in keys}  # the 2D view, to come back to
         viewer.dims.ndisplay = 3
         if "orientation" in keys:  # world axes as the cameras have them (x right, y down, z away): right-handed
             viewer.camera.orientation = ("away", "down", "right")
@@ -361,11 +365,11 @@ class RigView:
             if layer in self.viewer.layers:
                 layer.visible = True
         self._hidden = []
+        if self.viewer.dims.ndisplay != 2:
+            self.viewer.dims.ndisplay = 2
         if self._camera is not None:
             self.viewer.camera.update(self._camera)
             self._camera = None
-        if self.viewer.dims.ndisplay != 2:
-            self.viewer.dims.ndisplay = 2
         if self._step is not None and len(self._step) == self.viewer.dims.ndim:
             self.viewer.dims.current_step = self._step
         self._step = None
