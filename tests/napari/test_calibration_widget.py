@@ -214,7 +214,9 @@ def test_calibrate_a_rendered_rig_then_open_the_result(make_napari_viewer, qtbot
     # a second widget opens the written result: the same tables, images from the sources it recorded
     viewer.layers.clear()
     other = CalibrationWidget(viewer)
-    assert other.open_calibration(str(folder / "calibration.toml")) and not other.rows()
+    other.every.setValue(3)
+    assert other.open_calibration(str(folder / "calibration.toml"))
+    assert other.rows() == widget.rows() and other.every.value() == 1  # the form as the calibration was made
     assert [other.camera_report.item(r, 0).text() for r in range(3)] == rig.names
     assert [other.camera_report.item(1, c).text() for c in range(4)] == ["mid", "8 / 9", "1", "0"]
     assert other.image_report.rowCount() == 1

@@ -265,7 +265,12 @@ class CalibrationWidget(QWidget):
         show_info(text)
 
     def open_calibration(self, path: str | None = None) -> bool:
-        """Show an earlier result: a calibration.toml and its report sidecar (images from the table's rows)."""
+        """Show an earlier result: a calibration.toml and its report sidecar.
+
+        The images come from where the result recorded them, else from the
+        table's rows or the camera folders beside the file; an empty table is
+        filled with them.
+        """
         if path is None:
             path = QFileDialog.getOpenFileName(self, "Open a calibration", "", "Calibration (*.toml)")[0]
             if not path:
@@ -277,7 +282,11 @@ class CalibrationWidget(QWidget):
         except Exception as err:  # noqa: BLE001 - a file that cannot be read is a message, never a crash
             self._problem(f"Cannot open the calibration: {error_message(err)}")
             return False
-        self.show_result(result, ctl.result_sources(result, self._rows_or_session(path), result.sources))
+        sources = ctl.result_sources(result, self._rows_or_session(path), result.sources)
+        if not any(name.strip() for name, _ in self.rows()):  # an empty form takes the opened calibration's
+            self.set_rows([(name, str(source)) for name, source in sources.items()])
+            self.every.setValue(int(result.options.get("every", 1)))
+        self.show_result(result, sources)
         self.status.setText(ctl.result_text(result, None) + f" ({path})")
         return True
 
