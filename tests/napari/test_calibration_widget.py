@@ -319,3 +319,10 @@ def test_a_calibration_video_is_a_lazy_stack_of_its_matched_frames(session):
         np.testing.assert_array_equal(np.asarray(stack[5]), reader.get(5))
     gappy = cl.image_stack(video, [listed[0], listed[6]])  # frames 1-5 of this camera missing: black slots
     assert gappy.shape == (7, 300, 400, 3) and not np.asarray(gappy[3]).any() and np.asarray(gappy[6]).any()
+
+
+def test_the_widget_opens_from_the_plugin_menu(make_napari_viewer):
+    viewer = make_napari_viewer()
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-posekit", "Calibration")
+    assert isinstance(widget, CalibrationWidget) and widget.viewer is viewer
+    assert not widget.buttons["stop"].isEnabled() and not widget.buttons["rig"].isEnabled()
