@@ -238,6 +238,7 @@ def main() -> int:
         )
     )
 
+    session_times = times
     rows, times, stereo = run_stereo(args.repeat)
     print(f"\nDeepLabCut stereo example (checkerboard 10 x 7 squares, 30 mm), {statistics.median(times):.1f} s")
     print(
@@ -251,7 +252,11 @@ def main() -> int:
         )
     baseline = np.linalg.norm(stereo.rig.cameras[1].center())
     print(f"stereo baseline (ours): {baseline:.1f} mm")
-    print(f"\nruns per calibration: {args.repeat}; times are wall clock, median")
+    print(
+        f"\nruns per calibration: {args.repeat}; times are wall clock, median (load average {os.getloadavg()[0]:.1f})"
+    )
+    print("minimal session runs (s): " + ", ".join(f"{t:.1f}" for t in session_times))
+    print("stereo runs (s): " + ", ".join(f"{t:.1f}" for t in times))
     return 0
 
 
