@@ -119,6 +119,18 @@ def test_epipolar_curve_bends_with_the_lens():
     assert bend(curved) > 1.0
 
 
+def test_epipolar_curve_does_not_fold_back_at_the_image_border():
+    # strong barrel distortion: beyond a radius, points far outside the view would land back inside it
+    rig = synthetic_rig(k1=-0.6)
+    src, tgt = rig.camera("back"), rig.camera("mid")
+    x = np.array([20.0, -30.0, 40.0])
+    for piece in epipolar_curve(src, tgt, src.project(x), samples=2000):
+        radius = np.linalg.norm(tgt.undistort(piece), axis=1)
+        assert radius.max() ** 2 <= 1 / (3 * 0.6) + 1e-3
+        steps = np.diff(piece, axis=0)
+        assert np.all((steps[1:] * steps[:-1]).sum(axis=1) > 0)  # no hairpin: the curve never turns back
+
+
 def test_epipolar_curve_stays_inside_the_target_image():
     rig = synthetic_rig()
     src, tgt = rig.camera("mid"), rig.camera("top")
@@ -142,11 +154,11 @@ def test_frame_geometry_and_proposals_place_the_missing_labels():
     got = proposals(geometry, rig)
     assert [(p.camera, p.bodypart) for p in got] == [("top", "ear")]
     np.testing.assert_allclose([got[0].x, got[0].y], px[2, 1], atol=1e-6)
-    # curves: each labeled body part, from its view into each other view
+    # curves: each missing body part, from every view that has it
     tail_curves = [c for c in geometry.curves if c.bodypart == "tail"]
     assert {(c.source, c.target) for c in tail_curves} == {("top", "back"), ("top", "mid")}
-    assert len(geometry.curves_in("top")) == 4  # nose, ear from back and mid (tail only labeled in top)
-    assert {c.target for c in geometry.curves_in("top")} == {"top"}
+    assert {(c.source, c.bodypart) for c in geometry.curves_in("top")} == {("back", "ear"), ("mid", "ear")}
+    assert not [c for c in geometry.curves if c.bodypart == "nose"]  # labeled everywhere: nothing to look for
 
 
 def test_frame_geometry_needs_two_views():

@@ -70,7 +70,8 @@ from napari_posekit.controllers.threed import (
 from napari_posekit.core.cameras import read_calibration
 
 COLUMNS = ("Camera", "Video", "2D predictions")
-CANVAS_HEIGHT = 320
+CANVAS_HEIGHT = 360
+CANVAS_WIDTH = 360
 
 
 class ThreeDWidget(QWidget):
@@ -106,6 +107,7 @@ class ThreeDWidget(QWidget):
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideLeft)  # the end of a path names the camera's file
         self.points3d_path = QLineEdit()
         self.points3d_path.setPlaceholderText("3D points (.h5/.csv), optional")
         self.open_button = QPushButton("Open")
@@ -174,7 +176,9 @@ class ThreeDWidget(QWidget):
             item.setCheckState(Qt.CheckState.Checked)
             self.table.setItem(r, 0, item)
             for col, path_ in ((1, files.videos.get(cam)), (2, files.predictions.get(cam))):
-                self.table.setItem(r, col, QTableWidgetItem(str(path_) if path_ else ""))
+                cell = QTableWidgetItem(str(path_) if path_ else "")
+                cell.setToolTip(cell.text())
+                self.table.setItem(r, col, cell)
         if files.points3d is not None and not self.points3d_path.text().strip():
             self.points3d_path.setText(str(files.points3d))
         self.status.setText(f"{len(files.cameras)} cameras: {', '.join(files.cameras)}")
@@ -294,6 +298,7 @@ class ThreeDWidget(QWidget):
         self.model3d = ViewerModel(title="3D", ndisplay=3)
         self.canvas3d = QtViewer(self.model3d)
         self.canvas3d.setMinimumHeight(CANVAS_HEIGHT)
+        self.canvas3d.setMinimumWidth(CANVAS_WIDTH)
         self.canvas_box.addWidget(self.canvas3d)
 
     def restyle(self) -> None:

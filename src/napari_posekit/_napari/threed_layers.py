@@ -38,6 +38,8 @@ BAD = (1.0, 0.1, 0.1, 1.0)
 """Colour of the points whose reprojection error is above the threshold."""
 BAD_SCALE = 1.8
 """How much larger such points are drawn."""
+RING_SCALE = 1.5
+"""Reprojection rings are this much larger than the prediction discs they surround."""
 RESIDUAL_COLOR = [1.0, 1.0, 0.2, 0.9]
 EPIPOLAR_WIDTH = 2.0
 
@@ -110,11 +112,14 @@ class SceneLayers:
                     ndim=3,
                     features=features,
                     symbol="ring",
-                    size=size * 1.6,
+                    size=size * RING_SCALE,
                     border_width=0,
                     translate=translate,
                     metadata={Key.BODYPARTS: self.scene.bodyparts, Key.READONLY: True},
                 )
+                if "predictions" in parts:  # the discs inside their rings, not under them
+                    layers = self.viewer.layers
+                    layers.move(layers.index(parts["predictions"]), len(layers))
             if self.scene.points2d is None:
                 continue
             if "residuals" in parts:
@@ -147,7 +152,7 @@ class SceneLayers:
                 continue
             rows, cols = self.layers[cam]["index"]
             bad = flag2d[c, rows, cols] if flag2d is not None else np.zeros(len(rows), bool)
-            face, sizes = _styles(self.colors, cols, bad, self.size[cam] * 1.6)
+            face, sizes = _styles(self.colors, cols, bad, self.size[cam] * RING_SCALE)
             layer.face_color = face
             layer.size = sizes
             layer.features = layer.features.assign(high_error=bad)
@@ -233,8 +238,27 @@ def fill_scene3d(model, scene: Scene, threshold: float) -> dict[str, object]:
         out["index"] = (rows, cols, colors, size)
         restyle3d(out, scene, threshold)
     model.dims.ndisplay = 3
-    model.reset_view()
+    frame_view(model, scene)
     return out
+
+
+def frame_view(model, scene: Scene) -> None:
+    """Look at the points as the first camera does (its up is up), close enough that they fill the view."""
+    model.reset_view()
+    r = scene.rig.cameras[0].rotation_matrix()
+    view, up = r.T @ [0.0, 0.0, 1.0], -(r.T @ [0.0, 1.0, 0.0])
+    model.camera.set_view_direction(tuple(_zyx(view)), tuple(_zyx(up)))
+    if scene.points3d is None:
+        return
+    points = scene.points3d.reshape(-1, 3)
+    points = points[np.isfinite(points).all(axis=1)]
+    if len(points) < 2:
+        return
+    every = np.concatenate([points, np.stack([cam.center() for cam in scene.rig.cameras])])
+    spread = np.ptp(points, axis=0).max()
+    if spread > 0:
+        model.camera.center = tuple(_zyx(np.median(points, axis=0)))
+        model.camera.zoom = model.camera.zoom * 0.5 * np.ptp(every, axis=0).max() / spread
 
 
 def restyle3d(layers: Mapping[str, object], scene: Scene, threshold: float) -> None:

@@ -13,10 +13,10 @@ other one (``top`` and ``top_left`` → ``top_left``); otherwise the name is
 ambiguous and :class:`CameraMatchError` says which cameras fit.
 
 For one frame, :func:`frame_geometry` takes each view's labels ``(J, 2)`` and
-gives, per view, the projection of every body part labeled in at least two
-*other-or-same* views (triangulated with the core's
-:func:`~napari_posekit.core.triangulation.triangulate`) and the epipolar curve
-of every body part labeled in another view.  :func:`proposals` turns the
+gives, per view, the projection of every body part labeled in at least two views
+(triangulated with the core's :func:`~napari_posekit.core.triangulation.triangulate`)
+and, for each body part the view misses, its epipolar curve from every view that has
+it.  :func:`proposals` turns the
 projections into labels for the views that miss them.
 """
 
@@ -122,6 +122,18 @@ class EpipolarCurve:
     xy: list[np.ndarray]  # pieces (n_i, 2) in the target's pixels, inside its image
 
 
+def _fold_radius2(cam: Camera) -> float:
+    """Squared normalised radius up to which the lens's radial distortion grows with the radius.
+
+    Beyond it (strong barrel distortion) points far outside the view would fold back into the image.
+    """
+    k1, k2, _p1, _p2, k3 = cam.distortions
+    r2 = np.linspace(0.0, 25.0, 5001)
+    slope = 1 + 3 * k1 * r2 + 5 * k2 * r2**2 + 7 * k3 * r2**3  # d(r * radial(r)) / dr
+    bad = np.flatnonzero(slope <= 0)
+    return float(r2[bad[0]]) if len(bad) else np.inf
+
+
 def _normalised_box(cam: Camera, margin: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper corners, in normalised coordinates, of the region the image shows."""
     w, h = cam.size
@@ -186,6 +198,7 @@ def epipolar_curve(source: Camera, target: Camera, xy: np.ndarray, samples: int 
     # q ~ alpha * a + beta * b with positive weights: in front of the target (scale 1) and the source (beta/alpha >= 0)
     weights = np.linalg.lstsq(np.column_stack([a, b]), homog.T, rcond=None)[0].T
     valid = (weights[:, 0] >= -1e-12) & (weights[:, 1] >= -1e-12)
+    valid &= (q**2).sum(axis=1) < _fold_radius2(target)
     pixels = target.distort(homog)
     w, h = target.size
     inside = valid & (pixels[:, 0] >= -0.5) & (pixels[:, 0] <= w - 0.5) & (pixels[:, 1] >= -0.5)
@@ -222,8 +235,9 @@ def frame_geometry(
     """Triangulate one frame's labels ``{camera: (J, 2) pixels, NaN = missing}`` and build the aid's drawings.
 
     Cameras missing from ``labels`` get nothing drawn.  A body part labeled in two or
-    more views is triangulated from all of them; every labeled body part gets an
-    epipolar curve in each other view.
+    more views is triangulated from all of them and projected into every view; a body
+    part a view misses gets, in that view, the epipolar curve from each view that has it
+    (``curves=False``: no curves).
     """
     from napari_posekit.core.triangulation import triangulate
 
@@ -247,8 +261,8 @@ def frame_geometry(
     if curves:
         for s, src in enumerate(sub.cameras):
             for k in np.flatnonzero(labeled[s]):
-                for tgt in sub.cameras:
-                    if tgt.name != src.name:
+                for t, tgt in enumerate(sub.cameras):
+                    if not labeled[t, k]:
                         pieces = epipolar_curve(src, tgt, points2d[s, k])
                         out.curves.append(EpipolarCurve(src.name, tgt.name, bodyparts[k], pieces))
     return out
