@@ -18,7 +18,7 @@ from napari_posekit.core.calibration import (
     read_calibration_result,
     write_calibration_result,
 )
-from napari_posekit.core.cameras import read_calibration, rodrigues
+from napari_posekit.core.cameras import Camera, read_calibration, rodrigues
 
 SIZE = (640, 480)
 K = np.array([[600.0, 0.0, 322.0], [0.0, 603.0, 236.0], [0.0, 0.0, 1.0]])
@@ -65,8 +65,8 @@ def yaw_camera(degrees: float) -> np.ndarray:
     return pose
 
 
-def board_poses(board: Board, n: int, seed: int = 0) -> list[np.ndarray]:
-    """Board-to-world poses: the board near TARGET, tilted differently each frame."""
+def board_poses(board: Board, n: int, seed: int = 0, spread=(30, 30, 30)) -> list[np.ndarray]:
+    """Board-to-world poses: the board within ``spread`` (mm) of TARGET, tilted differently each frame."""
     rng = np.random.default_rng(seed)
     middle = board.object_points().mean(axis=0)
     poses = []
@@ -74,7 +74,7 @@ def board_poses(board: Board, n: int, seed: int = 0) -> list[np.ndarray]:
         rot = rodrigues(np.radians(rng.uniform([-30, -30, -20], [30, 30, 20])))
         pose = np.eye(4)
         pose[:3, :3] = rot
-        pose[:3, 3] = TARGET + rng.uniform(-30, 30, 3) - rot @ middle
+        pose[:3, 3] = TARGET + rng.uniform(-1, 1, 3) * spread - rot @ middle
         poses.append(pose)
     return poses
 
@@ -87,6 +87,19 @@ def render(board: Board, image: np.ndarray, origin: float, cam: np.ndarray, pose
     m = cam @ pose
     h = K @ np.column_stack([m[:3, 0], m[:3, 1], m[:3, 3]]) @ to_board
     return cv2.warpPerspective(image, h, SIZE, flags=cv2.INTER_LINEAR, borderValue=200)
+
+
+def render_distorted(board, image, origin, cam, pose, dist) -> np.ndarray:
+    """As :func:`render`, through a lens with OpenCV distortion ``dist`` (each pixel traced back to the board)."""
+    lens = Camera("lens", SIZE, K, dist)
+    u, v = np.meshgrid(np.arange(SIZE[0], dtype=np.float64), np.arange(SIZE[1], dtype=np.float64))
+    rays = lens.undistort(np.stack([u, v], axis=-1))  # normalised coordinates of every pixel
+    m = cam @ pose
+    plane = np.column_stack([m[:3, 0], m[:3, 1], m[:3, 3]])  # board (x, y, 1) -> camera
+    back = np.linalg.inv(plane) @ np.stack([rays[..., 0], rays[..., 1], np.ones_like(u)]).reshape(3, -1)
+    xy = back[:2] / back[2]
+    src = (xy * PX_PER_UNIT + origin).reshape(2, *u.shape).astype(np.float32)
+    return cv2.remap(image, src[0], src[1], cv2.INTER_LINEAR, borderValue=200)
 
 
 def write_rig(tmp_path, board: Board, yaws=(0.0, 25.0, -25.0), frames: int = 7, blank=None, seed: int = 0):
@@ -156,6 +169,29 @@ def test_synthetic_checkerboard_rig_matches_truth(tmp_path):
     result = calibrate(board, sources)
     check_truth(result, cams, poses)
     assert all(len(d.ids) == board.n_corners for d in result.detections if d.used)
+
+
+def test_distorted_lenses_are_recovered(tmp_path):
+    board = charuco_board()
+    dist = np.array([-0.25, 0.08, 0.001, -0.0005, 0.0])
+    image, origin = board_image(board)
+    # boards spread over the whole field of view: the lens is only known where boards were seen
+    cams, poses = [yaw_camera(0.0), yaw_camera(15.0)], board_poses(board, 12, seed=5, spread=(170, 110, 40))
+    sources = {}
+    for c, cam in enumerate(cams):
+        sources[f"cam{c}"] = folder = tmp_path / f"cam{c}"
+        folder.mkdir()
+        for f, pose in enumerate(poses):
+            cv2.imwrite(str(folder / f"img-{f}.png"), render_distorted(board, image, origin, cam, pose, dist))
+    result = calibrate(board, sources)
+    check_truth(result, cams, poses)
+    for camera in result.rig.cameras:
+        assert np.allclose(camera.distortions[:2], dist[:2], atol=0.02)
+        # the lens model as a whole: a point at the image's edge lands where the true lens puts it
+        edge = np.array([[0.45, 0.3, 1.0]])
+        truth = Camera("t", SIZE, K, dist).distort(edge)
+        assert np.linalg.norm(camera.distort(edge) - truth) < 3.0
+    assert all(r.error_median < 0.3 for r in result.reports)
 
 
 def test_rejections_carry_reasons(tmp_path):
