@@ -38,7 +38,7 @@ from napari_posekit._napari.jobs import Job, JobRunner, error_message
 from napari_posekit.controllers import calibration as ctl
 from napari_posekit.core.cameras import CalibrationError
 
-CAMERA_COLUMNS = ("Camera", "Used", "No board", "Rejected", "Median px", "p90 px")
+CAMERA_COLUMNS = ("Camera", "Used", "No board", "Rejected", "Median", "p90")
 IMAGE_COLUMNS = ("Camera", "Image", "Frame", "Reason")
 VIDEO_FILTER = "Videos (*.mp4 *.avi *.mov *.mkv *.m4v *.mpg *.mpeg *.webm *.wmv);;All files (*)"
 
@@ -131,7 +131,7 @@ class CalibrationWidget(QWidget):
         layout.addLayout(row(b["session"]))
         layout.addLayout(row(b["calibrate"], b["stop"], b["open"]))
         layout.addWidget(self.status)
-        layout.addWidget(QLabel("Reprojection error per camera:"))
+        layout.addWidget(QLabel("Images and reprojection error (px) per camera:"))
         layout.addWidget(self.camera_report)
         layout.addWidget(QLabel("Rejected images (click one to show it):"))
         layout.addWidget(self.image_report)
@@ -141,6 +141,8 @@ class CalibrationWidget(QWidget):
         self.cameras.setTextElideMode(Qt.TextElideMode.ElideLeft)  # the end of a path names the camera's folder
         self.status.setMinimumHeight(4 * self.status.fontMetrics().lineSpacing())
         self.camera_report.setMinimumHeight(110)
+        self.camera_report.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)  # no scrolling
+        self.camera_report.horizontalHeader().setStretchLastSection(False)
 
     # -- the camera table ------------------------------------------------------------
     def add_camera(self, name: str = "", source: str = "") -> None:
