@@ -146,8 +146,39 @@ ANIPOSE_SCRIPT = textwrap.dedent(
 )
 
 
-def run_aniposelib(out: Path) -> tuple[Rig | None, float, str]:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(["/tmp/anip", "/tmp/anipdeps"]))
+JAX_STAND_IN = {
+    "__init__.py": textwrap.dedent(
+        """
+        # NumPy in place of the three jax calls aniposelib's triangulation makes: vmap, jit, config.update
+        import numpy as _np
+        from . import numpy
+
+        class _Config:
+            def update(self, *args):
+                pass
+
+        config = _Config()
+
+        def jit(f):
+            return f
+
+        def vmap(f, in_axes=0):
+            def mapped(*args):
+                axes = in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args)
+                n = next(a.shape[ax] for a, ax in zip(args, axes) if ax is not None)
+                pick = lambda a, ax, i: a if ax is None else _np.take(a, i, axis=ax)
+                return _np.stack([f(*[pick(a, ax, i) for a, ax in zip(args, axes)]) for i in range(n)])
+            return mapped
+        """
+    ),
+    "numpy.py": "from numpy import *\nfrom numpy import linalg\n",
+}
+
+
+def run_aniposelib(out: Path, stand_in: Path | None = None) -> tuple[Rig | None, float, str]:
+    """aniposelib from /tmp/anip (its pure-Python dependencies in /tmp/anipdeps); optionally with jax stood in."""
+    paths = ["/tmp/anip", "/tmp/anipdeps"] + ([str(stand_in)] if stand_in else [])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
     session = DATA / "sleap_anipose_minimal_session"
     proc = subprocess.run(
         [sys.executable, "-c", ANIPOSE_SCRIPT, str(session), str(out)],
@@ -223,12 +254,25 @@ def main() -> int:
     if not args.skip_aniposelib:
         with tempfile.TemporaryDirectory() as tmp:
             rig, seconds, why = run_aniposelib(Path(tmp) / "anipose.toml")
+            label = "aniposelib 0.8"
+            if rig is None:
+                print(f"{label:<28}  does not run with this environment: {why}")
+                if "jax" in why:
+                    (Path(tmp) / "jax").mkdir()
+                    for name, text in JAX_STAND_IN.items():
+                        (Path(tmp) / "jax" / name).write_text(text)
+                    rig, seconds, why = run_aniposelib(Path(tmp) / "anipose.toml", stand_in=Path(tmp))
+                    label = "aniposelib*"
+                    print(
+                        "  * aniposelib 0.8 with NumPy standing in for jax (vmap, jit: plain loops), in a temp folder"
+                    )
         if rig is None:
-            print(f"{'aniposelib 0.8':<28}  does not run with this environment: {why}")
+            print(f"{label:<28}  fails: {why}")
         else:
-            err, spacing, n = judge(rig, corners, board)
-            row = "".join(f"{err[c]:9.3f}" for c in SESSION_CAMERAS)
-            print(f"{'aniposelib 0.8':<28}{seconds:8.1f}  {row}  {spacing:.4f} ({n} pairs)")
+            for name, shift in (("as stored", 0.0), ("stored - offset", offset)):
+                err, spacing, n = judge(rig, corners - shift, board)
+                row = "".join(f"{err[c]:9.3f}" for c in SESSION_CAMERAS)
+                print(f"{label + ', ' + name:<28}{seconds:8.1f}  {row}  {spacing:.4f} ({n} pairs)")
     print(f"  stored corners minus ours (median, frames matched by content): {offset[0]:+.3f}, {offset[1]:+.3f} px")
     print(
         "  posekit's own report: "
