@@ -55,19 +55,23 @@ def session(tmp_path):
     return tmp_path
 
 
-def open_widget(viewer, calibration, cameras=None) -> ThreeDWidget:
+def open_widget(viewer, calibration, qtbot=None) -> ThreeDWidget:
+    """The widget with a session opened: in a worker thread with ``qtbot``, else inline.
+
+    A widget that is not docked is not closed with the viewer: the tests close its canvas.
+    """
     widget = ThreeDWidget(viewer)
-    widget.jobs.synchronous = True
+    widget.jobs.synchronous = qtbot is None
     widget.set_calibration(calibration)
-    if cameras:
-        widget.use_cameras(cameras)
     widget.open_scene()
+    if qtbot is not None:
+        qtbot.waitUntil(lambda: not widget.jobs.busy, timeout=60_000)
     return widget
 
 
-def test_views_tiled_with_reprojections_and_flagged_points(make_napari_viewer, session):
+def test_views_tiled_with_reprojections_and_flagged_points(make_napari_viewer, session, qtbot):
     viewer = make_napari_viewer()
-    widget = open_widget(viewer, session / "calibration.toml")
+    widget = open_widget(viewer, session / "calibration.toml", qtbot)  # read in a worker thread
     assert widget.scene is not None, widget.status.text()
     for cam in ("back", "mid", "top"):
         assert {f"{cam} video", f"{cam} predictions", f"{cam} reprojections", f"{cam} residuals"} <= {
@@ -184,6 +188,8 @@ def test_labeling_aid_says_what_it_needs(make_napari_viewer, tmp_path):
     write_calibration(tmp_path / "calibration.toml", rig())
     view_layer(viewer, tmp_path, "back", np.zeros((1, 3, 2)))
     assert "1 view of back, mid, top open" in widget.aid_status.text()
+    _dock, docked = viewer.window.add_plugin_dock_widget("napari-posekit", "3D")  # the manifest's entry
+    assert isinstance(docked, ThreeDWidget) and "1 view of back" in docked.aid_status.text()
 
 
 # --------------------------------------------------------------------------- the real session

@@ -28,7 +28,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QEvent, Qt, QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QFileDialog,
@@ -76,6 +76,8 @@ CANVAS_WIDTH = 360
 
 class ThreeDWidget(QWidget):
     """Calibration, views and 3D file; Open, Triangulate, Save 3D; error threshold; the 3D canvas; the labeling aid."""
+
+    _window = None  # the window the widget is docked in, watched for its closing
 
     def __init__(self, napari_viewer):
         super().__init__()
@@ -403,9 +405,28 @@ class ThreeDWidget(QWidget):
         )
         return placed
 
+    # -- closing ----------------------------------------------------------------------
     def closeEvent(self, event) -> None:
         self.close_canvas()
         super().closeEvent(event)
+
+    def event(self, event) -> bool:
+        if event.type() == QEvent.Type.ParentChange:  # docked: watch the window once the dock is in it
+            QTimer.singleShot(0, self._watch_window)
+        return super().event(event)
+
+    def _watch_window(self) -> None:
+        window = self.window()
+        if window is not self and window is not self._window:
+            if self._window is not None:
+                self._window.removeEventFilter(self)
+            window.installEventFilter(self)
+            self._window = window
+
+    def eventFilter(self, watched, event) -> bool:
+        if watched is getattr(self, "_window", None) and event.type() == QEvent.Type.Close:
+            self.close_canvas()  # the window closes: the embedded canvas goes with it, not later
+        return False
 
     def close_canvas(self) -> None:
         """Close the embedded 3D canvas (the widget keeps working without it)."""
@@ -414,7 +435,7 @@ class ThreeDWidget(QWidget):
             self._unfollow = None
         if self.canvas3d is not None:
             self.canvas3d.close()
-            self.canvas3d.deleteLater()
+            self.canvas3d.setParent(None)  # Python owns it now: it goes when the last reference does
             self.canvas3d = None
             self.model3d = None
             self.layers3d = {}

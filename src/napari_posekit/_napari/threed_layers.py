@@ -21,6 +21,7 @@ No Qt widgets here: these functions fill a napari viewer (the main one) or a
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 
@@ -245,9 +246,10 @@ def fill_scene3d(model, scene: Scene, threshold: float) -> dict[str, object]:
 def frame_view(model, scene: Scene) -> None:
     """Look at the points as the first camera does (its up is up), close enough that they fill the view."""
     model.reset_view()
+    camera = model.scene.camera if hasattr(model, "scene") else model.camera  # napari 0.9 moved it
     r = scene.rig.cameras[0].rotation_matrix()
     view, up = r.T @ [0.0, 0.0, 1.0], -(r.T @ [0.0, 1.0, 0.0])
-    model.camera.set_view_direction(tuple(_zyx(view)), tuple(_zyx(up)))
+    camera.set_view_direction(tuple(_zyx(view)), tuple(_zyx(up)))
     if scene.points3d is None:
         return
     points = scene.points3d.reshape(-1, 3)
@@ -257,8 +259,8 @@ def frame_view(model, scene: Scene) -> None:
     every = np.concatenate([points, np.stack([cam.center() for cam in scene.rig.cameras])])
     spread = np.ptp(points, axis=0).max()
     if spread > 0:
-        model.camera.center = tuple(_zyx(np.median(points, axis=0)))
-        model.camera.zoom = model.camera.zoom * 0.5 * np.ptp(every, axis=0).max() / spread
+        camera.center = tuple(_zyx(np.median(points, axis=0)))
+        camera.zoom = camera.zoom * 0.5 * np.ptp(every, axis=0).max() / spread
 
 
 def restyle3d(layers: Mapping[str, object], scene: Scene, threshold: float) -> None:
@@ -278,9 +280,12 @@ def restyle3d(layers: Mapping[str, object], scene: Scene, threshold: float) -> N
 def follow_frame(viewer, model) -> Callable[[], None]:
     """Keep ``model``'s frame (its first axis) on ``viewer``'s; returns the function that stops it."""
 
+    ref = weakref.ref(model)  # the main viewer must not keep the 3D canvas's model alive
+
     def sync(_event=None) -> None:
-        if model.dims.ndim and viewer.dims.ndim:
-            model.dims.set_current_step(0, int(viewer.dims.current_step[0]))
+        target = ref()
+        if target is not None and target.dims.ndim and viewer.dims.ndim:
+            target.dims.set_current_step(0, int(viewer.dims.current_step[0]))
 
     viewer.dims.events.current_step.connect(sync)
     sync()
