@@ -174,3 +174,16 @@ def test_tiles_do_not_overlap():
             a, b = boxes[i], boxes[j]
             assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
     assert {dy for dy, _ in offsets} == {0.0, offsets[2][0]} and offsets[2][1] == 0.0  # two rows of two
+
+
+def test_a_3d_file_alone_is_shown_and_its_error_unknown(tmp_path):
+    rig = synthetic_rig()
+    write_session(tmp_path, rig, truth(3), videos=False)
+    files = find_session_files(tmp_path / "calibration.toml")
+    files.predictions = {}
+    _events, scene = drain(iter_load_scene(files))
+    assert scene.points2d is None and scene.camera_errors() is None
+    np.testing.assert_allclose(scene.points3d, truth(3))
+    assert np.isnan(scene.error3d).all() and not scene.flags(0.0)[0].any()
+    assert scene.summary(10.0) == "0 of 9 3D points above 10 px"
+    np.testing.assert_allclose(scene.reprojections(), rig.project(truth(3)))

@@ -177,6 +177,11 @@ def test_labeling_aid_draws_curves_and_proposes_through_the_label_session(make_n
     assert "1 to propose" in widget.aid_status.text()
     viewer.dims.set_current_step(0, 0)
     assert np.all(viewer.layers["top projections"].data[:, 0] == 0)
+    image = viewer.add_image(np.zeros((2, 120, 160)), metadata={Key.FOLDER: layers["mid"].metadata[Key.FOLDER]})
+    widget.tile_aid_views()  # side by side: the drawings follow their view
+    corners = {cam: tuple(layer.translate) for cam, layer in layers.items()}
+    assert len(set(corners.values())) == 3 and tuple(image.translate) == corners["mid"]
+    assert tuple(viewer.layers["mid projections"].translate) == corners["mid"]
     widget.aid_shown.setChecked(False)
     assert "top epipolar" not in viewer.layers
 

@@ -56,6 +56,7 @@ from napari_posekit._napari.threed_layers import (
     follow_frame,
     keypoints_views,
     restyle3d,
+    tile_views,
 )
 from napari_posekit.controllers.multiview import camera_of, find_calibration, frame_geometry, proposals
 from napari_posekit.controllers.threed import (
@@ -128,6 +129,9 @@ class ThreeDWidget(QWidget):
         self.aid_shown.toggled.connect(lambda _on: self.refresh_aid())
         self.propose_button = QPushButton("Propose labels in other views")
         self.propose_button.clicked.connect(lambda: self.propose_labels())
+        self.tile_button = QPushButton("Tile the views")
+        self.tile_button.setToolTip("Place the views' labels and images side by side")
+        self.tile_button.clicked.connect(lambda: self.tile_aid_views())
         self._lay_out()
         self.viewer.dims.events.current_step.connect(self._on_frame)
         self.viewer.layers.events.inserted.connect(self._on_layers_changed)
@@ -151,7 +155,7 @@ class ThreeDWidget(QWidget):
         layout.addLayout(self.canvas_box)
         layout.addWidget(QLabel("<b>Labeling aid</b>"))
         layout.addWidget(self.aid_shown)
-        layout.addWidget(self.propose_button)
+        layout.addLayout(row(self.propose_button, self.tile_button))
         layout.addWidget(self.aid_status)
         layout.addStretch(1)
 
@@ -387,6 +391,7 @@ class ThreeDWidget(QWidget):
                 message += f"; frame {frame}: {len(proposals(geometry, rig))} to propose"
             self.aid_status.setText(message)
             self.propose_button.setEnabled(geometry is not None)
+            self.tile_button.setEnabled(geometry is not None)
         except ValueError as err:
             self.aid_status.setText(f"Labeling aid: {err}")
         finally:
@@ -404,6 +409,19 @@ class ThreeDWidget(QWidget):
             f"Proposed {placed} labels on frame {frame}: drag them where they belong, or undo.\n{self.aid_status.text()}"
         )
         return placed
+
+    def tile_aid_views(self) -> None:
+        """Place the open views (labels and their images) side by side, then redraw the aid over them."""
+        rig, targets, _message = self._aid_views()
+        if rig is None:
+            return
+        self._drawing = True
+        try:
+            tile_views(self.viewer, targets, {cam: rig.camera(cam).size for cam in targets})
+        finally:
+            self._drawing = False
+        self.refresh_aid()
+        self.viewer.reset_view()
 
     # -- closing ----------------------------------------------------------------------
     def closeEvent(self, event) -> None:

@@ -391,3 +391,18 @@ def keypoints_views(layers: Sequence, cameras: Sequence[str], camera_of: Callabl
         if cam is not None and cam not in out:
             out[cam] = layer
     return out
+
+
+def tile_views(viewer, targets: Mapping[str, object], sizes: Mapping[str, tuple[int, int]]) -> None:
+    """Put each camera's keypoints layer, and the images of its folder, in a tile of their own (side by side).
+
+    ``sizes`` are the cameras' ``(width, height)``; a view's images are the layers whose
+    ``folder`` is its keypoints layer's.
+    """
+    cams = list(targets)
+    offsets = dict(zip(cams, tile_offsets([sizes[cam] for cam in cams])))
+    for cam, layer in targets.items():
+        folder = (layer.metadata or {}).get(Key.FOLDER)
+        same = [other for other in viewer.layers if folder and (other.metadata or {}).get(Key.FOLDER) == folder]
+        for each in {id(x): x for x in [layer, *same]}.values():
+            each.translate = (*np.zeros(each.ndim - 2), *offsets[cam])
