@@ -122,7 +122,7 @@ def test_3d_canvas_follows_the_time_slider_and_triangulates(make_napari_viewer, 
     widget.triangulate()
     assert widget.triangulation is not None, widget.status.text()
     np.testing.assert_allclose(widget.scene.points3d, truth(), atol=1e-4)
-    points = widget.model3d.layers["3D points"]
+    assert widget.model3d.layers["3D points"] is points  # updated in place: the view stays as the user turned it
     assert not points.features["high_error"].any()
     assert viewer.layers["mid reprojections"].features["high_error"].sum() == 1
     viewer.dims.set_current_step(0, 3)

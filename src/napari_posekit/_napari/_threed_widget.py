@@ -57,6 +57,7 @@ from napari_posekit._napari.threed_layers import (
     keypoints_views,
     restyle3d,
     tile_views,
+    update_scene3d,
 )
 from napari_posekit.controllers.multiview import camera_of, find_calibration, frame_geometry, proposals
 from napari_posekit.controllers.threed import (
@@ -242,9 +243,11 @@ class ThreeDWidget(QWidget):
     def _triangulated(self, scene: Scene, result) -> None:
         self.triangulation = points3d_from_triangulation(scene, result)
         scene.set_points3d(result.points3d, result.error)
-        if scene is self.scene and self.scene_layers is not None:
+        if scene is self.scene and self.scene_layers is not None and self.model3d is not None:
             self.scene_layers.update_points3d(self.threshold.value(), self.residuals.isChecked())
-            self._show_scene3d(scene)
+            self.layers3d = update_scene3d(self.model3d, self.layers3d, scene, self.threshold.value())
+            self.summary.setText(scene.summary(self.threshold.value()))
+            self._update_controls()
         else:
             self.show_scene(scene)
         self.status.setText(f"Triangulated {int(np.isfinite(result.points3d).all(-1).sum())} points.")

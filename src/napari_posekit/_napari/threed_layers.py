@@ -243,6 +243,26 @@ def fill_scene3d(model, scene: Scene, threshold: float) -> dict[str, object]:
     return out
 
 
+def update_scene3d(model, layers: dict, scene: Scene, threshold: float) -> dict[str, object]:
+    """Show new 3D points of the same scene in place (the view stays where the user turned it).
+
+    Falls back to :func:`fill_scene3d` when the layers are not the ones that scene had.
+    """
+    rows, cols = _frames_points(scene.points3d) if scene.points3d is not None else ((), ())
+    edges = skeleton3d(scene.points3d, scene.bodyparts, scene.skeleton) if len(rows) else np.empty((0, 2, 4))
+    if "points" not in layers or (len(edges) > 0) != ("skeleton" in layers):
+        return fill_scene3d(model, scene, threshold)
+    _rows, _cols, colors, size = layers["index"]
+    points = layers["points"]
+    points.data = np.column_stack([rows, _zyx(scene.points3d[rows, cols])]).reshape(-1, 4)
+    points.features = pd.DataFrame({"bodypart": pd.Categorical.from_codes(cols, categories=scene.bodyparts)})
+    if "skeleton" in layers:
+        layers["skeleton"].data = edges
+    layers["index"] = (rows, cols, colors, size)
+    restyle3d(layers, scene, threshold)
+    return layers
+
+
 def frame_view(model, scene: Scene) -> None:
     """Look at the points as the first camera does (its up is up), close enough that they fill the view."""
     model.reset_view()
