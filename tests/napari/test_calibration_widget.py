@@ -140,8 +140,8 @@ def test_a_result_shows_images_corners_tables_and_the_rig(make_napari_viewer, se
 
     # the rig in 3D: frusta, names, boards; the 2D layers hidden, then back as they were
     assert widget.buttons["rig"].isEnabled()
-    viewer.camera.zoom, viewer.camera.center = 3.0, (0, 100, 500)
-    zoom_2d = viewer.camera.zoom
+    cl.view_camera(viewer).zoom, cl.view_camera(viewer).center = 3.0, (0, 100, 500)
+    zoom_2d = cl.view_camera(viewer).zoom
     widget.buttons["rig"].setChecked(True)
     assert viewer.dims.ndisplay == 3 and widget.rig_view.shown
     assert widget.buttons["rig"].text() == "Back to the images"
@@ -152,14 +152,19 @@ def test_a_result_shows_images_corners_tables_and_the_rig(make_napari_viewer, se
     assert list(names.features["camera"]) == ["left", "mid", "right"]
     assert len(_layers(viewer, "boards")[0].data) == 4 * len(poses)
     assert not any(layer.visible for layer in images + list(corners.values()))
-    view = np.asarray(viewer.camera.view_direction)  # from behind (along +z, napari's axis 0) and above (+y: down)
+    view = np.asarray(
+        cl.view_camera(viewer).view_direction
+    )  # from behind (along +z, napari's axis 0) and above (+y: down)
     assert view[0] > 0.7 and view[1] > 0.3
 
     viewer.dims.ndisplay = 2  # napari's own 2D button leaves the rig view too
     assert not widget.rig_view.shown and not widget.buttons["rig"].isChecked()
     assert not _layers(viewer, "frusta") and all(layer.visible for layer in images)
     assert viewer.dims.current_step[0] == 8 and viewer.dims.range[0].stop == 8
-    assert viewer.camera.zoom == zoom_2d and tuple(viewer.camera.center[1:]) == (100, 500)  # the 2D view as it was
+    assert cl.view_camera(viewer).zoom == zoom_2d and tuple(cl.view_camera(viewer).center[1:]) == (
+        100,
+        500,
+    )  # the 2D view as it was
 
     widget.buttons["rig"].setChecked(True)
     widget.jump_to(1)  # a click in the table goes back to the images

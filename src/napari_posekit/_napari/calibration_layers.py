@@ -339,17 +339,18 @@ class RigView:
         from napari.layers import Layer
 
         self.layers = [viewer.add_layer(Layer.create(*item)) for item in rig_layers_data(result)]
-        keys = [key for key in CAMERA_STATE if hasattr(viewer.camera, key)]
-        self._camera = {key: getattr(viewer.camera, key) for key in keys}  # the 2D view, to come back to
+        camera = view_camera(viewer)
+        keys = [key for key in CAMERA_STATE if hasattr(camera, key)]
+        self._camera = {key: getattr(camera, key) for key in keys}  # the 2D view, to come back to
         viewer.dims.ndisplay = 3
         if "orientation" in keys:  # world axes as the cameras have them (x right, y down, z away): right-handed
-            viewer.camera.orientation = ("away", "down", "right")
+            camera.orientation = ("away", "down", "right")
         viewer.reset_view()
         forward, up = ctl.rig_view_direction(result.rig, result.board_poses)
         right = np.cross(up, forward)  # x = y × z for a camera's axes, with y = -up
         oblique = forward - 0.4 * up + 0.3 * right  # tilted: the depth shows
         try:
-            viewer.camera.set_view_direction(tuple(_zyx(oblique)), tuple(_zyx(up)))
+            camera.set_view_direction(tuple(_zyx(oblique)), tuple(_zyx(up)))
         except ValueError:  # up parallel to the view: keep napari's default
             pass
         _frame(viewer, self.layers)
@@ -368,7 +369,7 @@ class RigView:
         if self.viewer.dims.ndisplay != 2:
             self.viewer.dims.ndisplay = 2
         if self._camera is not None:
-            self.viewer.camera.update(self._camera)
+            view_camera(self.viewer).update(self._camera)
             self._camera = None
         if self._step is not None and len(self._step) == self.viewer.dims.ndim:
             self.viewer.dims.current_step = self._step
@@ -386,3 +387,9 @@ def _frame(viewer, layers) -> None:
 
     if "reset_camera_angle" in inspect.signature(viewer.reset_view).parameters:
         viewer.reset_view(layers=layers, reset_camera_angle=False)
+
+
+def view_camera(viewer):
+    """The viewer's camera (``viewer.scene.camera`` from napari 0.9, ``viewer.camera`` before)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
