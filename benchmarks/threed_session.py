@@ -211,21 +211,27 @@ def step_triangulate(work: Work, args) -> None:
 
 
 # -- comparisons ----------------------------------------------------------------------------------
-def similarity_align(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, float]:
+def similarity_align(source: np.ndarray, target: np.ndarray, trim: float = 3.0) -> tuple[np.ndarray, float]:
     """``source`` ``(N, 3)`` moved onto ``target`` by the least-squares rotation, translation and scale.
 
     Returns the moved points (NaN rows stay NaN) and the scale. Rows with a NaN in
-    either array are left out of the fit.
+    either array are left out of the fit; after a first fit, so are rows more than
+    ``trim`` times the median distance away (one wrong body part must not bend the fit).
     """
     ok = np.isfinite(source).all(1) & np.isfinite(target).all(1)
-    a, b = source[ok], target[ok]
-    ma, mb = a.mean(0), b.mean(0)
-    a0, b0 = a - ma, b - mb
-    u, s, vt = np.linalg.svd(b0.T @ a0 / len(a))
-    d = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
-    rotation = u @ d @ vt
-    scale = float(np.trace(np.diag(s) @ d) / (a0**2).sum(1).mean())
-    return (scale * (source - ma) @ rotation.T) + mb, scale
+    for _ in range(2):
+        a, b = source[ok], target[ok]
+        ma, mb = a.mean(0), b.mean(0)
+        a0, b0 = a - ma, b - mb
+        u, s, vt = np.linalg.svd(b0.T @ a0 / len(a))
+        d = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
+        rotation = u @ d @ vt
+        scale = float(np.trace(np.diag(s) @ d) / (a0**2).sum(1).mean())
+        moved = (scale * (source - ma) @ rotation.T) + mb
+        distance = np.linalg.norm(moved - target, axis=1)
+        with np.errstate(invalid="ignore"):
+            ok = ok & (distance <= trim * np.nanmedian(distance[ok]))
+    return moved, scale
 
 
 def _labels(work: Work) -> tuple[np.ndarray, list[str], list[tuple[str, str]]]:
@@ -310,6 +316,18 @@ def _per_bodypart(rig, labels: np.ndarray, nodes: list[str]) -> None:
     print("  per body part (ours, 4 cameras, every camera used), px: " + ", ".join(cells))
 
 
+def _predictions_against_labels(predicted: np.ndarray, labels3d: np.ndarray, nodes: list[str]) -> None:
+    """3D distance between the triangulated predictions and labels, both with our 4 cameras (no fit)."""
+    distance = np.linalg.norm(predicted - labels3d, axis=-1)
+    parts = np.array([_median(distance[:, j]) for j in range(len(nodes))])
+    worst = np.argsort(-np.nan_to_num(parts))[:3]
+    print(
+        f"  our predictions vs the labels, both with our 4 cameras (same frame, no fit): median "
+        f"{_median(distance):.2f} mm, p90 {np.nanpercentile(distance, 90):.2f} mm; worst body parts "
+        + ", ".join(f"{nodes[j]} {parts[j]:.1f} mm" for j in worst)
+    )
+
+
 def report_reference(work: Work, labels: np.ndarray, nodes: list[str], edges, predicted3d) -> None:
     """Our calibration against the session's own, on the proofread labels of back, mid and top."""
     import h5py
@@ -339,7 +357,10 @@ def report_reference(work: Work, labels: np.ndarray, nodes: list[str], edges, pr
     compared["session points3d.h5 (4 cams)"] = session
     if predicted3d is not None:
         compared["our predictions, 4 cameras"] = predicted3d
-    print("\nAgainst the labels triangulated with their calibration (back/mid/top), after a similarity fit:")
+    print(
+        "\nAgainst the labels triangulated with their calibration (back/mid/top), after a similarity fit "
+        "(refit without points over 3x the median distance):"
+    )
     print(f"  {'3D points':<32}{'scale':>8}{'median mm':>11}{'p90 mm':>9}{'bone spread %':>15}")
     print(
         f"  {'(reference itself)':<32}{1.0:>8.4f}{0.0:>11.2f}{0.0:>9.2f}{_bone_consistency(reference, nodes, edges):>15.2f}"
@@ -350,10 +371,12 @@ def report_reference(work: Work, labels: np.ndarray, nodes: list[str], edges, pr
         p90 = float(np.nanpercentile(distance, 90))
         spread = _bone_consistency(points.reshape(shape), nodes, edges)
         print(f"  {name:<32}{scale:>8.4f}{_median(distance):>11.2f}{p90:>9.2f}{spread:>15.2f}")
+    if predicted3d is not None:
+        _predictions_against_labels(predicted3d, tri["ours, 4 cameras"].points3d, nodes)
     ours3, theirs3 = ours.subset(list(GOOD)), theirs
     centres_ours = np.stack([c.center() for c in ours3.cameras])
     centres_theirs = np.stack([c.center() for c in theirs3.cameras])
-    moved, scale = similarity_align(centres_ours, centres_theirs)
+    moved, scale = similarity_align(centres_ours, centres_theirs, trim=np.inf)
     residual = np.linalg.norm(moved - centres_theirs, axis=1)
     print(
         "  camera centres (back/mid/top) after a similarity fit: "
