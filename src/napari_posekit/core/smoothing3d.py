@@ -33,6 +33,8 @@ from collections.abc import Generator, Sequence
 
 import numpy as np
 
+from napari_posekit.core._generators import drive
+
 __all__ = ["SMOOTH_DEFAULTS", "iter_smooth_points3d", "smooth_points3d"]
 
 #: Defaults of the weights and the robust loss' scale (world units; anipose's millimetres).
@@ -52,22 +54,19 @@ def smooth_points3d(
     overlap: int = 30,
 ) -> np.ndarray:
     """Smoothed copy of ``points`` ``(F, J, 3)``; see the module's notes for the terms and weights."""
-    gen = iter_smooth_points3d(
-        points,
-        bodyparts,
-        skeleton,
-        smooth=smooth,
-        length=length,
-        scale=scale,
-        max_gap=max_gap,
-        chunk=chunk,
-        overlap=overlap,
+    return drive(
+        iter_smooth_points3d(
+            points,
+            bodyparts,
+            skeleton,
+            smooth=smooth,
+            length=length,
+            scale=scale,
+            max_gap=max_gap,
+            chunk=chunk,
+            overlap=overlap,
+        )
     )
-    while True:
-        try:
-            next(gen)
-        except StopIteration as done:
-            return done.value
 
 
 def iter_smooth_points3d(
