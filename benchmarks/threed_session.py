@@ -69,7 +69,7 @@ class Work:
         self.root = root
         self.data = data
         self.calibration = root / "calibration.toml"
-        self.calibration_reports = root / "calibration_reports.json"
+        self.calibration_reports = root / "calibration.report.json"  # written with the calibration
         self.project = root / "project"
         self.train = root / "train.json"
         self.predictions = root / "predictions"
@@ -121,18 +121,13 @@ def _remove(path: Path) -> None:
 
 # -- steps ---------------------------------------------------------------------------------------
 def step_calibrate(work: Work, args) -> None:
-    import dataclasses
-
     from napari_posekit.core.boards import read_board
-    from napari_posekit.core.calibration import calibrate
-    from napari_posekit.core.cameras import write_calibration
+    from napari_posekit.core.calibration import calibrate, write_calibration_result
 
     board = read_board(work.data / "board.toml")
     sources = {cam: work.data / cam / "calibration_images" for cam in CAMERAS}
     result = calibrate(board, sources)
-    reports = [dataclasses.asdict(r) for r in result.reports]
-    work.calibration_reports.write_text(json.dumps(reports, indent=1))
-    write_calibration(work.calibration, result.rig)
+    write_calibration_result(work.calibration, result)
     for r in result.reports:
         print(f"  {r.name}: {r.used}/{r.images} images used, reprojection median {r.error_median:.2f} px")
 
@@ -387,10 +382,12 @@ def report_reference(work: Work, labels: np.ndarray, nodes: list[str], edges, pr
 
 def step_report(work: Work, args) -> None:
     print("\nOur calibration, per camera (board images):")
-    for r in json.loads(work.calibration_reports.read_text()):
+    from napari_posekit.core.calibration import read_calibration_result
+
+    for r in read_calibration_result(work.calibration).reports:
         print(
-            f"  {r['name']:<6} {r['used']:>2}/{r['images']} images, reprojection median "
-            f"{r['error_median']:.2f} px, p90 {r['error_p90']:.2f}"
+            f"  {r.name:<6} {r.used:>2}/{r.images} images, reprojection median "
+            f"{r.error_median:.2f} px, p90 {r.error_p90:.2f}"
         )
     labels, nodes, edges = _labels(work)
     predicted3d = None
