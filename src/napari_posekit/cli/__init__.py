@@ -3,8 +3,8 @@
 One module per group of subcommands, each adding its parsers with
 ``add_commands``: :mod:`~napari_posekit.cli.project` (``info``, ``sample``,
 ``create-project``, ``extract-frames``), :mod:`~napari_posekit.cli.training`
-(``train``, ``evaluate``), :mod:`~napari_posekit.cli.analysis` (``analyze``,
-``label-video``, ``filter``), :mod:`~napari_posekit.cli.refine`
+(``train``, ``evaluate``), :mod:`~napari_posekit.cli.checks` (``check-labels``),
+:mod:`~napari_posekit.cli.analysis` (``analyze``, ``label-video``, ``filter``), :mod:`~napari_posekit.cli.refine`
 (``extract-outliers``), :mod:`~napari_posekit.cli.calibrate` (``calibrate``),
 :mod:`~napari_posekit.cli.importing` (``import``: SLEAP labels into a new project),
 :mod:`~napari_posekit.cli.triangulate` (``triangulate``: 3D points from calibrated cameras) and
@@ -21,13 +21,24 @@ __all__ = ["build_parser", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``posekit`` argument parser with every subcommand."""
-    from napari_posekit.cli import analysis, calibrate, demo, importing, project, refine, training, triangulate
+    from napari_posekit.cli import (
+        analysis,
+        calibrate,
+        checks,
+        demo,
+        importing,
+        project,
+        refine,
+        training,
+        triangulate,
+    )
 
     parser = argparse.ArgumentParser(prog="posekit", description="Markerless animal pose estimation (napari-posekit).")
     sub = parser.add_subparsers(dest="command", required=True)
     project.add_commands(sub)
     refine.add_commands(sub)
     training.add_commands(sub)
+    checks.add_commands(sub)
     analysis.add_commands(sub)
     calibrate.add_commands(sub)
     importing.add_commands(sub)
