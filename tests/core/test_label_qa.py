@@ -20,6 +20,7 @@ from napari_posekit.core.label_qa import (
     rank_suspects,
     read_decisions,
     summary,
+    training_warnings,
     write_suspects_csv,
 )
 from napari_posekit.core.label_suspects import CheckReport, LabelSet, Suspect
@@ -228,3 +229,27 @@ def test_check_labels_takes_a_label_set_and_reports_progress(tmp_path, found):
     seen = []
     report = check_labels(labels, progress=seen.append)
     assert [s.kind for s in report.suspects] == ["swap"] and seen and seen[-1]["progress"] == 1.0
+
+
+def test_training_warns_about_strong_swaps_and_counts_the_rest(tmp_path, found, monkeypatch):
+    labels = labels_at(tmp_path)
+    found.extend([swap(A, score=4.0), swap(B, score=1.2), far(C)])
+    messages = training_warnings(labels)
+    assert messages == [
+        f"{A}: ears look swapped; swapped? (trained as labeled)",
+        "3 label suspects (2 swap, 1 disagreement): run 'posekit check-labels' or the Label QA widget to review them",
+    ]
+    mark_correct(labels, swap(A))
+    assert training_warnings(labels) == [
+        "2 label suspects (1 swap, 1 disagreement): run 'posekit check-labels' or the Label QA widget to review them"
+    ]
+    found.clear()
+    assert training_warnings(labels) == []
+
+    def broken(labels):
+        raise RuntimeError("boom")
+
+    import napari_posekit.core.label_checks as checks
+
+    monkeypatch.setattr(checks, "fast_checks", broken)
+    assert training_warnings(labels) == ["the label checks failed (RuntimeError: boom); training goes on"]

@@ -49,6 +49,7 @@ __all__ = [
     "rank_suspects",
     "read_decisions",
     "summary",
+    "training_warnings",
     "write_suspects_csv",
 ]
 
@@ -66,6 +67,9 @@ MAX_MINUTES = 10.0
 
 MOVED_PX = 0.01
 """A label that moved more than this since a decision is judged again."""
+
+STRONG_SWAP = 2.0
+"""Score from which training warns about a left/right swap by itself (not only in the count of suspects)."""
 
 MERGED_WEIGHT = 0.5
 """Share of the other kinds' scores added to the strongest suspect's when suspects merge."""
@@ -511,3 +515,33 @@ def summary(report: CheckReport, top: int = 5) -> str:
     lines.extend(f"note: {note}" for note in report.notes)
     lines.append(f"took {report.seconds:.1f} s")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- before training
+def _count_words(suspects: Sequence[Suspect]) -> str:
+    return ", ".join(f"{n} {kind}" for kind, n in _counts(suspects).items())
+
+
+def training_warnings(labels: LabelSet) -> list[str]:
+    """Warnings before training from the fast checks (no model): each strong swap, then one count of suspects.
+
+    Suspects marked as correct are not counted. A check that fails becomes a
+    warning: training never stops for these checks.
+    """
+    try:
+        from .label_checks import fast_checks
+
+        found, _notes, _checks = fast_checks(labels)
+        ranked, _dismissed, messages = _apply_decisions(labels, rank_suspects(found, labels))
+    except Exception as err:  # noqa: BLE001 - a check must not stop training
+        return [f"the label checks failed ({type(err).__name__}: {err}); training goes on"]
+    for s in ranked:
+        if s.kind == "swap" and s.score >= STRONG_SWAP:
+            reason = s.reason.split(". Also:")[0].strip().rstrip(".")
+            messages.append(f"{s.image}: {reason}; swapped? (trained as labeled)")
+    if ranked:
+        messages.append(
+            f"{len(ranked)} label suspects ({_count_words(ranked)}): run 'posekit check-labels' "
+            "or the Label QA widget to review them"
+        )
+    return messages
