@@ -44,7 +44,7 @@ def test_summary_and_csv_in_the_project_by_default(project, found, capsys):
     out = capsys.readouterr().out
     target = project / "label-checks.csv"
     assert f"suspects written: {target}" in out
-    assert "1 suspects: 1 left/right swapped" in out and "ears look swapped" in out and "note: geometry: a note" in out
+    assert "1 suspect: 1 left/right swapped" in out and "ears look swapped" in out and "note: geometry: a note" in out
     (row,) = rows(target)
     assert row["image"] == found[0].image and row["kind"] == "swap" and row["suggested_x"] == "1.00,3.00"
 

@@ -166,9 +166,11 @@ def test_a_corrupt_decisions_file_is_named_and_never_overwritten(tmp_path, found
     assert path.read_text() == "{ not json"
     with pytest.raises(DecisionsError, match=str(path)):
         read_decisions(labels)
-    path.write_text(json.dumps({"decisions": [{"image": A}]}))
-    with pytest.raises(DecisionsError, match="not a label check decisions file"):
-        mark_correct(labels, swap())
+    bad_xy = {"image": A, "kind": "swap", "bodyparts": ["leftear", "rightear"], "xy": [[1, 2], ["x", 3]]}
+    for content in ({"decisions": [{"image": A}]}, {"decisions": [bad_xy]}, [1, 2]):
+        path.write_text(json.dumps(content))
+        with pytest.raises(DecisionsError, match="not a label check decisions file"):
+            mark_correct(labels, swap())
     # a run of the checks goes on and says which file it could not use
     found.append(swap())
     report = drain(iter_check_labels(labels))[1]

@@ -228,8 +228,12 @@ def _valid_decision(d: Any) -> bool:
         and isinstance(xy, list)
         and len(parts) == len(xy)
         and all(isinstance(p, str) for p in parts)
-        and all(isinstance(r, list) and len(r) == 2 for r in xy)
+        and all(isinstance(r, list) and len(r) == 2 and all(_coordinate(v) for v in r) for r in xy)
     )
+
+
+def _coordinate(v: Any) -> bool:
+    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
 
 
 def _decision_files(labels: LabelSet) -> list[Path]:
@@ -501,7 +505,8 @@ def summary(report: CheckReport, top: int = 5) -> str:
     lines = [f"{len(labels.images)} labeled images, {len(labels.bodyparts)} body parts; checks: {ran}"]
     if report.suspects:
         counts = ", ".join(f"{n} {KINDS.get(kind, kind)}" for kind, n in _counts(report.suspects).items())
-        lines.append(f"{len(report.suspects)} suspects: {counts}")
+        n = len(report.suspects)
+        lines.append(f"{n} suspect{'s' * (n != 1)}: {counts}")
         for rank, s in enumerate(report.suspects[:top], start=1):
             also = f" (also {', '.join(s.evidence)})" if s.evidence else ""
             lines.append(f"  {rank}. {s.image} [{', '.join(s.bodyparts)}] {s.kind}{also}, score {s.score:.2f}")
