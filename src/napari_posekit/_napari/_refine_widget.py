@@ -29,6 +29,9 @@ The loop, DeepLabCut's ``extract_outlier_frames`` / ``refine_labels`` /
    video, and shows the error of the model before and after on the corrected
    frames and on the earlier labels.
 
+**Include label suspects** ranks the project's suspect labels (fast checks) with the outlier frames on one
+scale (:func:`~napari_posekit.controllers.refine.common_score`); choosing one shows its image for correction.
+
 The widget is a view: :class:`~napari_posekit.controllers.refine.RefineController`
 holds the state and makes the decisions, :class:`~napari_posekit._napari.refine_view.RefineView`
 the controls. The long work (analysing, scoring, reading frames, writing the
@@ -45,9 +48,8 @@ from typing import Any
 import numpy as np
 from napari.layers import Image, Points
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import Qt
 
-from napari_posekit._napari import refine_layers
+from napari_posekit._napari import label_advice, refine_layers
 from napari_posekit._napari._viewer import unwrap_viewer
 from napari_posekit._napari.jobs import KNOWN_ERRORS, JobRunner, error_message, format_eta
 from napari_posekit._napari.label_session import Change, LabelSession, session_for
@@ -79,6 +81,9 @@ class RefineWidget(RefineView):
         self.saved = None  # what the last save wrote (core.refine's result)
         self._progress = refine.JobProgress("find", format_eta)
         self._chosen: Image | None = None
+        self.label_jobs = label_advice.LabelCheckJobs(self, self.project_path, self._show_candidates)
+        self.controller.label_checks = self.label_jobs.checks
+        self._showing_labels: list = []  # the layers of a label suspect's folder, while they are shown
         self._connect()
         self._refresh_videos()
         self._update_controls()
@@ -88,6 +93,7 @@ class RefineWidget(RefineView):
         self.video_box.currentIndexChanged.connect(self._on_video_chosen)
         self.find_button.clicked.connect(lambda: self.find_outliers())
         self.stop_button.clicked.connect(self.stop)
+        self.include_labels.toggled.connect(self._on_include_labels)
         self.curve.frame_clicked.connect(lambda frame: self.jump_to_frame(frame))
         self.table.cellClicked.connect(lambda row, _col: self.jump_to_row(row))
         self.table.itemChanged.connect(lambda _item: self._update_controls())
@@ -300,7 +306,8 @@ class RefineWidget(RefineView):
 
     def _show_candidates(self) -> None:
         c = self.candidates
-        self.show_rows(self.controller.rows())
+        project = self.project_path()
+        self.show_rows(self.controller.rows(project), self.controller.labels_text(project, self.label_jobs.busy))
         if c is None:
             self.curve.set_scores(np.zeros(0), [], set())
         else:
@@ -319,7 +326,8 @@ class RefineWidget(RefineView):
 
     def jump_to_frame(self, frame: int) -> None:
         """Show video frame ``frame``: in the refine layer when it was accepted there, else in the video."""
-        frame = int(frame)
+        frame, showing_labels, self._showing_labels = int(frame), self._showing_labels, []
+        refine_layers.set_visible([layer for layer in showing_labels if layer in self.viewer.layers], False)
         c = self.corrections
         index = c.index(frame) if c is not None and self.session is not None else None
         if index is not None:
@@ -327,30 +335,50 @@ class RefineWidget(RefineView):
             self.viewer.dims.set_current_step(0, index)
             self.viewer.layers.selection.active = self.session.layer
         else:
-            if self.session is not None:
+            if self.session is not None or showing_labels:
                 self._show(show_folder=False)
             self.viewer.dims.set_current_step(0, frame)
         self.curve.set_current(frame)
 
     def jump_to_row(self, row: int) -> None:
-        item = self.table.item(row, 0)
-        if item is not None:
-            self.jump_to_frame(int(item.data(Qt.ItemDataRole.UserRole)))
+        if 0 <= row < len(self.rows_shown):
+            chosen = self.rows_shown[row]
+            if isinstance(chosen, refine.LabelRow):
+                self.jump_to_label(chosen)
+            else:
+                self.jump_to_frame(chosen.frame)
 
     def _on_step(self, _event=None) -> None:
+        if self._showing_labels:
+            self.curve.set_current(None)
+            return
         if self.candidates is None or self.viewer.dims.ndim < 3:
             return
         step = int(self.viewer.dims.current_step[0])
         layer, c = (self.session.layer if self.session else None), self.corrections
-        if (
-            layer is not None
-            and c is not None
-            and layer.visible
-            and self.image_layer is not None
-            and self.image_layer.visible
-        ):
+        if layer is not None and c is not None and layer.visible and getattr(self.image_layer, "visible", False):
             step = frame_of_image(c.images[step]) if 0 <= step < len(c.images) else None
         self.curve.set_current(step)
+
+    # -- label suspects -------------------------------------------------------------------
+    def _on_include_labels(self, on: bool) -> None:
+        self.controller.include_labels = on
+        self.label_jobs.watch(on)
+        self._show_candidates()
+
+    def jump_to_label(self, row: refine.LabelRow) -> None:
+        """Show a label suspect's image in the project's keypoints layer (opening its folder when none shows it)."""
+        video = self._layer(self.candidates.video) if self.candidates is not None else self.video_layer()
+        hide = refine_layers.video_group(self.viewer, video) if video is not None else []
+        if self.session is not None:
+            hide += refine_layers.folder_group(self.viewer, self.session.layer, self.image_layer)
+        shown = label_advice.show_labeled(self.viewer, row.image, self.project_path(), hide)
+        if shown is None:
+            self._fail("Cannot show", f"{row.image} is not open in the viewer and could not be opened")
+            return
+        self._showing_labels = shown
+        self.curve.set_current(None)
+        self.status.setText(row.status_text())
 
     # -- accept ----------------------------------------------------------------------------
     def accept(self, frames: list[int] | None = None):

@@ -10,6 +10,15 @@ asks the generator to stop between steps (it saves a checkpoint first);
 Resume continues that checkpoint. When training ends, the model is evaluated
 and the test images with the largest errors are listed: clicking one shows it
 with the network's predictions next to the labels.
+
+Before training, the project's labels go through the fast label checks (no
+model, about a second, in a job of their own): the line above Start counts
+the suspects ("Labels: 2 suspects (1 swap, 1 geometry) — review them in Label
+QA"), with the top one's reason as its tooltip. It is advice: Start is never
+blocked. The checks run again when the project changes, when its label files
+change (saved by any widget, a suspect marked correct) and with "Check labels";
+:class:`~napari_posekit.controllers.training.LabelChecks` decides, and keeps
+the warnings of training that repeat the line out of the notifications.
 """
 
 from __future__ import annotations
@@ -45,6 +54,7 @@ from qtpy.QtWidgets import (
 from napari_posekit._napari._viewer import unwrap_viewer
 from napari_posekit._napari.controls import double_spin_box, row, spin_box
 from napari_posekit._napari.jobs import Job, JobRunner, format_eta
+from napari_posekit._napari.label_advice import LabelCheckJobs
 from napari_posekit._napari.layers import Key, bodypart_colors, is_image_stack_layer, project_config
 from napari_posekit._napari.loss_curve import LossCurve
 from napari_posekit._napari.preload import preload_training_modules
@@ -89,17 +99,21 @@ class TrainingWidget(QWidget):
         self.eval_label.setWordWrap(True)
         self.jobs = JobRunner(self.status.setText, self._update_buttons)
         self.eval_jobs = JobRunner(self.eval_label.setText, self._update_buttons)
+        self.label_jobs = LabelCheckJobs(self, lambda: project_folder(self.project.text()), self._show_label_advice)
+        self.label_checks = self.label_jobs.checks
         self._build_settings(TrainSettings.defaults())
         self._build_actions()
         self._build_evaluation()
         self._lay_out()
         self.project.textChanged.connect(self._update_buttons)
+        self.project.textChanged.connect(lambda _text: self.label_jobs.run(force=False))
         self.split.currentTextChanged.connect(self._update_buttons)
         self.viewer.layers.events.inserted.connect(self._on_inserted)
         for layer in self.viewer.layers:
             if not self.project.text() and project_config(layer):
                 self.project.setText(project_config(layer))
         self._update_buttons()
+        self.label_jobs.watch(True)
 
     # -- building -------------------------------------------------------------
     def _build_settings(self, defaults: TrainSettings) -> None:
@@ -154,6 +168,14 @@ class TrainingWidget(QWidget):
         self.resume_button = QPushButton("Resume")
         self.resume_button.clicked.connect(lambda: self.start(resume=True))
         self.curve = LossCurve()
+        self.labels_label = QLabel("")
+        self.labels_label.setWordWrap(True)
+        self.check_labels_button = QPushButton("Check labels")
+        self.check_labels_button.setToolTip(
+            "Look for labeling mistakes (left/right swaps, misplaced parts, duplicates) without a model; "
+            "the Label QA widget lists them with fixes"
+        )
+        self.check_labels_button.clicked.connect(lambda: self.label_jobs.run())
 
     def _build_evaluation(self) -> None:
         self.evaluate_button = QPushButton("Evaluate")
@@ -181,6 +203,7 @@ class TrainingWidget(QWidget):
         form.addRow("Test split:", self.split)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        layout.addLayout(row(self.labels_label, self.check_labels_button, stretch=(1,)))
         layout.addLayout(row(self.start_button, self.stop_button, self.resume_button))
         layout.addWidget(self.status)
         layout.addWidget(self.curve, 1)
@@ -217,6 +240,14 @@ class TrainingWidget(QWidget):
     def options(self) -> dict[str, Any]:
         """Keyword arguments for ``train_project`` from the settings (SettingsError when no run could use them)."""
         return train_kwargs(self.settings())
+
+    # -- label checks ---------------------------------------------------------
+    def _show_label_advice(self) -> None:
+        text, tip = self.label_checks.text(project_folder(self.project.text()), self.label_jobs.busy)
+        self.labels_label.setText(text)
+        self.labels_label.setToolTip(tip)
+        self.labels_label.setVisible(bool(text))
+        self.check_labels_button.setEnabled(not self.label_jobs.busy)
 
     # -- training -------------------------------------------------------------
     @property
@@ -270,6 +301,8 @@ class TrainingWidget(QWidget):
     def _on_progress(self, job: Job, event: dict[str, Any]) -> None:
         # only record here: the runner's timer draws (steps can come faster than the screen needs)
         run = self.run
+        if self.label_checks.shown_already(event, run.project):
+            return  # the label line says it already
         if run.record(event, self.curve.history) == "warning":
             if run.show_warning():
                 show_warning(str(event.get("message")))

@@ -34,7 +34,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_posekit._napari.score_curve import ScoreCurve
-from napari_posekit.controllers.refine import COMPARISON_COLUMNS, CandidateRow
+from napari_posekit.controllers.refine import COMPARISON_COLUMNS, CandidateRow, LabelRow
 from napari_posekit.core.options import OUTLIER_EPSILON
 from napari_posekit.core.outliers import OUTLIER_METHODS
 
@@ -45,7 +45,7 @@ METHOD_TIPS = {
     "fitting": "a body part is more than epsilon pixels from its smoothed trajectory",
 }
 CANDIDATE_COLUMNS = (
-    ("frame", "video frame; checked frames are accepted for labeling"),
+    ("frame", "video frame; checked frames are accepted for labeling ('label': a suspect label of the project)"),
     ("score", "combined outlier score"),
     ("jump px", "largest move of a body part since the previous frame"),
     ("low p", "fraction of body parts below the p-bound"),
@@ -54,6 +54,10 @@ CANDIDATE_COLUMNS = (
 )
 _RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
 _LEFT = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
+COMMON_SCORE_TIP = (
+    "score on one scale, 1 at the flag threshold: outlier frames 1 + their combined score, "
+    "label suspects their check's score (a clear swap 3 or more)"
+)
 
 
 def _button(text: str, tip: str = "") -> QPushButton:
@@ -128,6 +132,11 @@ class RefineView(QWidget):
         )
         self.reanalyse_first = QCheckBox("analyse the video again")
         self.reanalyse_first.setToolTip("Predict the video anew with the project's latest model")
+        self.include_labels = QCheckBox("Include label suspects")
+        self.include_labels.setToolTip(
+            "List the project's suspect labels (left/right swaps, misplaced parts, duplicates; fast checks, no "
+            "model) with the outlier frames, in one ranking"
+        )
         self.find_button = _button("Find outliers")
         self.stop_button = _button("Stop")
         self.status = QLabel("")
@@ -156,6 +165,10 @@ class RefineView(QWidget):
         )
         self.refine_label = QLabel("")
         self.refine_label.setWordWrap(True)
+        self.labels_label = QLabel("")
+        self.labels_label.setWordWrap(True)
+        self.labels_label.hide()
+        self.rows_shown: list[CandidateRow | LabelRow] = []
 
     def _build_retrain(self) -> None:
         self.epochs = _spin(0, 100_000, 5, special="no limit")
@@ -188,6 +201,7 @@ class RefineView(QWidget):
         form.addRow("Epsilon:", self.epsilon)
         form.addRow("p-bound:", self.p_bound)
         form.addRow("", self.reanalyse_first)
+        form.addRow("", self.include_labels)
         retrain = QFormLayout()
         retrain.addRow("Epochs:", self.epochs)
         retrain.addRow("Time budget:", self.minutes)
@@ -198,6 +212,7 @@ class RefineView(QWidget):
         layout.addWidget(self.status)
         layout.addWidget(self.curve)
         layout.addWidget(self.table, 1)
+        layout.addWidget(self.labels_label)
         layout.addLayout(self._row(self.accept_button, self.save_button))
         layout.addWidget(self.refine_label)
         layout.addWidget(QLabel("<b>Retrain</b>"))
@@ -255,12 +270,25 @@ class RefineView(QWidget):
         """Enable the buttons for what can be done now (the widget decides)."""
 
     # -- showing ------------------------------------------------------------------------
-    def show_rows(self, rows: list[CandidateRow]) -> None:
-        """Fill the candidate list: picked frames checked and bold, frames in the project not checkable."""
+    def show_rows(self, rows: list[CandidateRow | LabelRow], labels_text: str = "") -> None:
+        """Fill the candidate list: picked frames checked and bold, frames in the project not checkable.
+
+        A label suspect's row says what it is over the columns of the frames' measures; ``labels_text``
+        is the line under the list about the label suspects (hidden when empty).
+        """
+        self.labels_label.setText(labels_text)
+        self.labels_label.setVisible(bool(labels_text))
         self.table.blockSignals(True)
+        self.table.clearSpans()
         self.table.setRowCount(0)
         self.table.setRowCount(len(rows))
+        self.rows_shown = list(rows)
+        merged = any(isinstance(row, LabelRow) for row in rows)
+        self.table.horizontalHeaderItem(1).setToolTip(COMMON_SCORE_TIP if merged else CANDIDATE_COLUMNS[1][1])
         for r, row in enumerate(rows):
+            if isinstance(row, LabelRow):
+                self._label_row(r, row)
+                continue
             for col, text in enumerate(row.texts()):
                 item = QTableWidgetItem(text)
                 item.setTextAlignment(_RIGHT if 0 < col < 5 else _LEFT)
@@ -275,6 +303,18 @@ class RefineView(QWidget):
                 first.setFlags(first.flags() | Qt.ItemFlag.ItemIsUserCheckable)
                 first.setCheckState(Qt.CheckState.Checked if row.picked else Qt.CheckState.Unchecked)
         self.table.blockSignals(False)
+
+    def _label_row(self, r: int, row: LabelRow) -> None:
+        for col, text in enumerate(row.texts()):
+            item = QTableWidgetItem(text)
+            item.setTextAlignment(_RIGHT if col == 1 else _LEFT)
+            item.setToolTip(row.tooltip())
+            if col == 0:
+                font = item.font()
+                font.setItalic(True)
+                item.setFont(font)
+            self.table.setItem(r, col, item)
+        self.table.setSpan(r, 2, 1, len(CANDIDATE_COLUMNS) - 2)
 
     def show_comparison(self, rows: list[tuple[str, list[str]]], text: str) -> None:
         """The error table (one row before, one after retraining) and the line under it."""

@@ -14,6 +14,10 @@ remembers it between jobs and checks each request before its job starts:
 - :meth:`RefineController.retrain_task` checks fine-tuning and
   :meth:`~RefineController.retrained_with` keeps the errors before and after.
 - :class:`JobProgress`: a job's events as a progress fraction and a status text.
+- With "Include label suspects", :meth:`RefineController.rows` merges the
+  project's label suspects (:class:`LabelRow`, from the fast label checks of
+  :class:`~napari_posekit.controllers.training.LabelChecks`) into the outlier
+  frames' ranking, on the common scale of :func:`common_score`.
 
 The jobs themselves are in :mod:`.refine_jobs`, the reports after saving and
 retraining in :mod:`.refine_results` (both re-exported here).
@@ -22,7 +26,7 @@ retraining in :mod:`.refine_results` (both re-exported here).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +57,7 @@ from napari_posekit.controllers.refine_results import (
     comparison_text,
     saved_text,
 )
+from napari_posekit.controllers.training import LabelChecks
 from napari_posekit.core.frames import frame_of_image
 from napari_posekit.core.labels import Edit, LabelStore
 from napari_posekit.core.outliers import OutlierError
@@ -66,12 +71,14 @@ __all__ = [
     "Corrections",
     "FindTask",
     "JobProgress",
+    "LabelRow",
     "Predictions",
     "RefineController",
     "RetrainTask",
     "Retrained",
     "Saved",
     "candidate_rows",
+    "common_score",
     "compare_errors",
     "comparison_rows",
     "comparison_text",
@@ -79,6 +86,8 @@ __all__ = [
     "iter_analyse",
     "iter_find",
     "iter_retrain",
+    "label_rows",
+    "merged_rows",
     "predictions_from_file",
     "predictions_from_points",
     "project_bodyparts",
@@ -159,6 +168,90 @@ def candidate_rows(c: Candidates, accepted: set[int], corrected: set[int]) -> li
             )
         )
     return rows
+
+
+# --------------------------------------------------------------------------- label suspects
+def common_score(frame_score: float) -> float:
+    """An outlier frame's combined score on the scale of label suspects, where 1 is the flag threshold.
+
+    A label suspect's score is already on that scale: ``SUSPECT_SCORE`` (1)
+    at its check's flag threshold, higher for stronger evidence (a clear
+    left/right swap scores 3 or more). An outlier frame's combined score is 0
+    at its flag threshold (no jump or distance beyond epsilon, no body part
+    below the p-bound) and 1 for each criterion at the typical level of the
+    video's outliers (see :class:`~napari_posekit.core.outlier_scores.OutlierScores`).
+    Adding 1 puts both thresholds at 1: a frame just past epsilon ranks with a
+    label just past its check's threshold, a typical outlier frame (2) below a
+    clear swap, a frame flagged by all three criteria (4) above it. The
+    frames' own order is kept.
+    """
+    return 1.0 + float(frame_score)
+
+
+_SUSPECT_PHRASES = {
+    "swap": "{parts} swapped",
+    "geometry": "{parts} out of shape",
+    "collapse": "{parts} at one point",
+    "duplicate": "image labeled twice",
+    "disagreement": "{parts} far from the model",
+    "missing": "{parts} not labeled",
+    "extra": "{parts} labeled where nothing is",
+}
+
+
+@dataclass(frozen=True)
+class LabelRow:
+    """One label suspect of the project in the candidate list (it cannot be accepted: fix it in its labels)."""
+
+    image: str  # the CollectedData key, labeled-data/<video>/<image>.png
+    bodyparts: tuple[str, ...]
+    kind: str
+    score: float  # the suspect's score: 1 at its check's threshold
+    reason: str
+    checkable = False
+    picked = False
+    frame = None
+    status = ""
+
+    @property
+    def name(self) -> str:
+        """The image's file name without its suffix (``img0102``)."""
+        return Path(self.image).stem
+
+    def describe(self) -> str:
+        """``leftear/rightear swapped in img0102``."""
+        phrase = _SUSPECT_PHRASES.get(self.kind, "{parts} " + self.kind)
+        return f"{phrase.format(parts='/'.join(self.bodyparts))} in {self.name}"
+
+    def texts(self) -> list[str]:
+        """The cells: ``label``, the score and ``label: <what> in <image>`` (the widget spans it over the rest)."""
+        return ["label", f"{self.score:.2f}", f"label: {self.describe()}"]
+
+    def tooltip(self) -> str:
+        return f"{self.image}: {self.reason}"
+
+    def status_text(self) -> str:
+        """What the status line says when the row is chosen."""
+        return (
+            f"{self.image}: {self.reason}. Fix it in its keypoints layer and save (Labeling widget), or use the "
+            f"Label QA widget for one-click fixes."
+        )
+
+
+def label_rows(suspects) -> list[LabelRow]:
+    """The label suspects (the core's ranked ``Suspect`` objects) as rows."""
+    return [LabelRow(s.image, tuple(s.bodyparts), s.kind, float(s.score), s.reason) for s in suspects]
+
+
+def merged_rows(frames: Sequence[CandidateRow], labels: Sequence[LabelRow]) -> list[CandidateRow | LabelRow]:
+    """Outlier frames and label suspects in one ranking, highest :func:`common_score` first.
+
+    Frame rows carry their common score; ties go to frames first, then to
+    the earlier frame, then to the label list's own order.
+    """
+    keyed = [((-common_score(r.score), 0, r.frame, 0), replace(r, score=common_score(r.score))) for r in frames]
+    keyed += [((-r.score, 1, 0, i), r) for i, r in enumerate(labels)]
+    return [row for _, row in sorted(keyed, key=lambda item: item[0])]
 
 
 # --------------------------------------------------------------------------- correcting
@@ -301,6 +394,8 @@ class RefineController:
         self.corrected: set[str] = set()  # images saved from machine labels here
         self.cache: dict[Any, Predictions] = {}  # video id -> predictions made here
         self.stale: dict[Any, tuple] = {}  # predictions layer id -> its fingerprint when a newer model was trained
+        self.label_checks = LabelChecks()  # the project's label suspects, for "Include label suspects"
+        self.include_labels = False
 
     def forget(self, layer_id: Any) -> None:
         """A layer left the viewer."""
@@ -387,10 +482,24 @@ class RefineController:
         self.candidates = c
         return found_text(c)
 
-    def rows(self) -> list[CandidateRow]:
-        if self.candidates is None:
-            return []
-        return candidate_rows(self.candidates, self.accepted_frames(), self.corrected_frames())
+    def rows(self, project: Path | None = None) -> list[CandidateRow | LabelRow]:
+        """The candidate list: the outlier frames, merged with ``project``'s label suspects when they are included."""
+        frames = []
+        if self.candidates is not None:
+            frames = candidate_rows(self.candidates, self.accepted_frames(), self.corrected_frames())
+        advice = self.label_checks.current(project) if self.include_labels else None
+        if advice is None:
+            return frames
+        return merged_rows(frames, label_rows(advice.suspects))
+
+    def labels_text(self, project: Path | None, checking: bool) -> str:
+        """The line under the list about the label suspects (empty when they are not included)."""
+        if not self.include_labels:
+            return ""
+        if project is None:
+            return "Label suspects: choose the project first."
+        text, _tip = self.label_checks.text(project, checking)
+        return text.replace("Labels:", "Label suspects:", 1)
 
     def accepted_frames(self) -> set[int]:
         return self.corrections.accepted_frames() if self.corrections is not None else set()

@@ -12,12 +12,19 @@
   :func:`evaluation_text`, :func:`worst_images`, :func:`find_image` (which
   open image stack shows an evaluated image) and :func:`evaluation_points`
   (the predictions of the images of one stack).
+- Label checks before training: :func:`check_project_labels` runs the fast
+  checks (no model) as a :class:`LabelAdvice` (the line "Labels: 2 suspects
+  (1 swap, 1 geometry) — review them in Label QA" and its tooltip);
+  :class:`LabelChecks` keeps the latest and says when the label files changed
+  (:func:`labels_fingerprint`) and which training warnings repeat it. The
+  Refine widget uses them too.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -343,3 +350,158 @@ def evaluation_target(checkpoint: str | os.PathLike | None, last: Path | None, p
     if last is not None and last.is_relative_to(project.resolve()):
         return last
     return None
+
+
+# --------------------------------------------------------------------------- label checks
+LABEL_POLL_MS = 2000
+"""How often a widget that shows label advice looks whether the label files changed (a few ``stat`` calls)."""
+
+_PLURALS = {"swap": "swaps", "collapse": "collapses", "duplicate": "duplicates", "disagreement": "disagreements"}
+
+
+def labels_fingerprint(project: str | os.PathLike) -> tuple:
+    """What the label checks read (config, CollectedData, decisions files) as ``(file, size, mtime)``.
+
+    The advice is out of date when this changes: labels saved by any widget
+    or command, a suspect marked as correct, the config's body parts edited.
+    """
+    root = Path(project)
+    labeled = root / "labeled-data"
+    files = [root / "config.yaml", *sorted(labeled.glob("*/CollectedData_*.h5")), *sorted(labeled.glob("*/*.json"))]
+    out = []
+    for file in files:
+        try:
+            stat = file.stat()
+        except OSError:
+            continue
+        out.append((file.as_posix(), stat.st_size, stat.st_mtime_ns))
+    return tuple(out)
+
+
+def kind_counts(suspects: Sequence[Any]) -> str:
+    """``1 swap, 2 geometry``: the suspects per kind, most frequent first (ties in the order of the list)."""
+    counts: dict[str, int] = {}
+    for suspect in suspects:
+        counts[suspect.kind] = counts.get(suspect.kind, 0) + 1
+    ordered = sorted(counts.items(), key=lambda item: -item[1])
+    return ", ".join(f"{n} {_PLURALS.get(kind, kind) if n > 1 else kind}" for kind, n in ordered)
+
+
+@dataclass
+class LabelAdvice:
+    """The fast label checks of one project, as the widgets show them before training.
+
+    ``report`` is the core's :class:`~napari_posekit.core.label_suspects.CheckReport`
+    (ranked, suspects marked correct left out), ``error`` why the labels could
+    not be checked, ``fingerprint`` the label files as they were checked.
+    """
+
+    project: Path
+    fingerprint: tuple = ()
+    report: Any = None
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def suspects(self) -> list:
+        return list(self.report.suspects) if self.report is not None else []
+
+    def text(self) -> str:
+        """``Labels: 2 suspects (1 swap, 1 geometry) — review them in Label QA`` (or none found, or not checked)."""
+        if self.error is not None:
+            return f"Labels: not checked — {self.error}"
+        suspects = self.suspects
+        if not suspects:
+            return "Labels: no suspects found"
+        n = len(suspects)
+        return f"Labels: {n} suspect{'s' if n > 1 else ''} ({kind_counts(suspects)}) — review them in Label QA"
+
+    def tooltip(self) -> str:
+        """The top suspect's reason, then what was left out and why some checks could not run."""
+        if self.error is not None:
+            return self.error
+        lines = []
+        suspects = self.suspects
+        if suspects:
+            top = suspects[0]
+            lines.append(f"Most suspect: {top.image}: {top.reason}")
+        report = self.report
+        if report is not None and report.dismissed:
+            lines.append(f"{report.dismissed} suspects marked as correct are not counted.")
+        if report is not None:
+            lines.extend(report.notes)
+        lines.append(f"Fast checks (no model) took {self.seconds:.1f} s; training does not wait for them.")
+        return "\n".join(lines)
+
+
+def check_project_labels(project: str | os.PathLike, check: Any = None) -> LabelAdvice:
+    """Run the fast label checks (no model) on ``project``; problems reading the labels become ``error``.
+
+    ``check(project) -> CheckReport`` defaults to
+    :func:`~napari_posekit.core.label_qa.check_labels` without cross-validation.
+    """
+    import time
+
+    from napari_posekit.core.project import ProjectError
+
+    root = Path(project)
+    fingerprint = labels_fingerprint(root)
+    started = time.perf_counter()
+    try:
+        if check is None:
+            from napari_posekit.core.label_qa import check_labels
+
+            report = check_labels(root, cross_validate=False)
+        else:
+            report = check(root)
+    except (ProjectError, ValueError, OSError, KeyError) as err:
+        return LabelAdvice(root, fingerprint, error=_error_text(err), seconds=time.perf_counter() - started)
+    return LabelAdvice(root, fingerprint, report, seconds=time.perf_counter() - started)
+
+
+def _error_text(err: BaseException) -> str:
+    text = str(err) or type(err).__name__
+    if isinstance(err, OSError) and err.filename:
+        return f"{err.strerror or text}: {err.filename}"
+    return text
+
+
+_LABEL_WARNING = re.compile(r"\blabel suspects?\b|swapped\? \(trained as labeled\)$")
+
+
+class LabelChecks:
+    """The latest label advice of a widget, and when it must be computed again."""
+
+    def __init__(self):
+        self.advice: LabelAdvice | None = None
+
+    def stale(self, project: Path | None) -> bool:
+        """Whether ``project``'s labels must be checked (never checked, another project, files changed)."""
+        if project is None:
+            return False
+        advice = self.advice
+        return advice is None or advice.project != project or advice.fingerprint != labels_fingerprint(project)
+
+    def checked(self, advice: LabelAdvice) -> None:
+        self.advice = advice
+
+    def current(self, project: Path | None) -> LabelAdvice | None:
+        """The advice for ``project`` when it is the latest one (even when the files changed since)."""
+        advice = self.advice
+        return advice if advice is not None and project is not None and advice.project == project else None
+
+    def text(self, project: Path | None, checking: bool) -> tuple[str, str]:
+        """The label line and its tooltip for the chosen project."""
+        if project is None:
+            return "", ""
+        advice = self.current(project)
+        if checking or advice is None:
+            return "Labels: checking…", "The fast label checks run (no model; about a second)"
+        return advice.text(), advice.tooltip()
+
+    def shown_already(self, event: dict[str, Any], project: Path | None) -> bool:
+        """Whether a training warning repeats what the label line says (a swap or the suspect count)."""
+        if event.get("event") != "warning" or not _LABEL_WARNING.search(str(event.get("message", ""))):
+            return False
+        advice = self.current(project)
+        return advice is not None and bool(advice.suspects) and not self.stale(project)

@@ -1,0 +1,116 @@
+"""The fast label checks in the Training and Refine widgets, and showing a suspect label's image.
+
+- :class:`LabelCheckJobs`: a widget's project checked in a job of its own
+  (it never makes the widget busy), again whenever the label files change
+  (polled every :data:`~napari_posekit.controllers.training.LABEL_POLL_MS`);
+  :class:`~napari_posekit.controllers.training.LabelChecks` keeps the result.
+- :func:`show_labeled`: a labeled image in its keypoints layer, found among
+  the open image stacks of the project by its CollectedData key (see
+  :func:`~napari_posekit.controllers.training.find_image`), else its folder
+  opened with the project reader; the layers drawn over other frames (a
+  video, another folder) are hidden, since their frames differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from napari.layers import Image, Points
+from qtpy.QtCore import QTimer
+
+from napari_posekit._napari import refine_layers
+from napari_posekit._napari.jobs import JobRunner
+from napari_posekit._napari.layers import Key, is_image_stack_layer
+from napari_posekit.controllers.training import (
+    LABEL_POLL_MS,
+    ImageStack,
+    LabelAdvice,
+    LabelChecks,
+    check_project_labels,
+    find_image,
+    labels_fingerprint,
+)
+
+
+class LabelCheckJobs:
+    """The fast label checks of the project a widget names, run in a job and again when its label files change.
+
+    ``project()`` is the widget's project (None: none chosen); ``on_change``
+    runs when a check starts or ends (to show the advice).
+    """
+
+    def __init__(self, parent, project: Callable[[], Path | None], on_change: Callable[[], None]):
+        self.checks = LabelChecks()
+        self.project = project
+        self.on_change = on_change
+        self.jobs = JobRunner(None, on_change)
+        self.timer = QTimer(parent)
+        self.timer.setInterval(LABEL_POLL_MS)
+        self.timer.timeout.connect(lambda: self.run(force=False))
+
+    @property
+    def busy(self) -> bool:
+        return self.jobs.busy
+
+    def watch(self, on: bool) -> None:
+        """Check now when the advice is out of date, and whenever the label files change (or stop watching)."""
+        if on:
+            self.timer.start()
+            self.run(force=False)
+        else:
+            self.timer.stop()
+
+    def run(self, force: bool = True) -> None:
+        """Check the project's labels in a job, unless one runs or (``force`` False) the advice is current."""
+        project = self.project()
+        if project is None or self.jobs.busy or (not force and not self.checks.stale(project)):
+            self.on_change()
+            return
+        self.jobs.start(
+            "labels",
+            lambda job: check_project_labels(project),
+            description="Checking labels",
+            total=None,
+            failure="Label checks failed",
+            on_done=lambda job, advice: self.checks.checked(advice),
+            on_failed=lambda job, failed: self.checks.checked(
+                LabelAdvice(project, labels_fingerprint(project), error=failed.message)
+            ),
+            on_finished=lambda job: self.run(force=False),  # the project may have changed meanwhile
+        )
+
+
+def find_labeled(viewer, image: str, project: Path | None) -> tuple[Points, int] | None:
+    """The keypoints layer of ``project`` that shows the labeled ``image``, and its index there."""
+    layers = [layer for layer in viewer.layers if is_image_stack_layer(layer)]
+    stacks = [
+        ImageStack(i, layer.metadata[Key.IMAGES], layer.metadata.get(Key.FOLDER), layer.metadata.get(Key.CONFIG))
+        for i, layer in enumerate(layers)
+    ]
+    found = find_image(image, stacks, project)
+    return (layers[found[0]], found[1]) if found is not None else None
+
+
+def show_labeled(viewer, image: str, project: Path | None, hide: list) -> list | None:
+    """Show ``image`` (a CollectedData key of ``project``) in its keypoints layer, selected; None when it cannot be.
+
+    The layers in ``hide`` are hidden, unless they belong to the folder shown.
+    Returns the folder's layers (keypoints, images, skeleton), now visible.
+    """
+    found = find_labeled(viewer, image, project)
+    if found is None and project is not None and (project / image).parent.is_dir():
+        viewer.open(str((project / image).parent), plugin="napari-posekit")
+        found = find_labeled(viewer, image, project)
+    if found is None:
+        return None
+    layer, index = found
+    folder = layer.metadata.get(Key.FOLDER)
+    claims = refine_layers.folder_claims(viewer, Path(folder)) if folder else []
+    images = [other for other in claims if isinstance(other, Image)]
+    group = refine_layers.folder_group(viewer, layer, images[0] if images else None)
+    refine_layers.set_visible([other for other in hide if other not in group], False)
+    refine_layers.set_visible(group, True)
+    viewer.dims.set_current_step(0, index)
+    viewer.layers.selection.active = layer
+    return group
