@@ -140,3 +140,21 @@ def test_label_set_from_a_layers_labels(tmp_path):
     edited = qa.label_set(images, bodyparts, project_xy, root=config.parent, skeleton=[[bodyparts[2], bodyparts[0]]])
     assert edited.skeleton == ((bodyparts[2], bodyparts[0]),)
     assert qa.short_name("labeled-data\\m4s1\\img0102.png") == "img0102"
+
+
+def test_summary_counts_kinds_dismissed_and_what_was_done():
+    xy = _xy()
+    c = qa.LabelQAController()
+    assert c.summary() == "Not checked yet."
+    report = _report(xy, [SWAP, MOVE, COLLAPSE])
+    report.checks, report.seconds, report.dismissed = ["swaps", "geometry"], 0.25, 2
+    c.set_report(report)
+    text = c.summary(xy, IMAGES)
+    assert text.startswith("3 images checked (swaps, geometry) in 0.2 s: 3 suspects (1 left/right swapped, ")
+    assert "1 out of shape, 1 two body parts at one point)" in text and "2 marked correct earlier" in text
+    assert "In this session" not in text
+    swapped, _ = qa.fix_xy("swap", SWAP, xy, IMAGES, PARTS)
+    c.mark_correct(MOVE)
+    assert c.summary(swapped, IMAGES).endswith("In this session: 1 fixed, 1 marked correct.")
+    c.set_report(_report(xy, []))
+    assert c.summary(xy, IMAGES).endswith(": no suspects.")

@@ -10,6 +10,7 @@ import pytest
 from qtpy.QtCore import QPoint, Qt
 
 from conftest import require_shared
+from napari_posekit._napari import _label_qa_widget
 from napari_posekit._napari._label_qa_widget import LabelQAWidget
 from napari_posekit._napari.label_qa_layers import CURRENT, layer_names
 from napari_posekit.core.collected_data import collected_to_arrays, read_collected, update_collected
@@ -111,6 +112,14 @@ def test_check_look_fix_undo_mark_and_save(make_napari_viewer, qtbot, project):
     qtbot.mouseClick(widget.curve, Qt.MouseButton.LeftButton, pos=QPoint(int(plot.left()) + 1, 20))
     assert viewer.dims.current_step[0] == 0
 
+    # the kind filter
+    geometry = next(i for i in range(widget.kind_box.count()) if widget.kind_box.itemData(i) == "geometry")
+    assert widget.kind_box.itemText(geometry).startswith("out of shape (")
+    widget.kind_box.setCurrentIndex(geometry)
+    assert {widget.table.item(r, 3).text() for r in range(widget.table.rowCount())} == {"geometry"}
+    widget.kind_box.setCurrentIndex(0)
+    assert widget.table.rowCount() == len(suspects)
+
     # swap: one edit of the layer's session; undo takes it back
     widget.select(swap)
     assert widget.fix("swap")
@@ -139,6 +148,16 @@ def test_check_look_fix_undo_mark_and_save(make_napari_viewer, qtbot, project):
     images = [s.image for s in widget.controller.visible()]
     assert "labeled-data/v/img007.png" not in images and "labeled-data/v/img015.png" not in images
     assert widget.controller.report.dismissed >= 1 and not widget.session.store.unsaved_edits
+
+
+def test_without_a_keypoints_layer_it_says_what_to_open(make_napari_viewer, qtbot, monkeypatch):
+    errors: list[str] = []
+    monkeypatch.setattr(_label_qa_widget, "show_error", errors.append)
+    widget = LabelQAWidget(make_napari_viewer())
+    qtbot.addWidget(widget)
+    assert not widget.check_button.isEnabled() and not widget.swap_button.isEnabled()
+    assert widget.check() is None
+    assert errors and "open a project's labels first" in widget.status.text()
 
 
 def test_openfield_img0102_swap_is_first_and_one_click_fixes_it(make_napari_viewer, qtbot, tmp_path):

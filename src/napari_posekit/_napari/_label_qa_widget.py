@@ -8,7 +8,7 @@ k folds that predicts each image it did not see (disagreement, missing and
 extra labels). The ranked suspects are listed with their score and reason;
 a plot shows each image's highest score. Clicking a row (or the plot) shows
 that image with the suspect labels ringed (magenta; other suspects orange)
-and the suggested fix as a cyan cross with a line from the label.
+and the suggested fix as a white cross with a line from the label.
 
 The fixes (**Swap pair**, **Move to suggestion**, **Delete label**) are edits
 of the layer's one :class:`~napari_posekit._napari.label_session.LabelSession`:
@@ -116,6 +116,9 @@ class LabelQAWidget(QWidget):
         self.kind_box = QComboBox()
         self.kind_box.setToolTip("Show the suspects of one kind")
         self.kind_box.currentIndexChanged.connect(self._on_kind_chosen)
+        self.zoom = QCheckBox("zoom in")
+        self.zoom.setChecked(True)
+        self.zoom.setToolTip("Centre the view on the chosen suspect's animal and zoom to it")
         self.curve = ScoreCurve()
         self.curve.setMinimumHeight(80)
         self.curve.setMaximumHeight(100)
@@ -126,7 +129,7 @@ class LabelQAWidget(QWidget):
         self.detail = QLabel("")
         self.detail.setWordWrap(True)
         self.swap_button = _button("Swap pair", "Exchange the two labels (left/right)")
-        self.move_button = _button("Move to suggestion", "Put the labels where the cyan crosses are")
+        self.move_button = _button("Move to suggestion", "Put the labels where the white crosses are")
         self.delete_button = _button("Delete label", "Remove the suspect labels from this image")
         self.correct_button = _button("Mark as correct", "The labels are right: the next checks leave them out")
         self.undo_button = _button("Undo", "Undo the last edit of these labels (also Ctrl+Z)")
@@ -165,7 +168,7 @@ class LabelQAWidget(QWidget):
         layout.addLayout(row(self.check_button, self.stop_button, stretch=(1, 0)))
         layout.addWidget(self.status)
         layout.addWidget(self.summary)
-        layout.addLayout(row(QLabel("Show:"), self.kind_box, stretch=(0, 1)))
+        layout.addLayout(row(QLabel("Show:"), self.kind_box, self.zoom, stretch=(0, 1, 0)))
         layout.addWidget(self.curve)
         layout.addWidget(self.table, 1)
         layout.addWidget(self.detail)
@@ -295,7 +298,11 @@ class LabelQAWidget(QWidget):
     def _on_checked(self, session: LabelSession, report: CheckReport | None) -> None:
         if session is not self.session or report is None:
             return
-        self.status.setText(f"Checked {len(report.labels.images)} images in {report.seconds:.1f} s.")
+        self.status.setText(
+            "Click a row or the plot to see a suspect (magenta rings; white crosses: the suggested fix), then fix it below."
+            if report.suspects
+            else "No suspect labels."
+        )
         self._show_report(report)
         first = self.controller.visible()[:1]
         if first:
@@ -410,7 +417,10 @@ class LabelQAWidget(QWidget):
         self.controller.choose(suspect)
         images = self.images
         if suspect.image in images:
-            self._go_to(images.index(suspect.image))
+            frame = images.index(suspect.image)
+            self._go_to(frame)
+            if self.zoom.isChecked():
+                label_qa_layers.focus(self.viewer, self.layer, self.xy, frame, suspect)
         self._refresh()
 
     def show_image(self, frame: int) -> None:

@@ -6,7 +6,7 @@ translation, names starting with the keypoints layer's):
 - ``<layer> QA suspects``: a ring around every label of a suspect that is
   still open, on its own image; the chosen suspect's rings are larger and
   magenta, the others orange.
-- ``<layer> QA suggestions``: a cross where the chosen suspect's fix puts
+- ``<layer> QA suggestions``: a white cross where the chosen suspect's fix puts
   each label (nothing for a label the fix deletes);
 - ``<layer> QA moves``: a line from each of those labels to its cross.
 
@@ -24,11 +24,22 @@ from napari.layers import Points, Vectors
 
 from napari_posekit.core.label_suspects import Suspect
 
-__all__ = ["CURRENT", "OTHER", "SUGGESTION", "draw", "layer_names", "remove", "rings", "suggestion"]
+__all__ = [
+    "CURRENT",
+    "OTHER",
+    "SUGGESTION",
+    "draw",
+    "focus",
+    "focus_box",
+    "layer_names",
+    "remove",
+    "rings",
+    "suggestion",
+]
 
 CURRENT = (1.0, 0.15, 0.85, 1.0)  # the chosen suspect: magenta
 OTHER = (1.0, 0.6, 0.1, 1.0)  # the other open suspects: orange
-SUGGESTION = (0.2, 0.95, 1.0, 1.0)  # where the fix puts a label: cyan
+SUGGESTION = (1.0, 1.0, 1.0, 1.0)  # where the fix puts a label: white (black-edged)
 TRANSPARENT = (0.0, 0.0, 0.0, 0.0)
 
 
@@ -116,27 +127,30 @@ def _layers(viewer, keypoints: Points) -> tuple[Points, Points, Vectors]:
         viewer.add_points(
             np.empty((0, 3)),
             name=ring_name,
-            size=2.6 * size,
+            size=1.9 * size,
             face_color=list(TRANSPARENT),
             border_color=list(OTHER),
-            border_width=0.14,
-            metadata={"ring_size": 2.6 * size},
+            border_width=0.12,
+            metadata={"ring_size": 1.9 * size},
             **place,
         )
     if cross_name not in viewer.layers:
         viewer.add_points(
             np.empty((0, 3)),
             name=cross_name,
-            size=2.0 * size,
+            size=2.2 * size,
             symbol="cross",
             face_color=list(SUGGESTION),
             border_color="black",
-            border_width=0.08,
+            border_width=0.06,
             **place,
         )
     layers = viewer.layers[ring_name], viewer.layers[cross_name], viewer.layers[line_name]
-    for layer in layers:
+    for layer in (layers[2], layers[1], layers[0]):  # under the labels, which stay visible and clickable
         layer.editable = False
+        here, labels = viewer.layers.index(layer), viewer.layers.index(keypoints)
+        if here > labels:
+            viewer.layers.move(here, labels)
     if active is not None and active in viewer.layers:
         viewer.layers.selection.active = active
     return layers
@@ -158,7 +172,7 @@ def draw(
     ring_layer.data = data
     if len(data):
         ring_layer.border_color = np.where(chosen[:, None], CURRENT, OTHER)
-        ring_layer.size = np.where(chosen, 1.3 * base, base)
+        ring_layer.size = np.where(chosen, 1.25 * base, base)
         ring_layer.face_color = list(TRANSPARENT)
     crosses, lines = suggestion(xy, images, bodyparts, current)
     cross_layer.data = crosses
@@ -166,6 +180,39 @@ def draw(
         cross_layer.face_color = list(SUGGESTION)
     line_layer.data = lines
     return ring_layer, cross_layer, line_layer
+
+
+def focus_box(points: np.ndarray, margin: float = 40.0, smallest: float = 120.0) -> tuple[np.ndarray, float] | None:
+    """Centre ``(y, x)`` and side of a square around ``(M, 2)`` y, x points (NaN rows ignored), or None."""
+    points = np.asarray(points, dtype=float).reshape(-1, 2)
+    points = points[np.isfinite(points).all(axis=1)]
+    if not len(points):
+        return None
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    return (lo + hi) / 2, float(max((hi - lo).max() + 2 * margin, smallest))
+
+
+def focus(viewer, keypoints: Points, xy: np.ndarray, row: int, suspect: Suspect | None = None) -> bool:
+    """Centre the view on the labels of image ``row`` (and ``suspect``'s suggestion) and zoom to them.
+
+    The square shown holds the whole animal with a margin, so the suspect is
+    seen in its context. Returns False when there is nothing to show.
+    """
+    yx = np.asarray(xy, dtype=float)[row][:, ::-1]
+    if suspect is not None and suspect.suggested is not None:
+        yx = np.concatenate([yx, np.asarray(suspect.suggested, dtype=float)[:, ::-1]])
+    box = focus_box(yx)
+    if box is None:
+        return False
+    centre, side = box
+    scale, translate = np.asarray(keypoints.scale)[-2:], np.asarray(keypoints.translate)[-2:]
+    scene = getattr(viewer, "scene", None)
+    camera = scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera  # napari 0.9 moved it
+    camera.center = tuple(centre * scale + translate)
+    canvas = getattr(getattr(viewer, "canvas", None), "size", None) or getattr(viewer, "_canvas_size", None)
+    if canvas is not None and min(canvas) > 0:
+        camera.zoom = float(min(canvas)) / (side * float(np.max(np.abs(scale))))
+    return True
 
 
 def remove(viewer, keypoints: Points | None) -> None:

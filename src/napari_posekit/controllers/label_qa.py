@@ -343,13 +343,21 @@ class LabelQAController:
 
     # -- words ---------------------------------------------------------------------------
     def summary(self, xy: np.ndarray | None = None, images: Sequence[str] | None = None) -> str:
-        """The report's summary and what was done since."""
-        if self.report is None:
+        """A short account of the report (what ran, counts per kind, time) and what was done since."""
+        report = self.report
+        if report is None:
             return "Not checked yet."
-        from napari_posekit.core.label_qa import summary
-
-        text = summary(self.report)
-        statuses = [self.status(s, xy, images) for s in self.report.suspects]
+        n, checked = len(report.suspects), len(report.labels.images)
+        text = f"{checked} images checked ({', '.join(report.checks) or 'no checks'}) in {report.seconds:.1f} s: "
+        if n:
+            counts = {kind: sum(s.kind == kind for s in report.suspects) for kind in KINDS}
+            words = ", ".join(f"{c} {KINDS[kind]}" for kind, c in counts.items() if c)
+            text += f"{n} suspect{'s' * (n != 1)} ({words})."
+        else:
+            text += "no suspects."
+        if report.dismissed:
+            text += f" {report.dismissed} marked correct earlier (not listed)."
+        statuses = [self.status(s, xy, images) for s in report.suspects]
         fixed, marked = statuses.count(FIXED), statuses.count(CORRECT)
         if fixed or marked:
             text += f" In this session: {fixed} fixed, {marked} marked correct."
