@@ -22,6 +22,7 @@ CollectedData as the Labeling widget does.
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +110,8 @@ class LabelQAWidget(QWidget):
         )
         self.folds = spin_box(2, 20, 5, suffix=" folds", tip="Models trained, each without one part of the images")
         self.minutes = double_spin_box(0.5, 600.0, 10.0, decimals=1, suffix=" min", tip="Time for the whole run")
+        for box in (self.folds, self.minutes):
+            box.setMinimumWidth(box.sizeHint().width())
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.summary = QLabel("Not checked yet.")
@@ -356,7 +359,7 @@ class LabelQAWidget(QWidget):
         else:
             self.table.clearSelection()
         self.table.blockSignals(False)
-        self.summary.setText(c.summary(xy, images) + self._notes())
+        self.summary.setText(html.escape(c.summary(xy, images)) + self._notes())
         if c.report is not None and xy is not None:
             picked, done = c.frames(images, xy)
             self.curve.set_scores(c.image_scores(images), picked, done)
@@ -364,11 +367,15 @@ class LabelQAWidget(QWidget):
         self._draw()
         self._update_controls()
 
-    def _notes(self) -> str:
+    def _notes(self, shown: int = 2) -> str:
+        """The report's first notes as small lines (all of them in the summary's tooltip)."""
         report = self.controller.report
-        if report is None or not report.notes:
-            return ""
-        return "".join(f"<br><small>• {note}</small>" for note in report.notes)
+        notes = report.notes if report is not None else []
+        self.summary.setToolTip("\n".join(f"• {note}" for note in notes))
+        lines = [html.escape(note) for note in notes[:shown]]
+        if len(notes) > shown:
+            lines.append(f"… and {len(notes) - shown} more notes (hover to read them)")
+        return "".join(f"<br><small>• {line}</small>" for line in lines)
 
     def _show_detail(self) -> None:
         s = self.controller.current
