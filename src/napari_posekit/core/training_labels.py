@@ -10,6 +10,7 @@ look swapped.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,18 +27,60 @@ from .project import ProjectError, project_root
 __all__ = ["TrainingData", "find_swapped_pairs", "infer_symmetric_pairs", "project_training_data"]
 
 
+_SIDE_WORDS = {"left": "right", "right": "left", "l": "r", "r": "l"}
+# "left"/"right" anywhere; a lone "l"/"r" between separators or at either end
+# ("l_paw", "paw_r", "hind-l-foot"); an upper-case "L"/"R" that starts a word
+# ("wingL", "forelegR4", "L_ear", "HaunchR", "FL") but not one inside a word
+# ("Lpaw", "tail").
+_SIDE_MARK = re.compile(
+    r"(?i:left|right)"
+    r"|(?<![A-Za-z0-9])(?i:[lr])(?=[_\-. ]|$)"
+    r"|(?<=[_\-. ]|[0-9])(?i:[lr])(?![A-Za-z])"
+    r"|(?:(?<=^)|(?<=[_\-. a-z0-9]))[LR](?=$|[0-9_\-. ]|[A-Z])"
+    r"|(?<=[A-Z])[LR](?=$|[0-9_\-. ])"
+)
+
+
+def _mirror_names(name: str) -> list[tuple[str, str]]:
+    """Every ``(side, name with that side marker flipped)`` of a body-part name, side ``"left"`` or ``"right"``."""
+    found = []
+    for match in _SIDE_MARK.finditer(name):
+        word = match.group()
+        other = _SIDE_WORDS[word.lower()]
+        if word.isupper():
+            other = other.upper()
+        elif word[0].isupper():
+            other = other.capitalize()
+        side = "left" if word.lower() in ("left", "l") else "right"
+        found.append((side, name[: match.start()] + other + name[match.end() :]))
+    return found
+
+
 def infer_symmetric_pairs(bodyparts: Sequence[str]) -> list[tuple[str, str]]:
-    """Left/right pairs by name: ``leftear``/``rightear``, ``left_paw``/``right_paw``, ``L_ear``/``R_ear``..."""
-    pairs: list[tuple[str, str]] = []
-    lowered = {bp.lower(): bp for bp in bodyparts}
+    """Left/right pairs by name, left first, each body part in one pair at most.
+
+    Recognised: ``leftear``/``rightear``, ``left_paw``/``Right_Paw``,
+    ``Haunch_left``/``Haunch_right``, ``L_ear``/``R_ear``, ``paw_l``/``paw_r``,
+    ``wingL``/``wingR``, ``forelegL4``/``forelegR4``, ``eyeL``/``eyeR``, in any
+    case.  A side letter inside a word (``Lpaw``, ``tail``) is no side.
+    """
+    by_lower: dict[str, str] = {}
     for bp in bodyparts:
-        low = bp.lower()
-        for left, right in (("left", "right"), ("l_", "r_"), ("_l", "_r")):
-            if left in low:
-                other = low.replace(left, right, 1) if left != "_l" or low.endswith("_l") else None
-                if other and other in lowered and other != low:
-                    pairs.append((bp, lowered[other]))
-                break
+        by_lower.setdefault(bp.lower(), bp)
+    used: set[str] = set()
+    pairs: list[tuple[str, str]] = []
+    for bp in bodyparts:
+        if bp in used:
+            continue
+        for side, mirrored in _mirror_names(bp):
+            other = by_lower.get(mirrored.lower())
+            if side != "left" or other is None or other in used or other.lower() == bp.lower():
+                continue
+            if not any(s == "right" and m.lower() == bp.lower() for s, m in _mirror_names(other)):
+                continue
+            pairs.append((bp, other))
+            used.update((bp, other))
+            break
     return pairs
 
 
