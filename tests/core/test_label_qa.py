@@ -23,7 +23,7 @@ from napari_posekit.core.label_qa import (
     training_warnings,
     write_suspects_csv,
 )
-from napari_posekit.core.label_suspects import CheckReport, LabelSet, Suspect
+from napari_posekit.core.label_suspects import CheckReport, LabelSet, Suspect, project_label_set
 
 PARTS = ("snout", "leftear", "rightear", "tailbase")
 A = "labeled-data/v1/img000.png"
@@ -255,3 +255,73 @@ def test_training_warns_about_strong_swaps_and_counts_the_rest(tmp_path, found, 
 
     monkeypatch.setattr(checks, "fast_checks", broken)
     assert training_warnings(labels) == ["the label checks failed (RuntimeError: boom); training goes on"]
+
+
+def test_train_project_warns_before_training_and_respects_decisions(tmp_path, monkeypatch):
+    """The real fast checks on a sample project with one image's ears swapped; training itself is stubbed out."""
+    from napari_posekit.core.collected_data import read_collected, write_collected
+    from napari_posekit.core.sample import write_sample_project
+    from napari_posekit.core.workflow import train_project
+
+    def no_training(*args, **kwargs):
+        yield {"progress": 1.0, "epoch": 1}
+        return tmp_path / "checkpoint.pt"
+
+    monkeypatch.setattr("napari_posekit.core.train.iter_train", no_training)
+    project = write_sample_project(tmp_path, n_frames=24, height=64, width=96).parent
+    path = next((project / "labeled-data").glob("*/CollectedData_*.h5"))
+    df = read_collected(path)
+    values = df.to_numpy().copy()
+    values[5, 2:6] = np.r_[values[5, 4:6], values[5, 2:4]]  # leftear <-> rightear on the sixth image
+    df.iloc[:, :] = values
+    write_collected(df, path.parent)
+    key = f"labeled-data/{path.parent.name}/{df.index[5][2]}"
+
+    def warnings():
+        events, _ = drain(train_project(project, epochs=1))
+        return [e["message"] for e in events if e.get("event") == "warning"]
+
+    first = warnings()
+    assert any(
+        m.startswith(f"{key}: leftear and rightear") and m.endswith("swapped? (trained as labeled)") for m in first
+    )
+    assert first[-1].startswith("1 label suspects (1 swap)")
+    (suspect,) = check_labels(project).suspects
+    mark_correct(project_label_set(project), suspect)
+    assert warnings() == []
+
+
+def test_cross_validation_adds_its_suspects_merged_with_the_fast_ones(tmp_path, found, monkeypatch):
+    """A stand-in cross-validation whose model puts one ear elsewhere; the real disagreement check judges it."""
+    from napari_posekit.core import label_cv
+
+    rng = np.random.default_rng(1)
+    base = np.array([[10.0, 10.0], [5.0, 20.0], [15.0, 20.0], [10.0, 40.0]])
+    xy = base + rng.normal(0, 1.0, (30, 4, 2))
+    images = tuple(f"labeled-data/v1/img{i:03d}.png" for i in range(30))
+    (tmp_path / "labeled-data" / "v1").mkdir(parents=True)
+    labels = LabelSet(images, PARTS, xy, tmp_path, pairs=(("leftear", "rightear"),))
+    predicted = xy + rng.normal(0, 0.5, xy.shape)
+    predicted[3, 1] = xy[3, 1] + [25.0, 0.0]  # the model sees leftear 25 px away on image 3
+    calls = {}
+
+    def stand_in(labels, *, folds, max_minutes, stop, device, **kw):
+        calls.update(folds=folds, max_minutes=max_minutes, device=device)
+        for k in range(folds):
+            yield {"progress": k / folds, "message": f"fold {k + 1} of {folds}"}
+        fold = np.arange(len(labels.images)) % folds
+        return label_cv.CrossValidation(fold, predicted, np.full((30, 4), 0.95), 1.0, ["a cv note"])
+
+    monkeypatch.setattr(label_cv, "iter_cross_validate", stand_in)
+    found.append(
+        Suspect(images[3], ("leftear", "snout"), "geometry", 1.5, "leftear out of shape", [[30, 20], [10, 10]])
+    )
+    events, report = drain(iter_check_labels(labels, cross_validate=True, folds=3, max_minutes=0.5, device="cpu"))
+    assert calls == {"folds": 3, "max_minutes": 0.5, "device": "cpu"}
+    progress = [e["progress"] for e in events]
+    assert progress == sorted(progress) and any(e["message"] == "fold 2 of 3" for e in events)
+    assert report.checks == ["swaps", "cross-validated model"] and "a cv note" in report.notes
+    top = report.suspects[0]
+    assert top.image == images[3] and "leftear" in top.bodyparts
+    assert {top.kind, *top.evidence} >= {"geometry", "disagreement"}
+    assert report.image_scores[3] == top.score and report.image_scores.argmax() == 3

@@ -310,7 +310,8 @@ def test_cli_trains_and_evaluates_the_real_openfield_project(tmp_path, capsys):
     assert table["images"].tolist() == [110, 6] and table["mean_error_px"].notna().all()
     assert _digest(project / "config.yaml") == before  # training leaves the project's files alone
     # the one frame of this dataset whose ears are labeled the other way round is pointed out
-    assert "labeled-data/m4s1/img0102.png: leftear and rightear are on the opposite sides from 115 of 116" in out.err
+    assert "labeled-data/m4s1/img0102.png: leftear and rightear look swapped: 115 of 116 images" in out.err
+    assert "swapped? (trained as labeled)" in out.err and "posekit check-labels" in out.err
 
 
 def test_train_project_takes_an_options_object_and_names_unknown_options(project):

@@ -147,15 +147,8 @@ def train_project(
         options = options.merged(symmetric_pairs=infer_symmetric_pairs(data.bodyparts))
     for message in data.warnings:
         yield {"event": "warning", "message": message}
-    pairs = options.symmetric_pairs
-    for frame, left, right, agree, judged in find_swapped_pairs(data.xy, data.bodyparts, pairs):
-        image = data.images[frame]
-        name = image.relative_to(root).as_posix() if image.is_relative_to(root) else str(image)
-        yield {
-            "event": "warning",
-            "message": f"{name}: {left} and {right} are on the opposite sides from {agree} "
-            f"of {judged} frames; swapped? (trained as labeled)",
-        }
+    for message in _label_warnings(root, data, options.symmetric_pairs):
+        yield {"event": "warning", "message": message}
     return (
         yield from iter_train(
             data.images,
@@ -169,6 +162,21 @@ def train_project(
             **run,
         )
     )
+
+
+def _label_warnings(root: Path, data: TrainingData, pairs) -> list[str]:
+    """Likely labeling mistakes from the fast label checks (no model), as warnings; never an error."""
+    from .label_qa import training_warnings
+    from .label_suspects import LabelSet
+
+    try:
+        keys = [p.relative_to(root).as_posix() if p.is_relative_to(root) else str(p) for p in data.images]
+        known = set(data.bodyparts)
+        skeleton = [(a, b) for a, b, *_ in (read_config(root).get("skeleton") or []) if {a, b} <= known and a != b]
+        labels = LabelSet(keys, data.bodyparts, data.xy, root, tuple(skeleton), tuple(map(tuple, pairs or ())))
+    except Exception as err:  # noqa: BLE001 - the checks must not stop training
+        return [f"the label checks failed ({type(err).__name__}: {err}); training goes on"]
+    return training_warnings(labels)
 
 
 # --------------------------------------------------------------------------- evaluation
