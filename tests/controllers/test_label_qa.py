@@ -109,6 +109,11 @@ def test_filter_rows_status_and_scores():
     np.testing.assert_array_equal(scores, [1.5, 4.0, 1.2, 0.0])  # img000's best visible one is the collapse now
     assert c.first_on(IMAGES[0]) is COLLAPSE
 
+    # suspects of images outside the layer (another folder of the project) are counted, not listed
+    c.set_report(_report(xy, [SWAP, MOVE]), scope=IMAGES[:1])
+    assert c.visible() == [MOVE] and c.elsewhere() == 1 and c.kind_choices()[0] == (None, "every kind (1)")
+    assert "1 suspect (1 out of shape). 1 more in the project's other folders" in c.summary(xy, IMAGES)
+
     c.set_kind("collapse")
     c.set_report(_report(xy, [SWAP]))  # a new report without that kind shows every kind again
     assert c.kind is None and c.correct == set()
@@ -124,21 +129,29 @@ def test_label_set_from_a_layers_labels(tmp_path):
     assert unlabeled.images == tuple(IMAGES[:3])
     np.testing.assert_array_equal(unlabeled.xy, xy[:3])
 
-    # a project: skeleton and configured pairs from config.yaml; the layer's skeleton wins when it has one
+    # a project: its other folders' saved labels join as context; skeleton and pairs from config.yaml
     config = write_sample_project(tmp_path, n_frames=10, height=64, width=64, n_labeled=3)
     cfg = read_config(config)
     bodyparts = list(cfg["bodyparts"])
     cfg["skeleton"] = [[bodyparts[0], bodyparts[1]]]
     cfg["symmetric_pairs"] = [[bodyparts[1], bodyparts[2]]]
     write_config(config, cfg)
+    project = qa.project_labels(config.parent)
+    assert len(project.images) == 3 and qa.project_labels(tmp_path) is None
     project_xy = np.ones((2, len(bodyparts), 2))
     images = ["labeled-data/a/img0.png", "labeled-data/a/img1.png"]
-    labels = qa.label_set(images, bodyparts, project_xy, root=config.parent)
-    assert labels.root == config.parent
+    labels = qa.label_set(images, bodyparts, project_xy, root=config.parent, project=project)
+    assert labels.root == config.parent and labels.images == (*images, *project.images)
+    np.testing.assert_array_equal(labels.xy[2:], project.xy)
     assert labels.skeleton == ((bodyparts[0], bodyparts[1]),)
     assert labels.pairs == ((bodyparts[1], bodyparts[2]),)
-    edited = qa.label_set(images, bodyparts, project_xy, root=config.parent, skeleton=[[bodyparts[2], bodyparts[0]]])
-    assert edited.skeleton == ((bodyparts[2], bodyparts[0]),)
+    edited = qa.label_set(images, bodyparts, project_xy, project=project, skeleton=[[bodyparts[2], bodyparts[0]]])
+    assert edited.skeleton == ((bodyparts[2], bodyparts[0]),) and edited.root == config.parent
+    # the layer's own folder replaces the saved one (a label deleted in the layer stays deleted)
+    own = list(project.images[:2])
+    mine = qa.label_set(own, bodyparts, project.xy[:2] + 5, project=project)
+    assert mine.images == tuple(own)
+    np.testing.assert_array_equal(mine.xy, project.xy[:2] + 5)
     assert qa.short_name("labeled-data\\m4s1\\img0102.png") == "img0102"
 
 

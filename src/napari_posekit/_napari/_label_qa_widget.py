@@ -248,13 +248,15 @@ class LabelQAWidget(QWidget):
         return np.asarray(self.session.store.xy) if self.session is not None else None
 
     def current_labels(self) -> LabelSet:
-        """The labels the checks read: the layer's, as they are now, with the project's body description."""
+        """The labels the checks read: the layer's as they are now, the project's other folders' as saved."""
         meta = self.layer.metadata
+        root = layer_root(self.layer)
         return qa.label_set(
             self.images,
             self.session.bodyparts,
             self.xy,
-            root=layer_root(self.layer),
+            root=root,
+            project=qa.project_labels(root),
             skeleton=meta.get(Key.SKELETON) or (),
             machine=self.session.machine,
             keep=set(meta.get(Key.KEPT_ROWS) or ()),
@@ -312,7 +314,7 @@ class LabelQAWidget(QWidget):
             self.select(first[0])
 
     def _show_report(self, report: CheckReport | None) -> None:
-        self.controller.set_report(report)
+        self.controller.set_report(report, self.images)
         self.curve.setVisible(report is not None)
         self._fill_kinds()
         self._refresh()

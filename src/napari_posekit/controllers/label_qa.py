@@ -36,7 +36,7 @@ __all__ = [
     "fixes",
     "label_set",
     "move_fix",
-    "project_body",
+    "project_labels",
     "short_name",
     "swap_fix",
 ]
@@ -54,24 +54,21 @@ def short_name(image: str) -> str:
 
 
 # --------------------------------------------------------------------------- the labels checked
-def project_body(root: Path | None, bodyparts: Sequence[str]) -> tuple[tuple, tuple]:
-    """A project's skeleton and left/right pairs (config.yaml), limited to ``bodyparts``; names alone without one."""
-    from napari_posekit.core.training_labels import infer_symmetric_pairs
+def project_labels(root: Path | None) -> LabelSet | None:
+    """Every saved label of the project at ``root`` (:func:`project_label_set`), or None when it has none."""
+    if root is None or not (Path(root) / "config.yaml").is_file():
+        return None
+    from napari_posekit.core.label_suspects import project_label_set
+    from napari_posekit.core.project import ProjectError
 
-    skeleton, pairs = (), tuple(infer_symmetric_pairs(list(bodyparts)))
-    if root is not None and (Path(root) / "config.yaml").is_file():
-        from napari_posekit.core.label_suspects import project_label_set
-        from napari_posekit.core.project import ProjectError
+    try:
+        return project_label_set(root)
+    except (ProjectError, OSError, ValueError, KeyError):
+        return None  # no labels saved yet, or files the checks cannot read: this layer's labels alone
 
-        try:
-            project = project_label_set(root)
-        except (ProjectError, OSError, ValueError, KeyError):
-            project = None  # no labels saved yet: the names still give the pairs
-        if project is not None:
-            skeleton, pairs = project.skeleton, project.pairs
-    known = set(bodyparts)
-    keep = [tuple(e) for e in skeleton if e[0] in known and e[1] in known]
-    return tuple(keep), tuple(tuple(p) for p in pairs if p[0] in known and p[1] in known)
+
+def _folder(image: str) -> str:
+    return str(image).replace("\\", "/").rsplit("/", 1)[0]
 
 
 def label_set(
@@ -84,31 +81,51 @@ def label_set(
     pairs: Sequence[Sequence[str]] | None = None,
     machine: set[tuple[int, int]] | None = None,
     keep: set[str] | None = None,
+    project: LabelSet | None = None,
 ) -> LabelSet:
-    """The labels the checks read: images with at least one human label (and those named in ``keep``).
+    """The labels the checks read: a layer's images with at least one human label (and those named in ``keep``).
 
     ``machine`` holds ``(image row, body part)`` cells shown from machine labels
-    nobody has reviewed: they are not human labels and are left out. The
-    skeleton is ``skeleton`` when given, else the project's; ``pairs`` default
-    to the project's (``config.yaml``'s ``symmetric_pairs``, else the names).
+    nobody has reviewed: they are not human labels and are left out.
+    ``project`` (:func:`project_labels`) adds the saved labels of the
+    project's other ``labeled-data`` folders, so the checks learn what is usual
+    from every image (its rows of the layer's own folders are replaced by the
+    layer's labels), and gives the skeleton and the left/right pairs
+    (``config.yaml``'s ``symmetric_pairs``, else the names). ``skeleton`` and
+    ``pairs`` replace the project's when given.
     """
+    from napari_posekit.core.training_labels import infer_symmetric_pairs
+
     xy = np.array(xy, dtype=float, copy=True)
     for i, b in machine or ():
         if 0 <= i < len(xy) and 0 <= b < xy.shape[1]:
             xy[i, b] = np.nan
-    root = Path(root) if root is not None else None
-    project_skeleton, project_pairs = project_body(root, bodyparts)
-    known = set(bodyparts)
-    skeleton = tuple((str(a), str(b)) for a, b in skeleton if a in known and b in known and a != b)
     keep = {short_name(k) for k in keep or ()}
     rows = [i for i, image in enumerate(images) if (~np.isnan(xy[i])).any() or short_name(image) in keep]
+    keys = [str(images[i]).replace("\\", "/") for i in rows]
+    xy = xy[rows].reshape(len(rows), len(bodyparts), 2)
+    known = set(bodyparts)
+    project_skeleton, project_pairs = (), tuple(infer_symmetric_pairs(list(bodyparts)))
+    if project is not None:
+        project_skeleton, project_pairs = project.skeleton, project.pairs
+        own = {_folder(image) for image in images}
+        other = [i for i, image in enumerate(project.images) if _folder(image) not in own]
+        if other:
+            extra = np.full((len(other), len(bodyparts), 2), np.nan)
+            for b, bp in enumerate(bodyparts):
+                if bp in project.bodyparts:
+                    extra[:, b] = project.xy[other, project.bodyparts.index(bp)]
+            keys += [project.images[i] for i in other]
+            xy = np.concatenate([xy, extra])
+    chosen = skeleton if len(skeleton) else project_skeleton
+    chosen_pairs = project_pairs if pairs is None else pairs
     return LabelSet(
-        tuple(str(images[i]) for i in rows),
+        tuple(keys),
         tuple(bodyparts),
-        xy[rows].reshape(len(rows), len(bodyparts), 2),
-        root,
-        skeleton or project_skeleton,
-        project_pairs if pairs is None else tuple((str(a), str(b)) for a, b in pairs),
+        xy,
+        Path(root) if root is not None else (project.root if project is not None else None),
+        tuple((str(a), str(b)) for a, b in chosen if a in known and b in known and a != b),
+        tuple((str(a), str(b)) for a, b in chosen_pairs if a in known and b in known and a != b),
     )
 
 
@@ -231,15 +248,34 @@ class LabelQAController:
         self.kind: str | None = None  # None: every kind
         self.current: Suspect | None = None
         self.correct: set[Suspect] = set()  # marked correct in this session (hidden from the list)
+        self.scope: set[str] | None = None  # the images that can be shown and fixed (None: all)
 
     # -- the report ------------------------------------------------------------------
-    def set_report(self, report: CheckReport | None) -> None:
-        """Show a new report (the filter stays when the new report has that kind)."""
+    def set_report(self, report: CheckReport | None, scope: Sequence[str] | None = None) -> None:
+        """Show a new report (the filter stays when the new report has that kind).
+
+        ``scope``: the images of the layer being checked; suspects of other
+        images (the project's other folders, checked for context) are counted, not listed.
+        """
         self.report = report
+        self.scope = None if scope is None else {str(i).replace("\\", "/") for i in scope}
         self.correct = set()
         self.current = None
-        if report is None or not any(s.kind == self.kind for s in report.suspects):
+        if report is None or not any(s.kind == self.kind for s in self.listed()):
             self.kind = None
+
+    def listed(self) -> list[Suspect]:
+        """The report's suspects of the images in scope, not marked correct, in rank order."""
+        if self.report is None:
+            return []
+        scope = self.scope
+        return [s for s in self.report.suspects if s not in self.correct and (scope is None or s.image in scope)]
+
+    def elsewhere(self) -> int:
+        """How many suspects lie outside the scope (another folder of the project)."""
+        if self.report is None or self.scope is None:
+            return 0
+        return sum(s.image not in self.scope for s in self.report.suspects)
 
     @property
     def labels(self) -> LabelSet | None:
@@ -264,7 +300,7 @@ class LabelQAController:
         """``(kind, text)`` for the filter: every kind first, then each kind found, with counts."""
         if self.report is None:
             return [(None, "every kind")]
-        shown = [s for s in self.report.suspects if s not in self.correct]
+        shown = self.listed()
         choices = [(None, f"every kind ({len(shown)})")]
         for kind, words in KINDS.items():
             n = sum(s.kind == kind for s in shown)
@@ -279,10 +315,7 @@ class LabelQAController:
 
     def visible(self) -> list[Suspect]:
         """The suspects of the chosen kind, in rank order, without those marked correct."""
-        if self.report is None:
-            return []
-        kinds = None if self.kind is None else [self.kind]
-        return [s for s in self.report.by_kind(kinds) if s not in self.correct]
+        return [s for s in self.listed() if self.kind is None or s.kind == self.kind]
 
     def rows(self, xy: np.ndarray | None = None, images: Sequence[str] | None = None) -> list[SuspectRow]:
         if self.report is None:
@@ -347,17 +380,20 @@ class LabelQAController:
         report = self.report
         if report is None:
             return "Not checked yet."
-        n, checked = len(report.suspects), len(report.labels.images)
+        mine = [s for s in report.suspects if self.scope is None or s.image in self.scope]
+        n, checked = len(mine), len(report.labels.images)
         text = f"{checked} images checked ({', '.join(report.checks) or 'no checks'}) in {report.seconds:.1f} s: "
         if n:
-            counts = {kind: sum(s.kind == kind for s in report.suspects) for kind in KINDS}
+            counts = {kind: sum(s.kind == kind for s in mine) for kind in KINDS}
             words = ", ".join(f"{c} {KINDS[kind]}" for kind, c in counts.items() if c)
             text += f"{n} suspect{'s' * (n != 1)} ({words})."
         else:
             text += "no suspects."
+        if self.elsewhere():
+            text += f" {self.elsewhere()} more in the project's other folders (open them to see them)."
         if report.dismissed:
             text += f" {report.dismissed} marked correct earlier (not listed)."
-        statuses = [self.status(s, xy, images) for s in report.suspects]
+        statuses = [self.status(s, xy, images) for s in mine]
         fixed, marked = statuses.count(FIXED), statuses.count(CORRECT)
         if fixed or marked:
             text += f" In this session: {fixed} fixed, {marked} marked correct."
