@@ -32,6 +32,7 @@ from qtpy.QtCore import Qt
 from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
     QAbstractItemView,
+    QAbstractSpinBox,
     QCheckBox,
     QComboBox,
     QGridLayout,
@@ -110,8 +111,9 @@ class LabelQAWidget(QWidget):
         )
         self.folds = spin_box(2, 20, 5, suffix=" folds", tip="Models trained, each without one part of the images")
         self.minutes = double_spin_box(0.5, 600.0, 10.0, decimals=1, suffix=" min", tip="Time for the whole run")
-        for box in (self.folds, self.minutes):
-            box.setMinimumWidth(box.sizeHint().width())
+        for box in (self.folds, self.minutes):  # typed or scrolled: no +/- buttons, so the text fits a narrow dock
+            box.setButtonSymbols(QAbstractSpinBox.ButtonSymbols.NoButtons)
+            box.setAlignment(Qt.AlignmentFlag.AlignRight)
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.summary = QLabel("Not checked yet.")
