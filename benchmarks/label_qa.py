@@ -14,7 +14,7 @@ moved 20-40 px in a random direction, kept inside the image), ``collapse`` (one
 part put on another, within 1 px) and ``hard`` (one part moved 8-15 px).  Moved
 parts end at least ``MIN_GAP`` px from every other part, so a move is not also
 a collapse, and only pairs at least ``2 x MIN_GAP`` px apart are swapped (folded
-wings at one spot exchanged are no mistake).
+wings at one spot exchanged are no mistake) or collapsed.
 
 Scoring: the top ``2 x planted`` suspects of the ranked list.  A plant is found
 when one of them is of its image and names its part (a swap or a collapse:
@@ -218,9 +218,15 @@ def plant(
                     row[[ka, kb]] = row[[kb, ka]]
                     plants.append(Plant(key, kind, (a, b), f"{a} and {b} exchanged ({gap:.1f} px apart)"))
                 elif kind == "collapse":
-                    if len(labeled) < 2:
+                    apart = [
+                        (j, k)
+                        for j in labeled
+                        for k in labeled
+                        if j != k and np.linalg.norm(row[j] - row[k]) >= 2 * MIN_GAP
+                    ]
+                    if not apart:
                         continue
-                    ka, kb = rng.choice(labeled, size=2, replace=False)
+                    ka, kb = apart[rng.integers(len(apart))]
                     a, b = labels.bodyparts[ka], labels.bodyparts[kb]
                     gap = float(np.linalg.norm(row[ka] - row[kb]))
                     row[ka] = row[kb] + rng.uniform(-0.7, 0.7, size=2)
@@ -372,35 +378,60 @@ def summarise(name: str, results: list[dict]) -> None:
         print(f"img0102 (real ear swap): rank per seed {ranks}; in the top list in {inside} of {len(results)} seeds")
 
 
-def look(results: list[dict], out: Path, limit: int = 12) -> None:
-    """Draw the labels of the top list's not-planted suspects (and the suggestion) into PNGs under ``out``."""
+def draw_suspect(labels: LabelSet, s: Suspect, file: Path, margin: int = 60, width: int = 480) -> None:
+    """The labels of one suspect's image around the animal: red its parts, green the others, blue the suggestion."""
     from PIL import Image, ImageDraw
 
+    image = Image.open(labels.image_path(s.image)).convert("RGB")
+    row = labels.xy[labels.row(s.image)]
+    points = row[~np.isnan(row).any(axis=1)]
+    if s.suggested is not None:
+        points = np.concatenate([points, s.suggested[~np.isnan(s.suggested).any(axis=1)]])
+    lo = np.maximum(points.min(axis=0) - margin, 0).astype(int)
+    hi = np.minimum(points.max(axis=0) + margin, image.size).astype(int)
+    f = width / max(hi[0] - lo[0], 1)
+    image = image.crop((*lo, *hi)).resize((width, round((hi[1] - lo[1]) * f)), Image.LANCZOS)
+    draw = ImageDraw.Draw(image)
+
+    def at(xy):
+        return (xy[0] - lo[0] + 0.5) * f - 0.5, (xy[1] - lo[1] + 0.5) * f - 0.5
+
+    for k, bp in enumerate(labels.bodyparts):
+        if not np.isnan(row[k]).any():
+            x, y = at(row[k])
+            colour = (255, 40, 40) if bp in s.bodyparts else (40, 230, 40)
+            draw.ellipse([x - 4, y - 4, x + 4, y + 4], outline=colour, width=2)
+            draw.text((x + 6, y - 6), bp, fill=colour)
+    if s.suggested is not None:
+        for xy in s.suggested:
+            if not np.isnan(xy).any():
+                x, y = at(xy)
+                draw.rectangle([x - 4, y - 4, x + 4, y + 4], outline=(80, 160, 255), width=2)
+    image.save(file)
+
+
+def look(reports: list[tuple[str, CheckReport, list[tuple[int, str, Suspect]]]], out: Path) -> None:
+    """Draw every distinct not-planted suspect of the top lists (and of the unmodified projects) under ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    drawn = 0
-    for result in results:
-        labels = project_label_set(result["root"])
-        for r, what, s in result["status"]:
-            if what == "planted" or drawn >= limit:
+    seen = set()
+    for name, report, status in reports:
+        for r, what, s in status:
+            key = (name, s.image, s.kind, s.bodyparts)
+            if what in ("planted", "planted image, other part") or key in seen:
                 continue
-            image = Image.open(labels.image_path(s.image)).convert("RGB")
-            draw = ImageDraw.Draw(image)
-            row = labels.xy[labels.row(s.image)]
-            for k, bp in enumerate(labels.bodyparts):
-                if np.isnan(row[k]).any():
-                    continue
-                x, y = row[k]
-                colour = (255, 60, 60) if bp in s.bodyparts else (60, 255, 60)
-                draw.ellipse([x - 3, y - 3, x + 3, y + 3], outline=colour)
-                draw.text((x + 4, y - 4), bp, fill=colour)
-            if s.suggested is not None:
-                for (x, y), bp in zip(s.suggested, s.bodyparts):
-                    if not np.isnan(x):
-                        draw.rectangle([x - 3, y - 3, x + 3, y + 3], outline=(80, 160, 255))
-            file = out / f"{result['root'].name}-rank{r:02d}-{s.kind}-{Path(s.image).stem}.png"
-            image.save(file)
-            drawn += 1
-    print(f"drew {drawn} not-planted top suspects under {out} (red: the suspect's parts, blue: the suggestion)")
+            seen.add(key)
+            draw_suspect(report.labels, s, out / f"{name}-{Path(s.image).stem}-{s.kind}-{'-'.join(s.bodyparts)}.png")
+    print(f"drew {len(seen)} not-planted suspects under {out} (red: the suspect's parts, blue: the suggestion)")
+
+
+def unmodified(name: str, source: Path, work: Path) -> tuple[str, CheckReport, list]:
+    """The checks on a project as it is: every suspect is a candidate real mistake."""
+    root = copy_project(source, work / f"{name}-unmodified")
+    report = run_checks(root, False, 0.0, verbose=False)
+    print(f"\n{name} as it is: {len(report.suspects)} suspects ({report.seconds:.2f} s)")
+    for r, s in enumerate(report.suspects, 1):
+        print(f"  #{r} {s.kind} {s.image} {','.join(s.bodyparts)} score {s.score:.2f}: {s.reason}")
+    return f"{name}-as-is", report, [(r, "not planted", s) for r, s in enumerate(report.suspects, 1)]
 
 
 # -- timing of the fast checks ---------------------------------------------------------------------
@@ -415,7 +446,7 @@ def time_fast_checks(work: Path, reps: int) -> None:
         t1 = time.perf_counter()
         suspects, notes, checks = fast_checks(labels)
         t2 = time.perf_counter()
-        report = run_checks(root, False, 0.0, verbose=False)
+        run_checks(root, False, 0.0, verbose=False)
         t3 = time.perf_counter()
         load.append(t1 - t0)
         fast.append(t2 - t1)
@@ -428,9 +459,6 @@ def time_fast_checks(work: Path, reps: int) -> None:
     print(f"checks that ran: {checks}; fast_checks suspects: {len(suspects)}")
     for note in notes:
         print(f"  note: {note}")
-    print("ranked suspects of the unmodified project:")
-    for r, s in enumerate(report.suspects[:10], 1):
-        print(f"  #{r} {s.kind} {s.image} {','.join(s.bodyparts)} score {s.score:.2f}: {s.reason}")
 
 
 # -- the effect of fixing img0102 --------------------------------------------------------------------
@@ -561,8 +589,11 @@ def main(argv: list[str] | None = None) -> int:
         everything.extend(results)
     if args.timing_reps and "openfield" in args.species and not args.cv:
         time_fast_checks(args.work, args.timing_reps)
-    if args.look:
-        look(everything, args.work / "look")
+    if not args.cv:
+        shown = [unmodified(name, sources[name], args.work) for name in args.species]
+        if args.look:
+            shown += [(r["root"].name.split("-seed")[0], r["report"], r["status"]) for r in everything]
+            look(shown, args.work / "look")
     return 0
 
 
