@@ -397,7 +397,7 @@ def iter_check_labels(
     yield {"progress": 0.0, "message": "checking the labels (swaps, geometry, collapses, duplicates)"}
     suspects, notes, checks = fast_checks(labels)
     suspects, notes, checks = list(suspects), list(notes), list(checks)
-    yield {"progress": fast_span, "message": f"fast checks: {len(suspects)} findings"}
+    yield {"progress": fast_span, "message": f"fast checks: {len(suspects)} found"}
     if cross_validate:
         found, cv_notes = yield from _cross_validated(
             labels, folds, max_minutes, stop, device, fast_span, 0.95 - fast_span
@@ -419,7 +419,7 @@ def iter_check_labels(
         dismissed=dismissed,
         seconds=time.perf_counter() - started,
     )
-    yield {"progress": 1.0, "message": f"{len(ranked)} suspects"}
+    yield {"progress": 1.0, "message": f"{len(ranked)} suspect{'s' * (len(ranked) != 1)}"}
     return report
 
 
