@@ -38,10 +38,10 @@ __all__ = ["check_collapses", "check_duplicates", "check_geometry", "check_swaps
 SWAP_MAJORITY = 0.8
 """Share of the judged images that must agree on a pair's sides before the others are called swapped."""
 
-COLLAPSE_SHARE = 0.2
+COLLAPSE_SHARE = 0.12
 """Two body parts collapse when they are closer than this share of their usual distance..."""
 
-COLLAPSE_RARE = 0.03
+COLLAPSE_RARE = 0.02
 """...and at most this share of the images has them that close (else they simply overlap at times)."""
 
 
@@ -242,10 +242,11 @@ def _geometry_outliers(labels: LabelSet, z: np.ndarray, model: ShapeModel) -> tu
         if not rows.size:
             break
         live = (present & ~excluded)[rows]
-        a, b = model.fits_without(z[rows], live.astype(float), rows)
+        a, b, lever = model.fits_without(z[rows], live.astype(float), rows)
         with np.errstate(invalid="ignore", divide="ignore"):  # [image, part left out, part judged]
             residual = (z[rows, None, :] - (a[:, :, None] * ref[None, None, :] + b[:, :, None])) / a[:, :, None]
-        ratio = np.nan_to_num(spread.ratio(residual), nan=0.0, posinf=0.0)
+        ratio = spread.ratio(residual, a[:, :, None], lever[:, :, None] * np.eye(len(ref), dtype=bool))
+        ratio = np.nan_to_num(ratio, nan=0.0, posinf=0.0)
         ratio *= live[:, None, :] & live[:, :, None]
         own = np.einsum("nkk->nk", ratio)
         capped = np.minimum(ratio, 2 * SUSPECT_SCORE) ** 2

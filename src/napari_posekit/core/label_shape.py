@@ -8,6 +8,7 @@ against where the other parts put it.  Points are complex numbers ``x + iy``.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,9 @@ __all__ = [
 
 MIN_IMAGES = 8
 """Images a statistic needs (a side convention, a body part's usual place, a pair's usual distance)."""
+
+PX_FLOOR = 1.5
+"""Click precision in pixels: no body part is expected closer than this to where the others put it."""
 
 GEOMETRY_SIGMAS = 4.0
 """A body part is flagged this many robust standard deviations from where the other parts put it..."""
@@ -105,16 +109,27 @@ def mean_shape(z: np.ndarray, w: np.ndarray, rounds: int = 6) -> np.ndarray | No
 
 def fits_without(
     ref: np.ndarray, z: np.ndarray, w: np.ndarray, scale: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """For every image and body part ``k``, the fit of the *other* parts: ``a``, ``b`` (N, K)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For every image and body part ``k``, the fit of the *other* parts: ``a``, ``b``, leverage (N, K).
+
+    The leverage is the variance of the fit's prediction of ``k`` in units of
+    a weight-1 part's variance: large when the other parts are few, close
+    together or far from ``k``.
+    """
     n, k = z.shape
     a = np.full((n, k), np.nan, dtype=complex)
     b = np.full((n, k), np.nan, dtype=complex)
+    lever = np.full((n, k), np.nan)
     for part in range(k):
-        others = w.copy()
+        others = np.where(np.isfinite(z) & np.isfinite(ref)[None, :], w, 0.0)
         others[:, part] = 0
         a[:, part], b[:, part] = fit_similarity(ref, z, others, scale)
-    return a, b
+        total = others.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = (others * np.nan_to_num(ref)[None, :]).sum(axis=1) / total
+            spread = (others * np.abs(np.nan_to_num(ref)[None, :] - mean[:, None]) ** 2).sum(axis=1)
+            lever[:, part] = 1 / total + np.abs(ref[part] - mean) ** 2 / spread
+    return a, b, lever
 
 
 def folder_scale(images: tuple[str, ...], a: np.ndarray) -> np.ndarray:
@@ -131,29 +146,43 @@ def folder_scale(images: tuple[str, ...], a: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Spread:
-    """How far each body part usually lies from its place: centre (complex) and inverse 2x2 covariance."""
+    """How far each body part usually lies from its place: centre (complex), 2x2 covariance, flag limit.
+
+    ``leverage`` is each part's typical leverage when its spread was measured
+    and ``unit`` the variance of a weight-1 part: a fit with a worse leverage
+    (fewer or closer other parts) is allowed the difference.
+    """
 
     centre: np.ndarray
     inverse: np.ndarray
     sigma: np.ndarray
     usable: np.ndarray
     limit: np.ndarray
+    leverage: np.ndarray | None = None
+    unit: float = 0.0
 
     @classmethod
     def empty(cls, k: int) -> Spread:
         eye = np.tile(np.eye(2), (k, 1, 1))
         return cls(np.zeros(k, dtype=complex), eye, np.full(k, np.nan), np.zeros(k, bool), np.full(k, np.inf))
 
-    def ratio(self, residual: np.ndarray) -> np.ndarray:
-        """Distances as a share of the flag limit: 1 at the limit."""
-        return self.distance(residual) / self.limit
+    def ratio(self, residual: np.ndarray, a: np.ndarray | None = None, lever: np.ndarray | None = None) -> np.ndarray:
+        """Distances as a share of the flag limit (1 at the limit), allowing for click noise and a weak fit."""
+        extra = np.zeros(residual.shape)
+        if a is not None:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                extra = extra + (PX_FLOOR / np.abs(a)) ** 2
+        if lever is not None and self.leverage is not None:
+            extra = extra + self.unit * np.maximum(0.0, lever - self.leverage)
+        return self.distance(residual, np.nan_to_num(extra)) / self.limit
 
-    def distance(self, residual: np.ndarray) -> np.ndarray:
-        """Mahalanobis distance of residuals (..., K) from their part's usual place."""
-        d = residual - self.centre[None, :]
+    def distance(self, residual: np.ndarray, extra: np.ndarray | float = 0.0) -> np.ndarray:
+        """Mahalanobis distance of residuals (..., K) from their part's usual place, ``extra`` variance added."""
+        cov = np.linalg.inv(self.inverse)
+        d = residual - self.centre
         x, y = d.real, d.imag
-        inv = self.inverse
-        d2 = inv[:, 0, 0] * x * x + 2 * inv[:, 0, 1] * x * y + inv[:, 1, 1] * y * y
+        cxx, cxy, cyy = cov[:, 0, 0] + extra, cov[:, 0, 1], cov[:, 1, 1] + extra
+        d2 = (cyy * x * x - 2 * cxy * x * y + cxx * y * y) / (cxx * cyy - cxy**2)
         return np.sqrt(np.maximum(d2, 0))
 
 
@@ -202,7 +231,7 @@ class ShapeModel:
     spread: Spread
     scale: np.ndarray | None
 
-    def fits_without(self, z: np.ndarray, w: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def fits_without(self, z: np.ndarray, w: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return fits_without(self.ref, z, w * self.weights[None, :], None if self.scale is None else self.scale[rows])
 
 
@@ -217,11 +246,16 @@ def _model(z: np.ndarray, images: tuple[str, ...], fixed_size: bool) -> ShapeMod
             return None
         scale = folder_scale(images, fit_similarity(ref, z, w * weights[None, :])[0]) if fixed_size else None
         model = ShapeModel(ref, weights, Spread.empty(z.shape[1]), scale)
-        a, b = model.fits_without(z, w, np.arange(len(z)))
+        a, b, lever = model.fits_without(z, w, np.arange(len(z)))
         with np.errstate(invalid="ignore", divide="ignore"):
             model.spread = robust_spread((z - (a * ref[None, :] + b)) / a)
         if not model.spread.usable.any():
             return model
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            model.spread.leverage = np.nan_to_num(np.nanmedian(np.where(w > 0, lever, np.nan), axis=0), nan=np.inf)
+        usable_sigma = model.spread.sigma[model.spread.usable]
+        model.spread.unit = float(np.min(np.maximum(usable_sigma, FLOOR) ** 2 / weights[model.spread.usable]))
         sigma = np.where(model.spread.usable, model.spread.sigma, np.nanmax(model.spread.sigma))
         weights = 1.0 / np.maximum(sigma, FLOOR) ** 2
         weights = weights / weights.max()
@@ -244,8 +278,8 @@ def shape_model(z: np.ndarray, images: tuple[str, ...]) -> ShapeModel | None:
 
 def own_distances(model: ShapeModel, z: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each part's distance from where the image's other parts put it (1: flag limit), and those fits."""
-    a, b = model.fits_without(z, np.isfinite(z).astype(float), rows)
+    a, b, lever = model.fits_without(z, np.isfinite(z).astype(float), rows)
     with np.errstate(invalid="ignore", divide="ignore"):
         residual = (z - (a * model.ref[None, :] + b)) / a
-    ratio = model.spread.ratio(residual)
+    ratio = model.spread.ratio(residual, a, lever)
     return np.where(model.spread.usable[None, :], ratio, np.nan), a, b
