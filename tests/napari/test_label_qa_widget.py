@@ -150,6 +150,14 @@ def test_check_look_fix_undo_mark_and_save(make_napari_viewer, qtbot, project):
     assert widget.controller.report.dismissed >= 1 and not widget.session.store.unsaved_edits
 
 
+def test_opens_from_the_plugin_menu_and_fits_a_narrow_dock(make_napari_viewer, project):
+    viewer = make_napari_viewer()
+    _image, points = viewer.open(str(project / "labeled-data" / "v"), plugin="napari-posekit")
+    _dock, widget = viewer.window.add_plugin_dock_widget("napari-posekit", "Label QA")
+    assert isinstance(widget, LabelQAWidget) and widget.viewer is viewer and widget.layer is points
+    assert widget.minimumSizeHint().width() <= 400
+
+
 def test_without_a_keypoints_layer_it_says_what_to_open(make_napari_viewer, qtbot, monkeypatch):
     errors: list[str] = []
     monkeypatch.setattr(_label_qa_widget, "show_error", errors.append)
