@@ -136,6 +136,20 @@ def test_exchanged_labels_are_one_suspect_whose_fix_exchanges_them():
     assert np.allclose(fixed["leftear"], labels.xy[6, 1]) and np.allclose(fixed["rightear"], labels.xy[6, 2])
 
 
+def test_an_exchanged_left_right_pair_is_found_even_with_rough_predictions():
+    labels = _labels()
+    labels = LabelSet(labels.images, PARTS, labels.xy, None, (), (("leftear", "rightear"),))
+    cv = _cv(labels, noise=5.0, conf=0.5)  # rough, unsure models: nothing passes the distance threshold
+    xy = labels.xy.copy()
+    xy[6, [1, 2]] = xy[6, [2, 1]]  # the ears are 20 px apart
+    suspects, _ = check_model_disagreement(labels.with_xy(xy), cv)
+    (s,) = suspects
+    assert (s.image, s.bodyparts, s.kind) == (labels.images[6], ("leftear", "rightear"), "disagreement")
+    assert s.score >= SUSPECT_SCORE and "exchanged" in s.reason
+    assert np.allclose(s.suggested, labels.xy[6, [1, 2]])
+    assert check_model_disagreement(labels, cv)[0] == []
+
+
 def test_missing_and_extra_labels():
     labels = _labels()
     cv = _cv(labels)
@@ -179,7 +193,9 @@ def test_too_few_images_or_no_folder_predict_nothing():
     one = labels.with_xy(np.concatenate([labels.xy[:1], np.full((2, 4, 2), np.nan)]))
     with_root = LabelSet(one.images, one.bodyparts, one.xy, Path("/nonexistent"))
     _, cv = drain(iter_cross_validate(with_root))
-    assert (cv.fold == -1).all() and "at least 2" in cv.notes[0]
+    assert (cv.fold == -1).all()
+    assert "1 labeled image(s) have no image file" in cv.notes[0] and "img000.png" in cv.notes[0]
+    assert "0 labeled image(s); at least 2" in cv.notes[1]
     _, cv = drain(iter_cross_validate(labels))
     assert (cv.fold == -1).all() and "no project folder" in cv.notes[0]
 

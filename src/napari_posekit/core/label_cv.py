@@ -152,19 +152,25 @@ def iter_cross_validate(
     t0 = time.monotonic()
     n, k = len(labels.images), len(labels.bodyparts)
     notes: list[str] = []
-    rows = _labeled_rows(labels)
     if labels.root is None:
         return CrossValidation.empty(n, k, ["cross-validation: the labels have no project folder, so no images"])
-    if len(rows) < 2:
-        return CrossValidation.empty(
-            n, k, [f"cross-validation: {len(rows)} labeled image(s); at least 2 are needed to hold one out"]
+    rows = _labeled_rows(labels)
+    absent = [int(i) for i in rows if not labels.image_path(int(i)).is_file()]
+    if absent:
+        notes.append(
+            f"cross-validation: {len(absent)} labeled image(s) have no image file and are not predicted "
+            f"(first: {labels.image_path(absent[0])})"
         )
+        rows = np.setdiff1d(rows, absent)
+    if len(rows) < 2:
+        notes.append(f"cross-validation: {len(rows)} labeled image(s); at least 2 are needed to hold one out")
+        return CrossValidation.empty(n, k, notes)
     n_folds = min(int(folds), len(rows))
     if n_folds < 2:
         raise ValueError(f"folds must be at least 2, got {folds}")
     if n_folds < folds:
         notes.append(f"cross-validation: {len(rows)} labeled images, so {n_folds} folds instead of {folds}")
-    unlabeled = n - len(rows)
+    unlabeled = n - len(rows) - len(absent)
     if unlabeled:
         notes.append(f"cross-validation: {unlabeled} image(s) without any label are not predicted")
     assignment = fold_assignment(len(rows), n_folds, seed)
@@ -321,7 +327,9 @@ def check_model_disagreement(
     :data:`TYPICAL_FACTOR` and :data:`MAD_FACTOR`); the score is the
     distance over that threshold.  A label sitting on another part's
     prediction says so (and two labels sitting on each other's predictions
-    are one suspect: exchanged).  "missing": an unlabeled part predicted with
+    are one suspect: exchanged).  A left/right pair (``labels.pairs``) whose
+    labels fit the predictions at least twice as well exchanged is one
+    suspect too, at any typical error and from half ``pcutoff`` on.  "missing": an unlabeled part predicted with
     confidence at least :data:`MISSING_CONFIDENCE`; "extra": a labeled part
     predicted below :data:`EXTRA_CONFIDENCE` while that part is usually
     predicted confidently.  Images with fold -1 are not judged.
@@ -347,16 +355,52 @@ def check_model_disagreement(
             f"model disagreement: {labels.bodyparts[j]} has {count[j]} confident held-out predictions of a label; "
             f"its typical error is taken as {FLOOR_PX:g} px"
         )
-    suspects = _disagreements(labels, cv, has & confident, err, typical, threshold, confident, conf)
+    suspects, done = _exchanges(labels, cv, has & (conf >= pcutoff / 2), err, typical)
+    suspects += _disagreements(labels, cv, has & confident, err, typical, threshold, confident, conf, done)
     suspects += _missing_and_extra(labels, cv, has, predicted, conf, pcutoff)
     return suspects, notes
 
 
-def _disagreements(labels, cv, judged, err, typical, threshold, confident, conf) -> list[Suspect]:
+def _exchanges(labels, cv, seen, err, typical) -> tuple[list[Suspect], set[tuple[int, int]]]:
+    """Left/right pairs whose labels fit the predictions at least twice as well when exchanged.
+
+    The score is ``own / (2 x exchanged)``: the error sum of the labels as
+    they are over the error sum with the two exchanged, halved; a ratio, so it
+    finds an exchange even when the models are rough.
+    """
+    parts, out, done = labels.bodyparts, [], set()
+    for a, b in labels.pairs:
+        if a not in parts or b not in parts:
+            continue
+        ja, jb = parts.index(a), parts.index(b)
+        both = seen[:, ja] & seen[:, jb]
+        own = err[:, ja] + err[:, jb]
+        swapped = np.linalg.norm(labels.xy[:, ja] - cv.xy[:, jb], axis=-1) + np.linalg.norm(
+            labels.xy[:, jb] - cv.xy[:, ja], axis=-1
+        )
+        gain_floor = 2 * FLOOR_PX
+        for i in np.flatnonzero(both & (own >= 2 * swapped) & (own - swapped >= gain_floor)):
+            score = min(SUSPECT_SCORE * own[i] / (2 * max(swapped[i], 1e-6)), 10.0)
+            done.update({(int(i), ja), (int(i), jb)})
+            out.append(
+                Suspect(
+                    labels.images[i],
+                    (a, b),
+                    "disagreement",
+                    float(score),
+                    f"{a} and {b} look exchanged: a model that never saw this image puts them "
+                    f"{err[i, ja]:.1f} and {err[i, jb]:.1f} px from their labels, but only {swapped[i]:.1f} px "
+                    f"in all from the labels exchanged (typical {typical[ja]:.1f} and {typical[jb]:.1f} px)",
+                    np.stack([labels.xy[i, jb], labels.xy[i, ja]]),
+                )
+            )
+    return out, done
+
+
+def _disagreements(labels, cv, judged, err, typical, threshold, confident, conf, done) -> list[Suspect]:
     parts = labels.bodyparts
     out: list[Suspect] = []
     flagged = judged & (err > threshold[None, :])
-    done: set[tuple[int, int]] = set()
     for i, j in zip(*np.nonzero(flagged)):
         i, j = int(i), int(j)
         if (i, j) in done:
