@@ -177,3 +177,25 @@ def test_openfield_ear_swap_comes_out_above_everything_else():
     assert top.score >= 3 and all(s.score < top.score - 1 for s in suspects[1:] if s is not top)
     assert "115 of 116 images have leftear on the other side" in top.reason
     assert len(suspects) <= 3  # nothing else stands out
+
+
+def test_fly_pairs_come_from_the_node_names_and_a_swap_of_each_is_found():
+    import pandas as pd
+
+    table = pd.read_csv(require_shared("sleap_fly_clip") / "clip.labels.flat.csv")
+    table = table[(table.track == "female") & (table.frame_idx % 10 == 0)]
+    nodes = tuple(dict.fromkeys(table.node))
+    frames = np.sort(table.frame_idx.unique())
+    xy = np.full((len(frames), len(nodes), 2), np.nan)
+    xy[np.searchsorted(frames, table.frame_idx), [nodes.index(n) for n in table.node]] = table[["x", "y"]]
+    pairs = tuple(infer_symmetric_pairs(nodes))
+    assert len(pairs) == 5 and ("forelegL4", "forelegR4") in pairs
+    labels = LabelSet(tuple(f"frame{f:04d}" for f in frames), nodes, xy, pairs=pairs)
+    assert check_swaps(labels) == ([], [])
+    for n, (left, right) in enumerate(pairs):
+        i = 20 + 25 * n
+        planted = xy.copy()
+        planted[i, [nodes.index(left), nodes.index(right)]] = xy[i, [nodes.index(right), nodes.index(left)]]
+        suspects, _ = check_swaps(labels.with_xy(planted))
+        assert [(s.image, s.bodyparts) for s in suspects] == [(labels.images[i], (left, right))]
+        assert suspects[0].score >= 3
