@@ -5,12 +5,13 @@ Each ``check_*`` reads a :class:`~.label_suspects.LabelSet` and returns
 :data:`~.label_suspects.SUSPECT_SCORE`, unranked) and a sentence for each
 thing it could not judge.  :func:`fast_checks` runs them all.
 
-The shape of the animal is learned from the labels themselves: a robust mean
-shape (generalised Procrustes with medians) and, for every body part, how far
+The shape of the animal is learned from the labels themselves
+(:mod:`.label_shape`): a robust mean shape and, for every body part, how far
 it usually lies from where a similarity transform (rotation, scale,
 translation; never a reflection) of the other parts onto that mean shape
 puts it.  Animals seen at another scale, turned or moved are therefore
-judged like any other; only the shape counts.
+judged like any other; only the shape counts.  The shape checks share one
+:class:`_Analysis` per label set, so :func:`fast_checks` fits it once.
 """
 
 from __future__ import annotations
