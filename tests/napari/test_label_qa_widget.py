@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+from app_model.types import KeyBinding
 from qtpy.QtCore import QPoint, Qt
 
 from conftest import require_shared
@@ -79,6 +80,7 @@ def test_check_look_fix_undo_mark_and_save(make_napari_viewer, qtbot, project):
     viewer = make_napari_viewer()
     widget = _open(viewer, folder)
     qtbot.addWidget(widget)
+    points = widget.layer
     assert not widget.swap_button.isEnabled() and widget.summary.text() == "Not checked yet."
 
     widget.check()
@@ -132,6 +134,9 @@ def test_check_look_fix_undo_mark_and_save(make_napari_viewer, qtbot, project):
     np.testing.assert_array_equal(store.xy[SWAPPED], before[SWAPPED])
     assert widget.table.item(row7, 5).text() == ""
     widget.fix("swap")
+    widget.layer.keymap[KeyBinding.from_str("Ctrl+Z")](widget.layer)  # on the keypoints layer, no Labeling widget
+    np.testing.assert_array_equal(store.xy[SWAPPED], before[SWAPPED])
+    widget.fix("swap")
 
     # mark as correct: it leaves the list now and after a rerun
     far = widget.controller.first_on("labeled-data/v/img015.png")
@@ -148,6 +153,11 @@ def test_check_look_fix_undo_mark_and_save(make_napari_viewer, qtbot, project):
     images = [s.image for s in widget.controller.visible()]
     assert "labeled-data/v/img007.png" not in images and "labeled-data/v/img015.png" not in images
     assert widget.controller.report.dismissed >= 1 and not widget.session.store.unsaved_edits
+
+    # the QA layers leave with the keypoints layer
+    viewer.layers.remove(widget.layer)
+    assert widget.layer is None and not any(name in viewer.layers for name in layer_names(points))
+    assert widget.summary.text() == "Not checked yet." and not widget.check_button.isEnabled()
 
 
 def test_opens_from_the_plugin_menu_and_fits_a_narrow_dock(make_napari_viewer, project):

@@ -221,22 +221,26 @@ class LabelQAWidget(QWidget):
         self.detach()
         self.layer, self.session = layer, session_for(layer, self.viewer)
         self.session.subscribe(self._on_change)
+        session = self.session
+        # undo/redo from the viewer as in the Labeling widget (the same session, so either binding does the same)
+        layer.bind_key("Control-z", lambda _layer: session.undo(), overwrite=True)
+        layer.bind_key("Control-Shift-z", lambda _layer: session.redo(), overwrite=True)
         self._show_report(None)
 
     def detach(self) -> None:
-        if self.session is not None:
-            self.session.unsubscribe(self._on_change)
-        if self.layer is not None and self.layer in self.viewer.layers:
-            label_qa_layers.remove(self.viewer, self.layer)
+        """Stop checking the layer; its QA layers leave the viewer (the label session goes on)."""
+        layer, session = self.layer, self.session
         self.layer, self.session = None, None
-        self.controller.set_report(None)
+        if session is not None:
+            session.unsubscribe(self._on_change)
+        label_qa_layers.remove(self.viewer, layer)
+        self._show_report(None)
 
     def _on_change(self, change: Change) -> None:
         if change.kind == "adding":
             return
         if change.kind == "closed":
             self.detach()
-            self._show_report(None)
             return
         self._refresh()
 
