@@ -13,7 +13,9 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 
 from napari.layers import Image, Points
@@ -32,6 +34,25 @@ from napari_posekit.controllers.training import (
     labels_fingerprint,
 )
 
+_CHECK_MODULES = (
+    "tables",
+    "scipy.spatial",
+    "napari_posekit.core.collected_data",
+    "napari_posekit.core.config",
+    "napari_posekit.core.images",
+    "napari_posekit.core.training_labels",
+    "napari_posekit.core.label_checks",
+    "napari_posekit.core.label_qa",
+)
+
+
+def preload_check_modules() -> None:
+    """Import in the main thread what the checks import lazily: an import in the worker would hold the GIL
+    while the viewer reads images (and make dask's tokenizing of a layer's data see modules change)."""
+    for name in _CHECK_MODULES:
+        with suppress(ImportError):
+            importlib.import_module(name)
+
 
 class LabelCheckJobs:
     """The fast label checks of the project a widget names, run in a job and again when its label files change.
@@ -41,6 +62,7 @@ class LabelCheckJobs:
     """
 
     def __init__(self, parent, project: Callable[[], Path | None], on_change: Callable[[], None]):
+        preload_check_modules()
         self.checks = LabelChecks()
         self.project = project
         self.on_change = on_change

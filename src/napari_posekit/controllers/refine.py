@@ -232,8 +232,9 @@ class LabelRow:
 
     def status_text(self) -> str:
         """What the status line says when the row is chosen."""
+        where = "/".join(Path(self.image).parts[-2:])
         return (
-            f"{self.image}: {self.reason}. Fix it in its keypoints layer and save (Labeling widget), or use the "
+            f"{where}: {self.reason}. Fix it in its keypoints layer and save (Labeling widget), or use the "
             f"Label QA widget for one-click fixes."
         )
 

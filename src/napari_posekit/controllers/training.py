@@ -435,14 +435,12 @@ class LabelAdvice:
 
 
 def check_project_labels(project: str | os.PathLike, check: Any = None) -> LabelAdvice:
-    """Run the fast label checks (no model) on ``project``; problems reading the labels become ``error``.
+    """Run the fast label checks (no model) on ``project``; any failure (unreadable labels…) becomes ``error``.
 
     ``check(project) -> CheckReport`` defaults to
     :func:`~napari_posekit.core.label_qa.check_labels` without cross-validation.
     """
     import time
-
-    from napari_posekit.core.project import ProjectError
 
     root = Path(project)
     fingerprint = labels_fingerprint(root)
@@ -454,16 +452,20 @@ def check_project_labels(project: str | os.PathLike, check: Any = None) -> Label
             report = check_labels(root, cross_validate=False)
         else:
             report = check(root)
-    except (ProjectError, ValueError, OSError, KeyError) as err:
+    except Exception as err:  # noqa: BLE001 - advice: a failing check says so in the line, never stops the widget
         return LabelAdvice(root, fingerprint, error=_error_text(err), seconds=time.perf_counter() - started)
     return LabelAdvice(root, fingerprint, report, seconds=time.perf_counter() - started)
 
 
 def _error_text(err: BaseException) -> str:
+    from napari_posekit.core.project import ProjectError
+
     text = str(err) or type(err).__name__
     if isinstance(err, OSError) and err.filename:
         return f"{err.strerror or text}: {err.filename}"
-    return text
+    if isinstance(err, (ProjectError, ValueError, OSError, KeyError)):
+        return text
+    return f"the checks failed ({type(err).__name__}: {text})"
 
 
 _LABEL_WARNING = re.compile(r"\blabel suspects?\b|swapped\? \(trained as labeled\)$")
