@@ -198,3 +198,24 @@ def test_openfield_img0102_swap_is_first_and_one_click_fixes_it(make_napari_view
     saved = _saved(folder)
     np.testing.assert_array_equal(saved[102, [1, 2]], before[102, [2, 1]])
     np.testing.assert_array_equal(np.delete(saved, 102, axis=0), np.delete(before, 102, axis=0))
+
+
+def test_rings_crosses_and_lines_of_a_suspect():
+    from napari_posekit._napari.label_qa_layers import focus_box, rings, suggestion
+    from napari_posekit.core.label_suspects import Suspect
+
+    images = ["labeled-data/v/a.png", "labeled-data/v/b.png"]
+    xy = np.array([[[1.0, 2.0], [3.0, 4.0], [np.nan, np.nan], [7.0, 8.0]]] * 2)
+    # move snout, delete leftear, place rightear (not labeled yet)
+    s = Suspect(images[1], ("snout", "leftear", "rightear"), "disagreement", 2.0, "r", [[10, 20], [np.nan] * 2, [5, 6]])
+    crosses, lines = suggestion(xy, images, PARTS, s)
+    np.testing.assert_array_equal(crosses, [[1, 20, 10], [1, 6, 5]])  # frame, y, x; nothing where the fix deletes
+    np.testing.assert_array_equal(lines, [[[1, 2, 1], [0, 18, 9]]])  # only from a placed label to its cross
+    other = Suspect(images[0], ("tailbase",), "geometry", 1.5, "t")
+    points, chosen = rings(xy, images, PARTS, [s, other], s)
+    np.testing.assert_array_equal(points, [[0, 8, 7], [1, 2, 1], [1, 4, 3]])  # the chosen suspect's rings last
+    np.testing.assert_array_equal(chosen, [False, True, True])
+    assert suggestion(xy, images, PARTS, other)[0].shape == (0, 3)
+    centre, side = focus_box(np.array([[0.0, 0.0], [10.0, 300.0], [np.nan, np.nan]]))
+    np.testing.assert_array_equal(centre, [5.0, 150.0])
+    assert side == 380.0 and focus_box(np.full((2, 2), np.nan)) is None
