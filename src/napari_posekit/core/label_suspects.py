@@ -25,6 +25,7 @@ KINDS: dict[str, str] = {
     "swap": "left/right swapped",
     "geometry": "out of shape",
     "collapse": "two body parts at one point",
+    "appearance": "does not look like that body part",
     "duplicate": "image labeled twice",
     "disagreement": "far from the cross-validated model",
     "missing": "visible but not labeled",
