@@ -468,7 +468,7 @@ def _error_text(err: BaseException) -> str:
     return f"the checks failed ({type(err).__name__}: {text})"
 
 
-_LABEL_WARNING = re.compile(r"\blabel suspects?\b|swapped\? \(trained as labeled\)$")
+_LABEL_WARNING = re.compile(r"\blabel suspects?\b|\bswapped\b")
 
 
 class LabelChecks:
