@@ -192,6 +192,7 @@ _SUSPECT_PHRASES = {
     "swap": "{parts} swapped",
     "geometry": "{parts} out of shape",
     "collapse": "{parts} at one point",
+    "appearance": "{parts} look misplaced",
     "duplicate": "image labeled twice",
     "disagreement": "{parts} far from the model",
     "missing": "{parts} not labeled",
