@@ -101,7 +101,10 @@ def copy_project(source: Path, dest: Path) -> Path:
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
-    shutil.copytree(source / "labeled-data", dest / "labeled-data")
+    shutil.copytree(source / "labeled-data", dest / "labeled-data", copy_function=shutil.copyfile)
+    for folder in [dest / "labeled-data", *(dest / "labeled-data").rglob("*")]:
+        if folder.is_dir():  # copytree keeps the folders' modes: the shared data's are read-only
+            folder.chmod(0o755)
     config = read_config(source)
     config["project_path"] = str(dest)
     config["video_sets"] = {}
