@@ -95,6 +95,24 @@ def cpu_description() -> tuple[str, str]:
     return f"{model}, {cores} usable of {os.cpu_count()} logical CPUs", ", ".join(listed)
 
 
+def revisions() -> str:
+    """The last commit of each label QA module, and whether the working tree changes it."""
+    import subprocess
+
+    out = []
+    for name in ("label_checks", "label_cv", "label_qa"):
+        path = f"src/napari_posekit/core/{name}.py"
+        try:
+            log = ["git", "-C", str(HERE.parent), "log", "-1", "--format=%h", "--", path]
+            commit = subprocess.run(log, capture_output=True, text=True, check=True).stdout.strip()
+            diff = ["git", "-C", str(HERE.parent), "diff", "--quiet", "HEAD", "--", path]
+            dirty = subprocess.run(diff, capture_output=True).returncode != 0
+        except (OSError, subprocess.CalledProcessError):
+            commit, dirty = "unknown", False
+        out.append(f"{name} {commit or 'uncommitted'}{' + changes' if dirty else ''}")
+    return ", ".join(out)
+
+
 # -- projects ----------------------------------------------------------------------------------
 def copy_project(source: Path, dest: Path) -> Path:
     """``config.yaml`` and ``labeled-data`` of ``source`` in ``dest`` (replaced), config pointing at the copy."""
@@ -567,6 +585,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads); load average {os.getloadavg()[0]:.1f}"
     )
+    print(f"checks at {revisions()}")
     args.work.mkdir(parents=True, exist_ok=True)
     if args.effect:
         effect(args.work, args.effect_epochs, args.effect_split, args.effect_retrain)
