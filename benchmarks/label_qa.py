@@ -106,7 +106,7 @@ def revisions() -> str:
             log = ["git", "-C", str(HERE.parent), "log", "-1", "--format=%h", "--", path]
             commit = subprocess.run(log, capture_output=True, text=True, check=True).stdout.strip()
             diff = ["git", "-C", str(HERE.parent), "diff", "--quiet", "HEAD", "--", path]
-            dirty = subprocess.run(diff, capture_output=True).returncode != 0
+            dirty = subprocess.run(diff, check=False, capture_output=True).returncode != 0
         except (OSError, subprocess.CalledProcessError):
             commit, dirty = "unknown", False
         out.append(f"{name} {commit or 'uncommitted'}{' + changes' if dirty else ''}")
