@@ -1,5 +1,8 @@
 """Label checks that need no model: left/right swaps, shapes, collapses and images labeled twice.
 
+:func:`fast_checks` also runs :func:`.label_appearance.check_appearance`
+(labels on pixels unlike their body part elsewhere), which lives in its own module.
+
 Each ``check_*`` reads a :class:`~.label_suspects.LabelSet` and returns
 ``(suspects, notes)``: the suspects it flags (score at least
 :data:`~.label_suspects.SUSPECT_SCORE`, unranked) and a sentence for each
@@ -23,6 +26,7 @@ from functools import cached_property
 
 import numpy as np
 
+from .label_appearance import judge_appearance
 from .label_shape import (
     MIN_IMAGES,
     ShapeModel,
@@ -501,6 +505,11 @@ def fast_checks(labels: LabelSet) -> tuple[list[Suspect], list[str], list[str]]:
         notes += said
         if _applies(name, labels, analysis):
             ran.append(name)
+    found, said, judged = judge_appearance(labels)  # the pixels under the labels (label_appearance.py)
+    suspects += found
+    notes += said
+    if judged:
+        ran.append("appearance")
     return suspects, notes, ran
 
 
