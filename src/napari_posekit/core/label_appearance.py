@@ -4,8 +4,10 @@ No model is trained.  Every labeled image is cropped around its labels and
 resized so that the animal has about the same size in every crop (one scale
 for the project, from the labels' spread, like :func:`.data.auto_input_scale`);
 an ImageNet-pretrained EfficientNet-Lite0 (the weights the project ships)
-turns the crops into a stride-4 feature map (its second level, which
-told moved labels from good ones best on openfield; the stride-8 level did worse).  The feature under each label is
+turns the crops into features: its stride-4 level (fine detail) next to its
+stride-16 level brought up to stride 4 (what is around), each L2-normalised.
+On openfield the stride-4 level alone told moved labels from good ones better
+than stride 8; adding the stride-16 context flagged fewer good labels..  The feature under each label is
 sampled (bilinear) and L2-normalised.
 
 A body part's label is typical when its feature is close to the same part's
@@ -38,8 +40,6 @@ from .label_suspects import SUSPECT_SCORE, LabelSet, Suspect
 __all__ = ["check_appearance", "judge_appearance"]
 
 BACKBONE = "efficientnet_lite0"
-STAGE = 1
-"""timm feature level sampled under the labels (EfficientNet-Lite0: 1 is stride 4, 2 stride 8)."""
 ANIMAL_PX = 96.0
 """The animal's typical extent (larger side of the labels' bounding box) in the crops, in pixels."""
 MARGIN = 0.35
@@ -50,7 +50,7 @@ NEIGHBOURS = 5
 """How many of the part's other labels a label is compared with."""
 MIN_IMAGES = 8
 """A body part labeled in fewer images is not judged."""
-FLAG_Z = 6.0
+FLAG_Z = 3.0
 """Robust z-score of a label's dissimilarity at which it is flagged."""
 SEARCH_REACH = 1.5
 """A fix is searched within this many typical distances between neighbouring parts."""
@@ -71,19 +71,32 @@ class _Crops:
     stride: int
 
 
-@lru_cache(maxsize=4)
-def _backbone(stage: int, pretrained: bool = True):
-    """The backbone's stem and blocks up to ``stage`` (timm's feature net would run every block)."""
+@lru_cache(maxsize=2)
+def _backbone(pretrained: bool = True):
+    """The backbone's stem and blocks to stride 4, and the blocks on to stride 16 (folded, channels-last)."""
     import torch
     from torch import nn
 
     from .model import create_backbone
 
     net = create_backbone(BACKBONE, pretrained=pretrained, out_indices=None).eval()
-    trunk = nn.Sequential(net.conv_stem, net.bn1, *list(net.blocks)[: _STAGE_BLOCKS[stage] + 1]).eval()
+    blocks = list(net.blocks)
+    fine = nn.Sequential(net.conv_stem, net.bn1, *blocks[:2]).eval()
+    context = nn.Sequential(*blocks[2:5]).eval()
     with torch.no_grad():
-        _fold_batch_norms(trunk)
-    return trunk.to(memory_format=torch.channels_last)
+        _fold_batch_norms(fine)
+        _fold_batch_norms(context)
+    return fine.to(memory_format=torch.channels_last), context.to(memory_format=torch.channels_last)
+
+
+def _two_levels(fine, context, x):
+    """Stride-4 features and the stride-16 ones brought up to them, each L2-normalised, side by side."""
+    import torch
+    import torch.nn.functional as F
+
+    local = fine(x)
+    wide = F.interpolate(context(local), size=local.shape[-2:], mode="bilinear", align_corners=False)
+    return torch.cat([F.normalize(local, dim=1), F.normalize(wide, dim=1)], dim=1)
 
 
 def _fold_batch_norms(module) -> None:
@@ -101,10 +114,6 @@ def _fold_batch_norms(module) -> None:
             setattr(module, name, nn.Sequential(*after))
     for _, child in module.named_children():
         _fold_batch_norms(child)
-
-
-_STAGE_BLOCKS = {0: 0, 1: 1, 2: 2, 3: 4, 4: 6}
-"""EfficientNet block after which each timm feature level is taken."""
 
 
 def _extents(xy: np.ndarray) -> np.ndarray:
@@ -135,7 +144,7 @@ def _read_images(labels: LabelSet, rows: np.ndarray) -> tuple[list[int], list[np
     return kept, [im for im in images if im is not None], missing
 
 
-def _crops(labels: LabelSet, stage: int, animal_px: float, pretrained: bool = True) -> tuple[_Crops | None, list[str]]:
+def _crops(labels: LabelSet, animal_px: float, pretrained: bool = True) -> tuple[_Crops | None, list[str]]:
     """Crop, resize and run the backbone on every image with labels."""
     import cv2
     import torch
@@ -178,13 +187,13 @@ def _crops(labels: LabelSet, stage: int, animal_px: float, pretrained: bool = Tr
         batch[j] = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderValue=fill)
         # crop position of an original pixel centre p: s * ((p + 0.5) * f - 0.5) + offset
         transforms[j] = (s * fx, s * fy, offset[0] + s * (0.5 * fx - 0.5), offset[1] + s * (0.5 * fy - 0.5))
-    net = _backbone(stage, pretrained)
+    net = _backbone(pretrained)
     mean = torch.tensor(_MEAN).view(1, 3, 1, 1) * 255
     std = torch.tensor(_STD).view(1, 3, 1, 1) * 255
     with torch.inference_mode():
         x = torch.from_numpy(batch).permute(0, 3, 1, 2).float()
         x = ((x - mean) / std).contiguous(memory_format=torch.channels_last)
-        feats = torch.cat([net(part) for part in x.split(32)])
+        feats = torch.cat([_two_levels(*net, part) for part in x.split(32)])
     stride = size // feats.shape[-1]
     return _Crops(rows_arr, transforms, feats.contiguous(), size, stride), notes
 
@@ -224,10 +233,8 @@ class _Judged:
     bank: dict  # part -> (torch (n, C) features, (n,) image rows)
 
 
-def _judge(
-    labels: LabelSet, stage: int = STAGE, animal_px: float = ANIMAL_PX, pretrained: bool = True
-) -> tuple[_Judged | None, list[str]]:
-    crops, notes = _crops(labels, stage, animal_px, pretrained)
+def _judge(labels: LabelSet, animal_px: float = ANIMAL_PX, pretrained: bool = True) -> tuple[_Judged | None, list[str]]:
+    crops, notes = _crops(labels, animal_px, pretrained)
     if crops is None:
         return None, notes
     n, k = labels.xy.shape[:2]
