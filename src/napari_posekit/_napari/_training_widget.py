@@ -12,7 +12,7 @@ and the test images with the largest errors are listed: clicking one shows it
 with the network's predictions next to the labels.
 
 Before training, the project's labels go through the fast label checks (no
-model; 0.3 s on openfield's 116 images, inline): the line above Start counts
+model; a few seconds, in a job of their own): the line above Start counts
 the suspects ("Labels: 2 suspects (1 swap, 1 geometry) — review them in Label
 QA"), with the top one's reason as its tooltip. It is advice: Start is never
 blocked. The checks run again when the project changes, when its label files
@@ -301,7 +301,7 @@ class TrainingWidget(QWidget):
     def _on_progress(self, job: Job, event: dict[str, Any]) -> None:
         # only record here: the runner's timer draws (steps can come faster than the screen needs)
         run = self.run
-        if self.label_checks.shown_already(event, run.project):
+        if self.label_checks.shown_already(event, run.project, self.label_jobs.busy):
             return  # the label line says it already
         if run.record(event, self.curve.history) == "warning":
             if run.show_warning():

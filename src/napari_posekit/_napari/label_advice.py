@@ -1,7 +1,7 @@
 """The fast label checks in the Training and Refine widgets, and showing a suspect label's image.
 
-- :class:`LabelCheckJobs`: a widget's project checked (inline: a third of a
-  second; it never makes the widget busy), again whenever the label files change
+- :class:`LabelCheckJobs`: a widget's project checked in a job of its own
+  (it never makes the widget busy), again whenever the label files change
   (polled every :data:`~napari_posekit.controllers.training.LABEL_POLL_MS`);
   :class:`~napari_posekit.controllers.training.LabelChecks` keeps the result.
 - :func:`show_labeled`: a labeled image in its keypoints layer, found among
@@ -30,6 +30,7 @@ from napari_posekit.controllers.training import (
     check_project_labels,
     find_image,
     labels_fingerprint,
+    load_project_labels,
 )
 
 
@@ -37,18 +38,18 @@ class LabelCheckJobs:
     """The fast label checks of the project a widget names, run when asked and again when its label files change.
 
     ``project()`` is the widget's project (None: none chosen); ``on_change``
-    runs when a check starts or ends (to show the advice). The checks run in
-    the GUI thread, through a synchronous :class:`JobRunner`: they take about
-    0.3 s on openfield's 116 images (3 s the first time, cold), and a worker
-    thread reading the label files while the viewer reads the same folder made
-    napari's dask image loading fail now and then.
+    runs when a check starts or ends (to show the advice). The labels are
+    read here, in the GUI thread (HDF5 is not read from two threads at once:
+    doing so made napari's image loading fail now and then); the checks
+    themselves (2–3 s on openfield's 116 images with the appearance check,
+    on two busy cores) run in a job.
     """
 
     def __init__(self, parent, project: Callable[[], Path | None], on_change: Callable[[], None]):
         self.checks = LabelChecks()
         self.project = project
         self.on_change = on_change
-        self.jobs = JobRunner(None, on_change, synchronous=True)
+        self.jobs = JobRunner(None, on_change)
         self.timer = QTimer(parent)
         self.timer.setInterval(LABEL_POLL_MS)
         self.timer.timeout.connect(lambda: self.run(force=False))
@@ -71,9 +72,15 @@ class LabelCheckJobs:
         if project is None or self.jobs.busy or (not force and not self.checks.stale(project)):
             self.on_change()
             return
+        fingerprint = labels_fingerprint(project)
+        labels = load_project_labels(project)
+        if isinstance(labels, LabelAdvice):  # unreadable: nothing to check
+            self.checks.checked(labels)
+            self.on_change()
+            return
         self.jobs.start(
             "labels",
-            lambda job: check_project_labels(project),
+            lambda job: check_project_labels(project, labels=labels, fingerprint=fingerprint),
             description="Checking labels",
             total=None,
             failure="Label checks failed",

@@ -434,24 +434,44 @@ class LabelAdvice:
         return "\n".join(lines)
 
 
-def check_project_labels(project: str | os.PathLike, check: Any = None) -> LabelAdvice:
+def load_project_labels(project: str | os.PathLike) -> Any:
+    """The project's :class:`~napari_posekit.core.label_suspects.LabelSet`, or a :class:`LabelAdvice` saying why not.
+
+    Widgets call it in the GUI thread: the label files (HDF5) are never read
+    by two threads at once (training reads them in its worker).
+    """
+    from napari_posekit.core.label_suspects import project_label_set
+
+    root = Path(project)
+    fingerprint = labels_fingerprint(root)
+    try:
+        return project_label_set(root)
+    except Exception as err:  # noqa: BLE001 - advice: unreadable labels say so in the line
+        return LabelAdvice(root, fingerprint, error=_error_text(err))
+
+
+def check_project_labels(
+    project: str | os.PathLike, check: Any = None, *, labels: Any = None, fingerprint: tuple | None = None
+) -> LabelAdvice:
     """Run the fast label checks (no model) on ``project``; any failure (unreadable labels…) becomes ``error``.
 
-    ``check(project) -> CheckReport`` defaults to
-    :func:`~napari_posekit.core.label_qa.check_labels` without cross-validation.
+    ``check(project or labels) -> CheckReport`` defaults to
+    :func:`~napari_posekit.core.label_qa.check_labels` without
+    cross-validation; ``labels`` (a LabelSet read already, with the
+    ``fingerprint`` of the files it was read from) spares reading the files.
     """
     import time
 
     root = Path(project)
-    fingerprint = labels_fingerprint(root)
+    fingerprint = labels_fingerprint(root) if fingerprint is None else fingerprint
     started = time.perf_counter()
     try:
         if check is None:
             from napari_posekit.core.label_qa import check_labels
 
-            report = check_labels(root, cross_validate=False)
+            report = check_labels(root if labels is None else labels, cross_validate=False)
         else:
-            report = check(root)
+            report = check(root if labels is None else labels)
     except Exception as err:  # noqa: BLE001 - advice: a failing check says so in the line, never stops the widget
         return LabelAdvice(root, fingerprint, error=_error_text(err), seconds=time.perf_counter() - started)
     return LabelAdvice(root, fingerprint, report, seconds=time.perf_counter() - started)
@@ -501,9 +521,14 @@ class LabelChecks:
             return "Labels: checking…", "The fast label checks run (no model; about a second)"
         return advice.text(), advice.tooltip()
 
-    def shown_already(self, event: dict[str, Any], project: Path | None) -> bool:
-        """Whether a training warning repeats what the label line says (a swap or the suspect count)."""
+    def shown_already(self, event: dict[str, Any], project: Path | None, checking: bool = False) -> bool:
+        """Whether a training warning repeats what the label line says (a swap or the suspect count).
+
+        While the line is ``checking`` (training started right after the project was chosen), it will say so.
+        """
         if event.get("event") != "warning" or not _LABEL_WARNING.search(str(event.get("message", ""))):
             return False
+        if checking:
+            return True
         advice = self.current(project)
         return advice is not None and bool(advice.suspects) and not self.stale(project)
