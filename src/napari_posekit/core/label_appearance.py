@@ -52,10 +52,14 @@ MIN_IMAGES = 8
 """A body part labeled in fewer images is not judged."""
 FLAG_Z = 3.0
 """Robust z-score of a label's dissimilarity at which it is flagged."""
+MAX_SCORE = 4.0
+"""Scores stop here: past it a label is plainly off, and a larger z says little more."""
 SEARCH_REACH = 1.5
-"""A fix is searched within this many typical distances between neighbouring parts."""
+"""A fix is searched within this many typical distances to the nearest other part (1/4 to 3/4 of the animal)."""
 FIX_Z = 1.5
-"""A nearby point is suggested when its own z-score is at most this."""
+"""A nearby point is suggested when its own z-score is at most this..."""
+FIX_SHARE = 0.75
+"""...or when it makes up this share of the label's shortfall from the part's typical similarity."""
 _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
 
@@ -294,7 +298,7 @@ def _reach(labels: LabelSet) -> np.ndarray:
         nearest = np.nanmedian(np.nanmin(d, axis=2), axis=0) if k > 1 else np.full(k, np.nan)
         extent = float(np.nanmedian(_extents(xy)))
     reach = SEARCH_REACH * nearest
-    return np.clip(np.nan_to_num(reach, nan=0.4 * extent), 0.25 * extent, 0.5 * extent)
+    return np.clip(np.nan_to_num(reach, nan=0.5 * extent), 0.25 * extent, 0.75 * extent)
 
 
 def _best_nearby(judged: _Judged, labels: LabelSet, m: int, part: int, reach: float) -> tuple[np.ndarray, float] | None:
@@ -369,8 +373,10 @@ def _suspect(judged: _Judged, labels: LabelSet, i: int, part: int, m: int, reach
         where, best = found
         best_z = (typical - best) / judged.spread[part]
         away = float(np.linalg.norm(where - labels.xy[i, part]))
-        if best_z <= FIX_Z and best - sim >= 2 * judged.spread[part] and away >= 2:
+        closes = (best - sim) / max(typical - sim, 1e-6)  # share of the gap to a typical label it makes up
+        typical_enough = best_z <= FIX_Z or closes >= FIX_SHARE
+        if typical_enough and best - sim >= 2 * judged.spread[part] and away >= 2:
             suggested = where[None]
             reason += f"; the best match nearby is {away:.0f} px away (similarity {best:.2f})"
-    score = float(z / FLAG_Z)
-    return Suspect(labels.images[i], (name,), "appearance", max(score, SUSPECT_SCORE), reason, suggested)
+    score = float(np.clip(z / FLAG_Z, SUSPECT_SCORE, MAX_SCORE))
+    return Suspect(labels.images[i], (name,), "appearance", score, reason, suggested)
