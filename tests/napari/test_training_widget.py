@@ -71,6 +71,7 @@ def test_event_loop_stays_responsive_while_training(make_napari_viewer, qtbot, p
     # what training imports lazily is imported now, in the main thread (an import in the worker stalls the loop)
     assert {"timm", "torchvision.transforms.v2"} <= set(sys.modules)
     _configure(widget, project, epochs=6)
+    qtbot.waitUntil(lambda: not widget.label_jobs.busy, timeout=TIMEOUT)  # the label checks, before training
     ticks: list[float] = []
     timer = QTimer()
     timer.setInterval(10)

@@ -13,7 +13,9 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 
 from napari.layers import Image, Points
@@ -33,6 +35,24 @@ from napari_posekit.controllers.training import (
     load_project_labels,
 )
 
+_CHECK_MODULES = (
+    "cv2",
+    "scipy.spatial",
+    "concurrent.futures",
+    "napari_posekit.core.images",
+    "napari_posekit.core.model",
+    "napari_posekit.core.label_checks",
+    "napari_posekit.core.label_appearance",
+    "napari_posekit.core.label_qa",
+)
+
+
+def preload_check_modules() -> None:
+    """Import in the main thread what the checks import lazily (an import in the worker stalls the event loop)."""
+    for name in _CHECK_MODULES:
+        with suppress(ImportError):
+            importlib.import_module(name)
+
 
 class LabelCheckJobs:
     """The fast label checks of the project a widget names, run when asked and again when its label files change.
@@ -46,6 +66,7 @@ class LabelCheckJobs:
     """
 
     def __init__(self, parent, project: Callable[[], Path | None], on_change: Callable[[], None]):
+        preload_check_modules()
         self.checks = LabelChecks()
         self.project = project
         self.on_change = on_change
