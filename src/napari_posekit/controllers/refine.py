@@ -192,7 +192,7 @@ _SUSPECT_PHRASES = {
     "swap": "{parts} swapped",
     "geometry": "{parts} out of shape",
     "collapse": "{parts} at one point",
-    "appearance": "{parts} look misplaced",
+    "appearance": "{parts} {look} misplaced",
     "duplicate": "image labeled twice",
     "disagreement": "{parts} far from the model",
     "missing": "{parts} not labeled",
@@ -222,7 +222,8 @@ class LabelRow:
     def describe(self) -> str:
         """``leftear/rightear swapped in img0102``."""
         phrase = _SUSPECT_PHRASES.get(self.kind, "{parts} " + self.kind)
-        return f"{phrase.format(parts='/'.join(self.bodyparts))} in {self.name}"
+        look = "looks" if len(self.bodyparts) == 1 else "look"
+        return f"{phrase.format(parts='/'.join(self.bodyparts), look=look)} in {self.name}"
 
     def texts(self) -> list[str]:
         """The cells: ``label``, the score and ``label: <what> in <image>`` (the widget spans it over the rest)."""
@@ -233,9 +234,10 @@ class LabelRow:
 
     def status_text(self) -> str:
         """What the status line says when the row is chosen."""
-        where = "/".join(Path(self.image).parts[-2:])
+        where, reason = "/".join(Path(self.image).parts[-2:]), self.reason.rstrip()
+        reason += "" if reason.endswith((".", "…")) else "."
         return (
-            f"{where}: {self.reason}. Fix it in its keypoints layer and save (Labeling widget), or use the "
+            f"{where}: {reason} Fix it in its keypoints layer and save (Labeling widget), or use the "
             f"Label QA widget for one-click fixes."
         )
 
