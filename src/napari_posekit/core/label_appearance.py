@@ -50,7 +50,7 @@ NEIGHBOURS = 5
 """How many of the part's other labels a label is compared with."""
 MIN_IMAGES = 8
 """A body part labeled in fewer images is not judged."""
-FLAG_Z = 3.0
+FLAG_Z = 4.0
 """Robust z-score of a label's dissimilarity at which it is flagged."""
 MAX_SCORE = 4.0
 """Scores stop here: past it a label is plainly off, and a larger z says little more."""
@@ -379,4 +379,31 @@ def _suspect(judged: _Judged, labels: LabelSet, i: int, part: int, m: int, reach
             suggested = where[None]
             reason += f"; the best match nearby is {away:.0f} px away (similarity {best:.2f})"
     score = float(np.clip(z / FLAG_Z, SUSPECT_SCORE, MAX_SCORE))
+    twin = _looks_like_its_twin(judged, labels, i, part, m)
+    if twin is not None:  # a left/right swap: the swap check judges those; this is only supporting evidence
+        other, as_other = twin
+        reason += f"; it looks like {other} (similarity {as_other:.2f}): left and right swapped?"
+        score, suggested = SUSPECT_SCORE, None
     return Suspect(labels.images[i], (name,), "appearance", score, reason, suggested)
+
+
+def _looks_like_its_twin(judged: _Judged, labels: LabelSet, i: int, part: int, m: int) -> tuple[str, float] | None:
+    """The left/right partner of the part that label ``(i, part)`` looks like, and how much, if it does."""
+    import torch
+
+    name = labels.bodyparts[part]
+    for a, b in labels.pairs:
+        if name not in (a, b) or (b if name == a else a) not in labels.bodyparts:
+            continue
+        other = labels.bodyparts.index(b if name == a else a)
+        if other not in judged.bank or part not in judged.bank:
+            continue
+        feats, images = judged.bank[part]
+        mine = feats[torch.from_numpy(images == m)]
+        partner, partner_images = judged.bank[other]
+        with torch.inference_mode():
+            sim = float(_knn_similarity(mine, partner[torch.from_numpy(partner_images != m)], False, NEIGHBOURS)[0])
+        as_other = (judged.typical[other] - sim) / judged.spread[other]
+        if as_other < FLAG_Z and sim > judged.similarity[i, part]:
+            return labels.bodyparts[other], sim
+    return None
