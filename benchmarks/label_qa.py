@@ -3,7 +3,7 @@
 Copies a project into a work folder (the shared data is only read), plants
 mistakes with a seed, runs the checks on the copy and scores the ranked list::
 
-    python benchmarks/label_qa.py                        # openfield + fly, fast checks, 5 seeds (~1 min)
+    python benchmarks/label_qa.py                        # openfield + fly, fast checks, 5 seeds (~1.5 min)
     python benchmarks/label_qa.py --quick                # smoke run: one seed, fewer plants
     nice -n 5 python benchmarks/label_qa.py --cv --species openfield   # with cross-validation, ~11 min
     python benchmarks/label_qa.py --effect --effect-epochs 60          # img0102's fix: test error before/after
