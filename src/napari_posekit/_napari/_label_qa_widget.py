@@ -47,7 +47,7 @@ from qtpy.QtWidgets import (
 
 from napari_posekit._napari import label_qa_layers
 from napari_posekit._napari._viewer import unwrap_viewer
-from napari_posekit._napari.controls import double_spin_box, row, spin_box
+from napari_posekit._napari.controls import attach_chosen_layer, double_spin_box, refill_layer_box, row, spin_box
 from napari_posekit._napari.jobs import JobRunner, error_message
 from napari_posekit._napari.label_session import Change, LabelSession, session_for
 from napari_posekit._napari.layers import Key, is_keypoints_layer
@@ -193,26 +193,11 @@ class LabelQAWidget(QWidget):
 
     # -- the keypoints layer -------------------------------------------------------------
     def _refresh_layers(self, event=None) -> None:
-        layers = [layer for layer in self.viewer.layers if is_keypoints_layer(layer)]
-        names = [layer.name for layer in layers]
-        current = self.layer.name if self.layer is not None else None
-        self.layer_box.blockSignals(True)
-        self.layer_box.clear()
-        self.layer_box.addItems(names)
-        self.layer_box.blockSignals(False)
-        if self.layer is not None and self.layer not in self.viewer.layers:
-            self.detach()
-        if current in names:
-            self.layer_box.setCurrentIndex(names.index(current))
-        elif layers:
-            self.layer_box.setCurrentIndex(0)
-            self.attach(layers[0])
+        refill_layer_box(self, [layer for layer in self.viewer.layers if is_keypoints_layer(layer)])
         self._update_controls()
 
     def _on_layer_chosen(self, index: int) -> None:
-        name = self.layer_box.itemText(index)
-        if name and name in self.viewer.layers and self.viewer.layers[name] is not self.layer:
-            self.attach(self.viewer.layers[name])
+        attach_chosen_layer(self, index)
 
     def attach(self, layer: Points) -> None:
         """Check ``layer``'s labels from now on (its label session, shared with the other widgets)."""

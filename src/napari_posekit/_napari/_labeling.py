@@ -43,6 +43,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_posekit._napari._viewer import unwrap_viewer
+from napari_posekit._napari.controls import attach_chosen_layer, refill_layer_box
 from napari_posekit._napari.label_session import (
     HUMAN_BORDER,
     HUMAN_BORDER_WIDTH,
@@ -129,25 +130,10 @@ class LabelingWidget(QWidget):
 
     # -- attaching -------------------------------------------------------------
     def _refresh_layers(self, event=None) -> None:
-        layers = [layer for layer in self.viewer.layers if is_keypoints_layer(layer)]
-        names = [layer.name for layer in layers]
-        current = self.layer.name if self.layer is not None else None
-        self.layer_box.blockSignals(True)
-        self.layer_box.clear()
-        self.layer_box.addItems(names)
-        self.layer_box.blockSignals(False)
-        if self.layer is not None and self.layer not in self.viewer.layers:
-            self.detach()
-        if current in names:
-            self.layer_box.setCurrentIndex(names.index(current))
-        elif layers:
-            self.layer_box.setCurrentIndex(0)
-            self.attach(layers[0])
+        refill_layer_box(self, [layer for layer in self.viewer.layers if is_keypoints_layer(layer)])
 
     def _on_layer_chosen(self, index: int) -> None:
-        name = self.layer_box.itemText(index)
-        if name and name in self.viewer.layers and self.viewer.layers[name] is not self.layer:
-            self.attach(self.viewer.layers[name])
+        attach_chosen_layer(self, index)
 
     def attach(self, layer: Points) -> None:
         """Start labeling ``layer``: its metadata names the body parts, frames and files."""

@@ -1,4 +1,4 @@
-"""Small builders of the Qt controls the dock widgets share: spin boxes set up in one call, rows of widgets."""
+"""Small builders of the Qt controls the dock widgets share: spin boxes, rows of widgets, the layer picker."""
 
 from __future__ import annotations
 
@@ -62,3 +62,32 @@ def row(*items: QWidget | QLayout, stretch: tuple[int, ...] = ()) -> QHBoxLayout
         else:
             layout.addWidget(item, factor)
     return layout
+
+
+def refill_layer_box(owner, layers: list) -> None:
+    """Offer ``layers`` in ``owner.layer_box``, keeping ``owner.layer`` chosen while it is there.
+
+    ``owner`` is a dock widget with ``viewer``, ``layer``, ``layer_box`` and
+    ``attach(layer)``/``detach()``: a layer that left the viewer is detached, and
+    without a choice the first of ``layers`` is attached.
+    """
+    names = [layer.name for layer in layers]
+    current = owner.layer.name if owner.layer is not None else None
+    owner.layer_box.blockSignals(True)
+    owner.layer_box.clear()
+    owner.layer_box.addItems(names)
+    owner.layer_box.blockSignals(False)
+    if owner.layer is not None and owner.layer not in owner.viewer.layers:
+        owner.detach()
+    if current in names:
+        owner.layer_box.setCurrentIndex(names.index(current))
+    elif layers:
+        owner.layer_box.setCurrentIndex(0)
+        owner.attach(layers[0])
+
+
+def attach_chosen_layer(owner, index: int) -> None:
+    """Attach the layer named at ``index`` of ``owner.layer_box`` unless it is attached already."""
+    name = owner.layer_box.itemText(index)
+    if name and name in owner.viewer.layers and owner.viewer.layers[name] is not owner.layer:
+        owner.attach(owner.viewer.layers[name])
