@@ -87,10 +87,13 @@ def _pair_sides(labels: LabelSet) -> tuple[list[_PairSides], list[str]]:
         if good.sum() < MIN_IMAGES:
             notes.append(f"left/right swaps: {name} labeled with a body frame in {good.sum()} images, too few to judge")
             continue
-        vv = np.stack([v[good].real, v[good].imag])
-        axis = np.linalg.eigh(vv @ vv.T)[1][:, -1]
+        # the pair's axis from directions only (doubled angles: the sign of left-right does not matter),
+        # so a few labels dragged far away cannot turn it
+        with np.errstate(invalid="ignore", divide="ignore"):
+            unit = v[good] / np.abs(v[good])
+        axis = np.exp(0.5j * np.angle(np.nanmean(unit[np.isfinite(unit)] ** 2)))
         lateral = np.full(len(v), np.nan)
-        lateral[good] = axis[0] * v[good].real + axis[1] * v[good].imag
+        lateral[good] = (v[good] * np.conj(axis)).real
         typical = np.median(np.abs(lateral[good]))
         with np.errstate(invalid="ignore", divide="ignore"):
             judged = good & (np.abs(lateral) >= 0.25 * typical) & (np.abs(lateral) >= 0.5 * np.abs(v))
