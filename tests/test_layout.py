@@ -4,6 +4,7 @@
 - ``thread_worker`` (and napari's other worker factories) only in the job runner.
 - A widget module (a widget in ``napari.yaml``) imports no other widget module.
 - The core and the controllers import no napari, Qt or magicgui.
+- Test files have names of their own across the test folders (pytest imports them by name).
 """
 
 from __future__ import annotations
@@ -116,3 +117,12 @@ def test_core_and_controllers_import_no_gui(package):
         if imported.split(".")[0] in GUI_PACKAGES or imported.startswith("napari_posekit._napari")
     )
     assert not bad, bad
+
+
+def test_test_file_names_are_unique():
+    tests = Path(__file__).resolve().parent
+    seen: dict[str, list[str]] = {}
+    for path in sorted(tests.rglob("test_*.py")):
+        seen.setdefault(path.name, []).append(str(path.relative_to(tests)))
+    clashes = {name: paths for name, paths in seen.items() if len(paths) > 1}
+    assert not clashes, f"test files sharing a name: {clashes}"
