@@ -66,7 +66,6 @@ class LabelCheckJobs:
     """
 
     def __init__(self, parent, project: Callable[[], Path | None], on_change: Callable[[], None]):
-        preload_check_modules()
         self.checks = LabelChecks()
         self.project = project
         self.on_change = on_change
@@ -93,6 +92,7 @@ class LabelCheckJobs:
         if project is None or self.jobs.busy or (not force and not self.checks.stale(project)):
             self.on_change()
             return
+        preload_check_modules()  # here, in the GUI thread, and only once a check runs (torch and timm are slow)
         fingerprint = labels_fingerprint(project)
         labels = load_project_labels(project)
         if isinstance(labels, LabelAdvice):  # unreadable: nothing to check
