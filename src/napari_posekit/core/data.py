@@ -164,29 +164,11 @@ def load_project_labels(project_folder: str | os.PathLike) -> tuple[list[Path], 
     the body parts of ``config.yaml`` and ``xy`` ``(N, K, 2)`` float64 with NaN
     where a body part is not labeled.
     """
-    from .collected_data import collected_to_arrays, read_collected
-    from .config import config_bodyparts, read_config
-    from .project import ProjectError
+    from .label_suspects import read_project_labels
 
     folder = Path(project_folder).resolve()
-    bodyparts = list(config_bodyparts(read_config(folder)))
-    files = sorted((folder / "labeled-data").glob("*/CollectedData_*.h5"))
-    if not files:
-        raise ProjectError("no labeled-data/*/CollectedData_*.h5 files: label some frames first", folder)
-    paths: list[Path] = []
-    blocks: list[np.ndarray] = []
-    for file in files:
-        keys, parts, xy = collected_to_arrays(read_collected(file))
-        if len(keys) == 0:
-            continue
-        missing = [bp for bp in bodyparts if bp not in parts]
-        if missing:
-            raise ProjectError(f"body parts {missing} of config.yaml are missing from the labels", file)
-        order = [parts.index(bp) for bp in bodyparts]
-        blocks.append(xy[:, order])
-        paths.extend(folder / Path(*key.replace("\\", "/").split("/")) for key in keys)
-    xy_all = np.concatenate(blocks, axis=0) if blocks else np.zeros((0, len(bodyparts), 2))
-    return paths, bodyparts, xy_all.astype(np.float64)
+    keys, bodyparts, xy = read_project_labels(folder)
+    return [folder / Path(*key.split("/")) for key in keys], bodyparts, xy
 
 
 def symmetric_pair_indices(

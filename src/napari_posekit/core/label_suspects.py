@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["KINDS", "SUSPECT_SCORE", "CheckReport", "LabelSet", "Suspect", "project_label_set"]
+__all__ = ["KINDS", "SUSPECT_SCORE", "CheckReport", "LabelSet", "Suspect", "project_label_set", "read_project_labels"]
 
 KINDS: dict[str, str] = {
     "swap": "left/right swapped",
@@ -132,6 +132,36 @@ class CheckReport:
         return [s for s in self.suspects if kinds is None or s.kind in kinds]
 
 
+def read_project_labels(root: Path, config=None) -> tuple[list[str], list[str], np.ndarray]:
+    """``(image keys, body parts, xy (N, K, 2))`` of every ``labeled-data/*/CollectedData_*.h5`` of a project.
+
+    Folders in sorted order; the body parts and their order are the config's.
+    Raises :class:`~napari_posekit.core.project.ProjectError` for a project
+    without labels or with labels missing a body part of the config.
+    """
+    from .collected_data import collected_to_arrays, read_collected
+    from .config import config_bodyparts, read_config
+    from .project import ProjectError
+
+    bodyparts = list(config_bodyparts(config if config is not None else read_config(root)))
+    files = sorted((root / "labeled-data").glob("*/CollectedData_*.h5"))
+    if not files:
+        raise ProjectError("no labeled-data/*/CollectedData_*.h5 files: label some frames first", root)
+    keys: list[str] = []
+    blocks: list[np.ndarray] = []
+    for file in files:
+        file_keys, parts, xy = collected_to_arrays(read_collected(file))
+        if len(file_keys) == 0:
+            continue
+        missing = [bp for bp in bodyparts if bp not in parts]
+        if missing:
+            raise ProjectError(f"body parts {missing} of config.yaml are missing from the labels", file)
+        blocks.append(xy[:, [parts.index(bp) for bp in bodyparts]])
+        keys.extend(k.replace("\\", "/") for k in file_keys)
+    xy_all = np.concatenate(blocks) if blocks else np.zeros((0, len(bodyparts), 2))
+    return keys, bodyparts, xy_all.astype(np.float64)
+
+
 def project_label_set(project: str | os.PathLike) -> LabelSet:
     """A single-animal DeepLabCut project's labels, skeleton and left/right pairs.
 
@@ -141,27 +171,13 @@ def project_label_set(project: str | os.PathLike) -> LabelSet:
     :class:`~napari_posekit.core.project.ProjectError` for a project without
     labels or with labels missing a body part of the config.
     """
-    from .collected_data import collected_to_arrays, read_collected
-    from .config import config_bodyparts, read_config
-    from .project import ProjectError, project_root
+    from .config import read_config
+    from .project import project_root
     from .training_labels import infer_symmetric_pairs
 
     root = project_root(project)
     config = read_config(root)
-    bodyparts = config_bodyparts(config)
-    files = sorted((root / "labeled-data").glob("*/CollectedData_*.h5"))
-    if not files:
-        raise ProjectError("no labeled-data/*/CollectedData_*.h5 files: label some frames first", root)
-    keys: list[str] = []
-    blocks: list[np.ndarray] = []
-    for file in files:
-        file_keys, parts, xy = collected_to_arrays(read_collected(file))
-        missing = [bp for bp in bodyparts if bp not in parts]
-        if missing:
-            raise ProjectError(f"body parts {missing} of config.yaml are missing from the labels", file)
-        blocks.append(xy[:, [parts.index(bp) for bp in bodyparts]])
-        keys.extend(k.replace("\\", "/") for k in file_keys)
-    xy_all = np.concatenate(blocks) if blocks else np.zeros((0, len(bodyparts), 2))
+    keys, bodyparts, xy_all = read_project_labels(root, config)
     known = set(bodyparts)
     skeleton = tuple(
         (str(a), str(b)) for a, b, *_ in (config.get("skeleton") or []) if a in known and b in known and a != b
