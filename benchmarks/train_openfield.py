@@ -72,7 +72,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="backbone batch norms adapt their statistics (default: keep ImageNet's)",
     )
-    ap.add_argument("--eval-every", type=int, default=4)
+    ap.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default=None)
+    ap.add_argument(
+        "--frozen-stride", type=int, default=None, help="backbone layers up to this stride stay fixed (0: all train)"
+    )
+    ap.add_argument("--eval-every", type=int, default=None, help="default: the time-budgeted schedule")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
     ap.add_argument("--keep", type=Path, default=None, help="copy the final checkpoint here")
@@ -87,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         ("head_stride", "head_stride"),
         ("sigma", "sigma"),
         ("weight_decay", "weight_decay"),
+        ("precision", "precision"),
+        ("frozen_stride", "frozen_stride"),
     ]:
         value = getattr(args, name)
         if value is not None:

@@ -521,7 +521,8 @@ def test_time_budget_stops_with_a_decayed_schedule_and_a_checkpoint(behaviour, t
         )
     )
     steps = [p for p in progress if "event" not in p]
-    assert len(steps) >= 5 and steps[-1]["progress"] == pytest.approx(1.0)
+    # it trains until the budget (each clock reading is 0.1 s of the 6 s, so the last step is within a few readings)
+    assert len(steps) >= 5 and steps[-1]["progress"] == pytest.approx(1.0, abs=0.05)
     # the learning rate follows the time budget: a cosine decay that has nearly ended at the last step
     lrs = [p["lr"] for p in steps]
     assert lrs == sorted(lrs, reverse=True) and lrs[-1] < 0.1 * lrs[0]

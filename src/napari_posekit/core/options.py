@@ -36,6 +36,10 @@ TRAIN_FRACTION = 0.95
 """Share of the labeled images that trains when neither the caller nor the project says (DeepLabCut's default)."""
 
 
+FROZEN_STRIDE = 4
+"""A pretrained backbone's layers up to its stride-4 features keep their ImageNet weights by default."""
+
+
 @dataclass(frozen=True)
 class TrainOptions:
     """The hyperparameters of a training run, with their defaults.
@@ -85,12 +89,20 @@ class TrainOptions:
     """Share of images that trains (None: the project's ``TrainingFraction``, else :data:`TRAIN_FRACTION`)."""
     seed: int = 0
     """Seed of the split, the initial weights, augmentation and batch order."""
-    eval_every: int = 1
-    """Evaluate on the held-out images every this many epochs (0: never)."""
+    eval_every: int | None = None
+    """Evaluate on the held-out images every this many epochs (0: never; None: after the first epoch, then
+    whenever the last evaluation took at most 5 % of the training time since it, and after the last epoch)."""
     ema_decay: float | None = 0.995
     """Decay per step of the weight average that is evaluated and saved (None: the raw weights)."""
     frozen_bn: bool | None = None
     """Keep the backbone's batch-norm statistics (None: when pretrained, or as the parent checkpoint did)."""
+    frozen_stride: int | None = None
+    """The backbone's layers up to its features at this stride keep their weights (0: all train; None: 4 when
+    pretrained, or as the parent checkpoint did)."""
+    precision: str = "auto"
+    """Arithmetic of the training step: ``"float32"``, ``"bfloat16"`` (mixed: depthwise convolutions, the
+    loss and the weights stay float32) or ``"auto"`` (bfloat16 where the hardware computes it natively: CPUs with
+    AVX512-BF16 or AMX, CUDA)."""
 
     def merged(self, **overrides: Any) -> TrainOptions:
         """A copy with ``overrides`` replacing fields; :class:`TypeError` naming any unknown one."""
@@ -112,6 +124,10 @@ class TrainOptions:
             raise ValueError(f"max_minutes must be positive, got {self.max_minutes}")
         if self.ema_decay is not None and not 0.0 <= float(self.ema_decay) < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1) or None, got {self.ema_decay}")
+        if self.precision not in ("auto", "float32", "bfloat16"):
+            raise ValueError(f"precision must be 'auto', 'float32' or 'bfloat16', got {self.precision!r}")
+        if self.eval_every is not None and int(self.eval_every) < 0:
+            raise ValueError(f"eval_every must be 0 or more, or None, got {self.eval_every}")
 
 
 def train_option_names() -> tuple[str, ...]:

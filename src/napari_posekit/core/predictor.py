@@ -20,6 +20,7 @@ import torch
 
 from .codec import HeatmapCodec
 from .forward import forward_decode, pad_multiple
+from .hardware import native_bfloat16
 from .model import PoseModel
 from .options import ANALYSIS_BATCH_SIZE
 
@@ -201,11 +202,4 @@ class Predictor:
 
 def _fast_bfloat16(device: torch.device) -> bool:
     """Whether bfloat16 convolutions run natively here (CPUs with AVX512-BF16/AMX; CUDA)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        try:
-            return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        except (AttributeError, RuntimeError):
-            return False
-    return False
+    return native_bfloat16(device)

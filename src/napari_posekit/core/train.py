@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._generators import prefetched
 from .checkpoint import (
     CHECKPOINT_KIND,
     CHECKPOINT_NAME,
@@ -45,6 +46,7 @@ from .checkpoint import (
     set_aside,
 )
 from .evaluation import evaluate, likelihood_separation, predict_images
+from .hardware import native_bfloat16
 from .options import TRAIN_LR, TrainOptions, train_options
 from .train_setup import (
     RunStart,
@@ -55,7 +57,16 @@ from .train_setup import (
     train_config,
     training_dataset,
 )
-from .train_tools import WeightAverage, lr_factor, pose_loss, set_train_mode
+from .train_tools import (
+    WeightAverage,
+    fold_frozen_batchnorm,
+    freeze_early_layers,
+    keep_depthwise_float32,
+    lr_factor,
+    make_optimizer,
+    pose_loss,
+    set_train_mode,
+)
 
 __all__ = [
     "CHECKPOINT_KIND",
@@ -81,6 +92,9 @@ __all__ = [
 ]
 
 DEFAULT_LR = TRAIN_LR
+
+EVAL_SHARE = 0.05
+"""With ``eval_every=None``, evaluations take at most this share of the training time between them."""
 
 
 class TrainingMemoryError(MemoryError):
@@ -132,6 +146,15 @@ class _Run:
         model = start.model
         # channels-last runs the convolutions about a quarter faster on CPU
         set_train_mode(model.to(device=device, memory_format=torch.channels_last), start.frozen_bn)
+        freeze_early_layers(model, start.frozen_stride)
+        if start.frozen_bn:
+            fold_frozen_batchnorm(model.backbone)
+        precision = options.precision
+        if precision == "auto":
+            precision = "bfloat16" if native_bfloat16(device) else "float32"
+        self.bfloat16 = precision == "bfloat16"
+        if self.bfloat16:
+            keep_depthwise_float32(model)
         self.ema = WeightAverage(model, float(options.ema_decay)) if options.ema_decay is not None else None
         if self.ema is not None and resumed is not None and "train_state_dict" in resumed:
             self.ema.model.load_state_dict(resumed["state_dict"])
@@ -141,13 +164,15 @@ class _Run:
         self.steps_per_epoch = math.ceil(len(self.dataset) / options.batch_size)
         self.steps_total = self.steps_per_epoch * int(options.epochs) if options.epochs is not None else None
         self.budget_s = 60.0 * float(options.max_minutes) if options.max_minutes is not None else None
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+        self.optimizer = make_optimizer(model, options.lr, options.weight_decay)
         if resumed is not None and "optimizer" in resumed:
             self.optimizer.load_state_dict(resumed["optimizer"])
         self.step = start.start_epoch * self.steps_per_epoch
         self.epoch = start.start_epoch
         self.train_config = train_config(options, start, resumed=resumed, init_weights=init_weights)
         self.last_eval: dict[str, Any] = {}
+        self.eval_s: float | None = None  # how long the last evaluation took
+        self.eval_end = t0  # when it ended
         self.start_progress = self.progress()
         self.last_epoch = int(options.epochs) if options.epochs is not None else 2**31
         self.loader_gen = torch.Generator().manual_seed(options.seed)
@@ -170,13 +195,17 @@ class _Run:
         return (time.monotonic() - self.t0) * (1.0 - p) / max(p - self.start_progress, 1e-9)
 
     # ------------------------------------------------------------------ steps
-    def batches(self, epoch_index: int) -> torch.utils.data.DataLoader:
-        """The shuffled training batches of an epoch (the same order for the same seed and epoch)."""
+    def batches(self, epoch_index: int) -> Generator[dict[str, torch.Tensor], None, None]:
+        """The shuffled training batches of an epoch (the same order for the same seed and epoch).
+
+        A thread makes the next batch while the current one trains.
+        """
         self.dataset.set_epoch(epoch_index)
         self.loader_gen.manual_seed(self.options.seed * 100_003 + epoch_index)
-        return torch.utils.data.DataLoader(
+        loader = torch.utils.data.DataLoader(
             self.dataset, batch_size=self.options.batch_size, shuffle=True, generator=self.loader_gen, num_workers=0
         )
+        return prefetched(loader)
 
     def train_step(self, batch: dict[str, torch.Tensor], epoch_index: int) -> dict[str, Any]:
         """One optimiser step on ``batch``; the progress event it yields."""
@@ -186,7 +215,10 @@ class _Run:
             group["lr"] = current_lr
         try:
             batch = {k: v.to(self.device) for k, v in batch.items()}
-            outputs = model(batch["image"].contiguous(memory_format=torch.channels_last))
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bfloat16):
+                outputs = model(batch["image"].contiguous(memory_format=torch.channels_last))
+            if self.bfloat16:
+                outputs = type(outputs)(*(o.float() for o in outputs))
             loss, parts = pose_loss(outputs, batch, o.locref_loss_weight, o.absent_weight)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -225,8 +257,8 @@ class _Run:
             "train_seconds": self.start.trained_s + time.monotonic() - self.t0,
         }
         final = epoch == self.last_epoch or self.should_stop()
-        every, test_idx = self.options.eval_every, self.start.test_idx
-        if every and len(test_idx) and (epoch % every == 0 or final):
+        if self.evaluation_due(epoch, final):
+            began, test_idx = time.monotonic(), self.start.test_idx
             self.last_eval = evaluate(
                 self.served,
                 self.start.codec,
@@ -238,10 +270,25 @@ class _Run:
                 device=self.device,
             )
             set_train_mode(self.start.model, self.start.frozen_bn)
+            self.eval_end = time.monotonic()
+            self.eval_s = self.eval_end - began
             record["test_error_px"] = self.last_eval["mean_error_px"]
         self.start.history.append(record)
         self.save()
         return record, final
+
+    def evaluation_due(self, epoch: int, final: bool) -> bool:
+        """Whether to measure the test error after ``epoch`` (see ``TrainOptions.eval_every``)."""
+        every = self.options.eval_every
+        if not len(self.start.test_idx) or every == 0:
+            return False
+        if final:
+            return True
+        if every is not None:
+            return epoch % int(every) == 0
+        if self.eval_s is None:
+            return True
+        return self.eval_s <= EVAL_SHARE * (time.monotonic() - self.eval_end)
 
     def evaluated_event(self, record: dict[str, Any]) -> dict[str, Any]:
         """The ``"evaluated"`` event after an epoch whose test error was measured."""

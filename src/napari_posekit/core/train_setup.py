@@ -30,7 +30,7 @@ from .data import (
     split_random,
 )
 from .model import PoseModel
-from .options import TRAIN_FRACTION, TrainOptions
+from .options import FROZEN_STRIDE, TRAIN_FRACTION, TrainOptions
 
 __all__ = ["RunStart", "image_keys", "resolve_training_data", "split_by_keys", "start_run", "training_dataset"]
 
@@ -109,6 +109,7 @@ class RunStart:
     test_idx: np.ndarray
     split_info: dict[str, Any]
     frozen_bn: bool
+    frozen_stride: int = 0
     start_epoch: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     trained_s: float = 0.0
@@ -223,6 +224,16 @@ def start_run(
         else:
             frozen_bn = options.pretrained is not False and options.pretrained is not None
     start.frozen_bn = frozen_bn
+    frozen_stride = options.frozen_stride
+    if frozen_stride is None:
+        parent = resumed if resumed is not None else init
+        if parent is not None:
+            frozen_stride = parent.get("train_config", {}).get("frozen_stride") or 0
+        else:
+            pretrained = options.pretrained is not False and options.pretrained is not None
+            levels = [int(r) for r in start.model.backbone.feature_info.reduction()]
+            frozen_stride = FROZEN_STRIDE if pretrained and FROZEN_STRIDE in levels else 0
+    start.frozen_stride = int(frozen_stride)
     start.split_info["train"] = [int(i) for i in start.train_idx]
     start.split_info["test"] = [int(i) for i in start.test_idx]
     if keys is not None:
@@ -272,6 +283,8 @@ def train_config(
         "seed": int(o.seed),
         "ema_decay": float(o.ema_decay) if o.ema_decay is not None else None,
         "frozen_bn": bool(start.frozen_bn),
+        "frozen_stride": int(start.frozen_stride),
+        "precision": o.precision,
     }
     if init_weights is not None:
         config["init_weights"] = str(init_weights)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+import types
 from typing import Any
 
 import torch
@@ -10,7 +12,16 @@ import torch.nn.functional as F
 
 from .model import PoseModel
 
-__all__ = ["WeightAverage", "lr_factor", "pose_loss", "set_train_mode"]
+__all__ = [
+    "WeightAverage",
+    "fold_frozen_batchnorm",
+    "freeze_early_layers",
+    "keep_depthwise_float32",
+    "lr_factor",
+    "make_optimizer",
+    "pose_loss",
+    "set_train_mode",
+]
 
 
 def pose_loss(
@@ -67,12 +78,16 @@ class WeightAverage:
         self.updates += 1
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
         mine = self.model.state_dict()
+        targets, values = [], []
         for name, value in model.state_dict().items():
             target = mine[name]
             if target.is_floating_point():
-                target.lerp_(value.detach(), 1.0 - d)
+                targets.append(target)
+                values.append(value.detach())
             else:
                 target.copy_(value)
+        # one fused pass over every tensor instead of one small kernel call per tensor
+        torch._foreach_lerp_(targets, values, 1.0 - d)
 
 
 def set_train_mode(model: PoseModel, frozen_bn: bool) -> PoseModel:
@@ -88,3 +103,140 @@ def set_train_mode(model: PoseModel, frozen_bn: bool) -> PoseModel:
             if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                 module.eval()
     return model
+
+
+def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW over all of ``model``'s parameters, as one fused kernel where the device has it.
+
+    Frozen parameters (``requires_grad`` False) are included so that an
+    optimiser state saved by any run loads into any other; having no
+    gradient, they are skipped by every step.
+    """
+    params = list(model.parameters())
+    device = params[0].device.type if params else "cpu"
+    try:
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=device in ("cpu", "cuda"))
+    except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, foreach=True)
+
+
+def freeze_early_layers(model: PoseModel, stride: int | None) -> list[str]:
+    """Keep the backbone's layers up to its feature level at ``stride`` fixed; the names of the frozen modules.
+
+    Those layers compute edges and textures that ImageNet taught well; they
+    run at the highest resolutions, so skipping their gradients saves much of
+    a training step's backward pass.  Everything that computes the feature
+    level at ``stride`` and before it is frozen (its parameters stop needing
+    gradients); the head, which reads that level, still trains.  ``stride``
+    None or 0 freezes nothing; a stride the backbone has no level at raises
+    :class:`ValueError`.
+    """
+    if not stride:
+        return []
+    info = model.backbone.feature_info
+    reductions = [int(r) for r in info.reduction()]
+    if int(stride) not in reductions:
+        raise ValueError(f"the backbone has no feature level at stride {stride} (levels: {reductions})")
+    last = info.module_name()[reductions.index(int(stride))]
+    # the modules that run up to and including ``last``: registration order is the order they run in
+    units: list[tuple[str, torch.nn.Module]] = []
+    container: torch.nn.Module = model.backbone
+    prefix = ""
+    for part in last.split("."):
+        for name, child in container.named_children():
+            if name == part:
+                break
+            units.append((prefix + name, child))
+        else:
+            raise ValueError(f"the backbone has no module {last!r}")
+        prefix += part + "."
+        container = child
+    units.append((last, container))
+    for _, module in units:
+        for p in module.parameters():
+            p.requires_grad_(False)
+    return [name for name, _ in units]
+
+
+def _patched_conv_forward(self: torch.nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """A convolution with its frozen batch norm folded in and/or kept in float32 under autocast."""
+    weight, bias = self.weight, self.bias
+    bn = getattr(self, "_posekit_folded_bn", None)
+    if bn is not None:
+        scale = torch.rsqrt(bn.running_var + bn.eps)
+        if bn.weight is not None:
+            scale = bn.weight * scale
+        shift = -bn.running_mean * scale
+        if bn.bias is not None:
+            shift = shift + bn.bias
+        if bias is not None:
+            shift = shift + bias * scale
+        weight, bias = weight * scale.reshape(-1, 1, 1, 1), shift
+    if getattr(self, "_posekit_float32", False) and torch.is_autocast_enabled(x.device.type):
+        with torch.autocast(x.device.type, enabled=False):
+            return self._conv_forward(x.float(), weight, bias)
+    return self._conv_forward(x, weight, bias)
+
+
+def _patch(conv: torch.nn.Conv2d, attribute: str, value: Any) -> None:
+    object.__setattr__(conv, attribute, value)  # not a child module: the state dict stays as it is
+    conv.forward = types.MethodType(_patched_conv_forward, conv)
+
+
+def _folded_bn_forward(self: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    act = getattr(self, "act", None)
+    drop = getattr(self, "drop", None)
+    if drop is not None:
+        x = drop(x)
+    return act(x) if act is not None else x
+
+
+def keep_depthwise_float32(module: torch.nn.Module) -> int:
+    """Run ``module``'s depthwise convolutions in float32 under autocast; how many there are.
+
+    oneDNN's bfloat16 depthwise convolutions are slower to differentiate than
+    its float32 ones, and they are a small share of the arithmetic; the
+    other convolutions gain from bfloat16.
+    """
+    n = 0
+    for conv in module.modules():
+        if type(conv) is torch.nn.Conv2d and conv.groups > 1 and conv.groups == conv.in_channels:
+            _patch(conv, "_posekit_float32", True)
+            n += 1
+    return n
+
+
+def fold_frozen_batchnorm(module: torch.nn.Module) -> int:
+    """Compute each convolution and the frozen batch norm after it as one convolution; how many were folded.
+
+    With its statistics fixed, a batch norm is a per-channel scale and shift,
+    so ``bn(conv(x))`` equals a convolution whose weights are scaled and
+    which gets a bias.  The folded weights are recomputed from the
+    convolution's and the batch norm's own parameters on every call, so
+    both keep training with the same gradients as before (up to rounding), the
+    state dict is unchanged, and a deep copy stays folded.  What the network
+    saves is the batch norm's pass over every activation, forward and
+    backward.
+
+    Only pairs that run back to back are folded: a plain ``nn.Conv2d``
+    followed, among its parent's children, by a plain ``nn.BatchNorm2d`` or
+    timm's ``BatchNormAct2d`` (whose activation stays) with matching channels.
+    Call it only while those batch norms are in eval mode and stay there.
+    """
+    from timm.layers import BatchNormAct2d
+
+    folded = 0
+    for parent in module.modules():
+        children = list(parent.children())
+        for conv, bn in itertools.pairwise(children):
+            if (
+                type(conv) is torch.nn.Conv2d
+                and type(bn) in (torch.nn.BatchNorm2d, BatchNormAct2d)
+                and bn.num_features == conv.out_channels
+                and bn.track_running_stats
+                and not hasattr(conv, "_posekit_folded_bn")
+            ):
+                _patch(conv, "_posekit_folded_bn", bn)
+                bn.forward = types.MethodType(_folded_bn_forward, bn)
+                folded += 1
+    return folded
