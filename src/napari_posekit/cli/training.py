@@ -54,6 +54,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="let the backbone's batch-norm statistics adapt (default: keep the pretrained ones)",
     )
+    p.add_argument(
+        "--train-all-layers",
+        action="store_true",
+        help="train the backbone's first layers too (default: they keep their ImageNet weights up to stride 4)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=["auto", "float32", "bfloat16"],
+        default=defaults.precision,
+        help="arithmetic of the training step (default auto: bfloat16 where the CPU computes it natively)",
+    )
     p.add_argument("--resume", action="store_true", help="continue the model folder's checkpoint")
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: the best available)")
     p.set_defaults(func=_train)
@@ -89,6 +100,8 @@ def _train(args) -> int:
         options["input_size"] = (args.crop, args.crop)
     if args.train_batchnorm:
         options["frozen_bn"] = False
+    if args.train_all_layers:
+        options["frozen_stride"] = 0
     gen = train_project(
         args.project,
         backbone=args.backbone,
@@ -102,6 +115,7 @@ def _train(args) -> int:
         shuffle=args.shuffle,
         resume=args.resume,
         device=args.device,
+        precision=args.precision,
         **options,
     )
     bar = tqdm(total=1000, unit="", bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}", file=sys.stderr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import torch
 
 __all__ = ["cpu_description", "cpu_flags", "native_bfloat16"]
 
+_ISAS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
 _REPORTED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
 
 
@@ -42,12 +44,17 @@ def cpu_description() -> str:
 def native_bfloat16(device: torch.device | str) -> bool:
     """Whether ``device`` computes bfloat16 convolutions in hardware (CPUs with AVX512-BF16 or AMX; CUDA).
 
-    Other CPUs would emulate it, slower than float32.
+    Other CPUs would emulate it, slower than float32.  So would one whose
+    oneDNN instruction set is capped below bfloat16 by ``ONEDNN_MAX_CPU_ISA``
+    (``AVX2`` makes an AVX-512 machine run as an AVX2-only one).
     """
     device = torch.device(device)
     if device.type == "cuda":
         return bool(torch.cuda.is_bf16_supported())
     if device.type != "cpu":
+        return False
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "ALL")).upper()
+    if cap in _ISAS_WITHOUT_BF16:
         return False
     try:
         if not (torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()):

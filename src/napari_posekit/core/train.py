@@ -170,6 +170,7 @@ class _Run:
         self.step = start.start_epoch * self.steps_per_epoch
         self.epoch = start.start_epoch
         self.train_config = train_config(options, start, resumed=resumed, init_weights=init_weights)
+        self.train_config["precision"] = precision  # the arithmetic "auto" chose
         self.last_eval: dict[str, Any] = {}
         self.eval_s: float | None = None  # how long the last evaluation took
         self.eval_end = t0  # when it ended

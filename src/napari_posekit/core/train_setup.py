@@ -284,7 +284,6 @@ def train_config(
         "ema_decay": float(o.ema_decay) if o.ema_decay is not None else None,
         "frozen_bn": bool(start.frozen_bn),
         "frozen_stride": int(start.frozen_stride),
-        "precision": o.precision,
     }
     if init_weights is not None:
         config["init_weights"] = str(init_weights)

@@ -110,14 +110,25 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> to
 
     Frozen parameters (``requires_grad`` False) are included so that an
     optimiser state saved by any run loads into any other; having no
-    gradient, they are skipped by every step.
+    gradient, they are skipped by every step.  Loading a saved state keeps
+    the fused kernel, whichever kernel the state was saved with.
     """
     params = list(model.parameters())
     device = params[0].device.type if params else "cpu"
     try:
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=device in ("cpu", "cuda"))
+        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=device in ("cpu", "cuda"))
+        kernel = {"fused": True, "foreach": False}
     except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, foreach=True)
+        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, foreach=True)
+        kernel = {"fused": False, "foreach": True}
+
+    def keep_kernel(opt: torch.optim.Optimizer) -> None:
+        # a loaded state brings its own kernel settings (an older run's: the slow per-tensor loop)
+        for group in opt.param_groups:
+            group.update(kernel)
+
+    optimizer.register_load_state_dict_post_hook(keep_kernel)
+    return optimizer
 
 
 def freeze_early_layers(model: PoseModel, stride: int | None) -> list[str]:
