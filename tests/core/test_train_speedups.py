@@ -485,7 +485,7 @@ def test_bad_precision_and_eval_every_are_rejected(small, tmp_path, option, valu
     assert not (tmp_path / "checkpoint.pt").exists()
 
 
-def test_pretrained_runs_freeze_to_stride_4_and_record_it(small, lite_weights, tmp_path):
+def test_a_run_frozen_to_stride_4_keeps_those_weights_and_records_it(small, lite_weights, tmp_path):
     frames, xy = small.frames[:4], small.keypoints[:4]
     _, path = drain(
         iter_train(
@@ -498,6 +498,7 @@ def test_pretrained_runs_freeze_to_stride_4_and_record_it(small, lite_weights, t
             batch_size=4,
             input_size=(64, 64),
             precision="bfloat16",
+            frozen_stride=4,
             lr=1e-2,
             checkpoint_dir=tmp_path / "lite",
             device="cpu",
@@ -523,8 +524,8 @@ def test_pretrained_runs_freeze_to_stride_4_and_record_it(small, lite_weights, t
     assert start_run(options, list(frames), xy, bodyparts, resumed=older).frozen_stride == 0
     chosen = options.merged(frozen_stride=8)
     assert start_run(chosen, list(frames), xy, bodyparts, resumed=older).frozen_stride == 8
-    # a new pretrained run freezes to stride 4 by default
-    assert start_run(options, list(frames), xy, bodyparts).frozen_stride == 4
+    # a new run trains every layer unless told otherwise
+    assert start_run(options, list(frames), xy, bodyparts).frozen_stride == 0
 
 
 def test_runs_from_scratch_freeze_nothing_and_resume_with_what_they_recorded(small, tmp_path):

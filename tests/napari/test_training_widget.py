@@ -119,7 +119,8 @@ def test_train_evaluate_and_show_the_worst_frame(make_napari_viewer, qtbot, proj
     assert _idle(widget) and widget.resume_button.isEnabled()
     assert widget.status.text().startswith("Finished after epoch 3")
     # 9 training images, batch 4: 3 steps per epoch; a test error after every epoch
-    assert widget.curve.steps == list(range(1, 10)) and len(widget.curve.test_errors) == 3
+    # the test error after the first epoch and the last; between them only when evaluating is cheap enough
+    assert widget.curve.steps == list(range(1, 10)) and 2 <= len(widget.curve.test_errors) <= 3
     assert all(math.isfinite(v) and v > 0 for v in widget.curve.losses)
 
     evaluation = widget.evaluation

@@ -55,9 +55,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="let the backbone's batch-norm statistics adapt (default: keep the pretrained ones)",
     )
     p.add_argument(
-        "--train-all-layers",
-        action="store_true",
-        help="train the backbone's first layers too (default: they keep their ImageNet weights up to stride 4)",
+        "--frozen-stride",
+        type=int,
+        default=None,
+        help="keep the backbone's layers up to its features at this stride (e.g. 4) at their ImageNet weights: "
+        "faster steps, less accuracy per epoch (default: all layers train)",
     )
     p.add_argument(
         "--precision",
@@ -100,8 +102,8 @@ def _train(args) -> int:
         options["input_size"] = (args.crop, args.crop)
     if args.train_batchnorm:
         options["frozen_bn"] = False
-    if args.train_all_layers:
-        options["frozen_stride"] = 0
+    if args.frozen_stride is not None:
+        options["frozen_stride"] = args.frozen_stride
     gen = train_project(
         args.project,
         backbone=args.backbone,

@@ -30,7 +30,7 @@ from .data import (
     split_random,
 )
 from .model import PoseModel
-from .options import FROZEN_STRIDE, TRAIN_FRACTION, TrainOptions
+from .options import TRAIN_FRACTION, TrainOptions
 
 __all__ = ["RunStart", "image_keys", "resolve_training_data", "split_by_keys", "start_run", "training_dataset"]
 
@@ -227,12 +227,7 @@ def start_run(
     frozen_stride = options.frozen_stride
     if frozen_stride is None:
         parent = resumed if resumed is not None else init
-        if parent is not None:
-            frozen_stride = parent.get("train_config", {}).get("frozen_stride") or 0
-        else:
-            pretrained = options.pretrained is not False and options.pretrained is not None
-            levels = [int(r) for r in start.model.backbone.feature_info.reduction()]
-            frozen_stride = FROZEN_STRIDE if pretrained and FROZEN_STRIDE in levels else 0
+        frozen_stride = (parent or {}).get("train_config", {}).get("frozen_stride") or 0
     start.frozen_stride = int(frozen_stride)
     start.split_info["train"] = [int(i) for i in start.train_idx]
     start.split_info["test"] = [int(i) for i in start.test_idx]
