@@ -602,3 +602,27 @@ def test_auto_precision_follows_the_hardware(small, tmp_path, monkeypatch, unsav
         assert bool(seen) is native
         # the checkpoint says which arithmetic "auto" chose
         assert unsaved["state"]["train_config"]["precision"] == ("bfloat16" if native else "float32")
+
+
+def test_a_pair_that_does_not_run_back_to_back_is_left_unfolded():
+    """With an example input, folding is checked: a network whose batch norm runs before its convolution stays as it was."""
+
+    class NormFirst(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+            self.bn = torch.nn.BatchNorm2d(3)  # registered after the convolution, applied before it
+
+        def forward(self, x):
+            return self.conv(self.bn(x))
+
+    torch.manual_seed(0)
+    net = NormFirst().eval()
+    net.bn.running_mean.uniform_(-1.0, 1.0)
+    x = torch.rand(2, 3, 8, 8)
+    expected = net(x)
+    assert fold_frozen_batchnorm(net, example=x) == 0
+    assert torch.equal(net(x), expected)
+    assert "forward" not in vars(net.conv) and "forward" not in vars(net.bn)
+    # without the check the same network would be folded, wrongly
+    assert fold_frozen_batchnorm(copy.deepcopy(net)) == 1

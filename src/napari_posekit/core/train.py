@@ -148,7 +148,7 @@ class _Run:
         set_train_mode(model.to(device=device, memory_format=torch.channels_last), start.frozen_bn)
         freeze_early_layers(model, start.frozen_stride)
         if start.frozen_bn:
-            fold_frozen_batchnorm(model.backbone)
+            fold_frozen_batchnorm(model.backbone, example=torch.rand(1, 3, 64, 64, device=device))
         precision = options.precision
         if precision == "auto":
             precision = "bfloat16" if native_bfloat16(device) else "float32"

@@ -115,12 +115,12 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> to
     """
     params = list(model.parameters())
     device = params[0].device.type if params else "cpu"
+    kernel = {"fused": device in ("cpu", "cuda"), "foreach": device not in ("cpu", "cuda")}
     try:
-        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=device in ("cpu", "cuda"))
-        kernel = {"fused": True, "foreach": False}
-    except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
-        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, foreach=True)
+        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **kernel)
+    except (RuntimeError, ValueError):  # a dtype without the fused kernel
         kernel = {"fused": False, "foreach": True}
+        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **kernel)
 
     def keep_kernel(opt: torch.optim.Optimizer) -> None:
         # a loaded state brings its own kernel settings (an older run's: the slow per-tensor loop)
@@ -136,7 +136,7 @@ def freeze_early_layers(model: PoseModel, stride: int | None) -> list[str]:
 
     Those layers compute edges and textures that ImageNet taught well; they
     run at the highest resolutions, so skipping their gradients saves much of
-    a training step's backward pass.  Everything that computes the feature
+    a training step's backward pass (at some cost in accuracy per epoch).  Everything that computes the feature
     level at ``stride`` and before it is frozen (its parameters stop needing
     gradients); the head, which reads that level, still trains.  ``stride``
     None or 0 freezes nothing; a stride the backbone has no level at raises
@@ -217,7 +217,7 @@ def keep_depthwise_float32(module: torch.nn.Module) -> int:
     return n
 
 
-def fold_frozen_batchnorm(module: torch.nn.Module) -> int:
+def fold_frozen_batchnorm(module: torch.nn.Module, example: torch.Tensor | None = None) -> int:
     """Compute each convolution and the frozen batch norm after it as one convolution; how many were folded.
 
     With its statistics fixed, a batch norm is a per-channel scale and shift,
@@ -233,10 +233,14 @@ def fold_frozen_batchnorm(module: torch.nn.Module) -> int:
     followed, among its parent's children, by a plain ``nn.BatchNorm2d`` or
     timm's ``BatchNormAct2d`` (whose activation stays) with matching channels.
     Call it only while those batch norms are in eval mode and stay there.
+    With an ``example`` input, the module's output (in eval mode) is compared
+    before and after, and a module whose output changed is left unfolded
+    (returning 0): a network that registers a pair but does not run it back
+    to back is never folded wrongly.
     """
     from timm.layers import BatchNormAct2d
 
-    folded = 0
+    pairs = []
     for parent in module.modules():
         children = list(parent.children())
         for conv, bn in itertools.pairwise(children):
@@ -247,7 +251,34 @@ def fold_frozen_batchnorm(module: torch.nn.Module) -> int:
                 and bn.track_running_stats
                 and not hasattr(conv, "_posekit_folded_bn")
             ):
-                _patch(conv, "_posekit_folded_bn", bn)
-                bn.forward = types.MethodType(_folded_bn_forward, bn)
-                folded += 1
-    return folded
+                pairs.append((conv, bn))
+    before = _eval_output(module, example) if example is not None and pairs else None
+    for conv, bn in pairs:
+        _patch(conv, "_posekit_folded_bn", bn)
+        bn.forward = types.MethodType(_folded_bn_forward, bn)
+    if before is not None and not _same_output(before, _eval_output(module, example)):
+        for conv, bn in pairs:  # undo: this network does not run its pairs back to back
+            object.__delattr__(conv, "_posekit_folded_bn")
+            if not hasattr(conv, "_posekit_float32"):
+                del conv.forward
+            del bn.forward
+        return 0
+    return len(pairs)
+
+
+def _eval_output(module: torch.nn.Module, example: torch.Tensor) -> list[torch.Tensor]:
+    modes = {m: m.training for m in module.modules()}
+    try:
+        with torch.no_grad():
+            out = module.eval()(example)
+    finally:
+        for m, training in modes.items():
+            m.train(training)
+    return [t.float() for t in (out if isinstance(out, (list, tuple)) else [out])]
+
+
+def _same_output(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return len(a) == len(b) and all(
+        x.shape == y.shape and torch.allclose(x, y, rtol=1e-3, atol=1e-4 * float(x.abs().max()) + 1e-6)
+        for x, y in zip(a, b, strict=True)
+    )
