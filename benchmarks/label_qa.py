@@ -50,6 +50,7 @@ from napari_posekit.core.collected_data import (
     write_collected,
 )
 from napari_posekit.core.config import read_config, write_config
+from napari_posekit.core.hardware import cpu_flags, cpu_model
 from napari_posekit.core.label_suspects import CheckReport, LabelSet, Suspect, project_label_set
 
 HERE = Path(__file__).resolve().parent
@@ -72,16 +73,7 @@ FLY_PAIRS += [("hindlegL4", "hindlegR4"), ("eyeL", "eyeR")]
 # -- machine ---------------------------------------------------------------------------------
 def cpu_description() -> tuple[str, str]:
     """The CPU model and the vector-instruction flags that matter for torch on the CPU."""
-    model, flags = platform.processor() or "unknown CPU", ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and (model.startswith(("unknown", "x86")) or not model):
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
-                flags = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    have = set(flags.split())
+    model, have = cpu_model(), cpu_flags()
     wanted = {
         "AVX2": {"avx2"},
         "AVX-512": {"avx512f"},

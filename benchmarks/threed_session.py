@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -47,18 +46,11 @@ STEPS = ("calibrate", "import", "train", "analyze", "triangulate", "report")
 # -- machine ---------------------------------------------------------------------------------
 def cpu_description() -> tuple[str, str]:
     """The CPU model and its vector-instruction flags, from /proc/cpuinfo."""
-    model, flags = platform.processor() or "unknown CPU", ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model.startswith(("unknown", "x86")):
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
-                flags = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    from napari_posekit.core.hardware import cpu_flags, cpu_model
+
     keep = ("sse", "ssse", "avx", "fma", "f16c", "amx", "vnni", "bmi")
-    simd = " ".join(f for f in flags.split() if f.startswith(keep))
-    return f"{model} ({os.cpu_count()} logical CPUs)", simd or "unknown"
+    simd = " ".join(sorted(f for f in cpu_flags() if f.startswith(keep)))
+    return f"{cpu_model()} ({os.cpu_count()} logical CPUs)", simd or "unknown"
 
 
 # -- paths ---------------------------------------------------------------------------------------

@@ -8,34 +8,37 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["cpu_description", "cpu_flags", "native_bfloat16"]
+__all__ = ["cpu_description", "cpu_flags", "cpu_model", "native_bfloat16"]
 
 _ISAS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
 _REPORTED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
 
 
-def cpu_flags() -> set[str]:
-    """The processor's feature flags (Linux ``/proc/cpuinfo``; empty where unknown)."""
+def _cpuinfo(*keys: str) -> str | None:
+    """The first ``/proc/cpuinfo`` value under one of ``keys`` (Linux), or None."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return set()
+        return None
     for line in text.splitlines():
-        if line.startswith(("flags", "Features")):
-            return set(line.partition(":")[2].split())
-    return set()
+        if line.startswith(keys):
+            return line.partition(":")[2].strip()
+    return None
+
+
+def cpu_flags() -> set[str]:
+    """The processor's feature flags (Linux ``/proc/cpuinfo``; empty where unknown)."""
+    return set((_cpuinfo("flags", "Features") or "").split())
+
+
+def cpu_model() -> str:
+    """The processor's name (``/proc/cpuinfo``'s model name, else what :mod:`platform` says)."""
+    return _cpuinfo("model name") or platform.processor() or platform.machine() or "unknown CPU"
 
 
 def cpu_description() -> str:
     """The processor's name and the flags that decide convolution speed, e.g. ``"AMD EPYC (avx2 fma avx512f …)"``."""
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.partition(":")[2].strip()
-                break
-    except OSError:
-        pass
+    name = cpu_model()
     flags = cpu_flags()
     shown = [f for f in _REPORTED_FLAGS if f in flags]
     return f"{name} ({' '.join(shown) if shown else 'no AVX2'})"

@@ -57,7 +57,7 @@ class Predictor:
         if precision not in ("auto", "float32", "bfloat16"):
             raise ValueError(f"precision must be 'auto', 'float32' or 'bfloat16', not {precision!r}")
         if precision == "auto":
-            precision = "bfloat16" if _fast_bfloat16(self.device) else "float32"
+            precision = "bfloat16" if native_bfloat16(self.device) else "float32"
         self.precision = precision
         self.freeze = bool(freeze)
         self._graphs: dict[tuple[int, int], Any] = {}
@@ -198,8 +198,3 @@ class Predictor:
         xy, p = self._run(self._to_tensor(np.asarray(frame)[None]), self.input_scale * scale)
         good = p[0] >= min_likelihood
         return xy[0][good] if good.any() else None
-
-
-def _fast_bfloat16(device: torch.device) -> bool:
-    """Whether bfloat16 convolutions run natively here (CPUs with AVX512-BF16/AMX; CUDA)."""
-    return native_bfloat16(device)
