@@ -77,6 +77,11 @@ def _datasets_needed(item: pytest.Item) -> set[str]:
 
 
 def pytest_configure(config):
+    # backend choices and exported graphs are cached for the session, never in the user's own cache
+    if "POSEKIT_CACHE_DIR" not in os.environ:
+        import tempfile
+
+        os.environ["POSEKIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="posekit-test-cache-")
     config.addinivalue_line(
         "markers",
         "torch_threads(n): the number of torch threads the torch_threads fixture sets (default TORCH_THREADS)",

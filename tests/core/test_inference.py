@@ -269,8 +269,12 @@ def test_a_project_model_for_other_bodyparts_is_refused(tiny_project_copy):
         Predictor.load(project)
 
 
-def test_evaluation_and_inference_share_one_forward_pass():
-    """Training's evaluation and the Predictor decode the same network outputs to the same keypoints."""
+def test_evaluation_and_inference_agree():
+    """Training's evaluation (torch) and the Predictor (NumPy scaling, padding and decoding) give the same keypoints.
+
+    Up to float rounding at scale 1; at scale 0.5 the Predictor's resized frames
+    are rounded to uint8, which moves keypoints by hundredths of a pixel.
+    """
     from napari_posekit.core.evaluation import predict_images
 
     frames, _ = spot_frames(n=6)
@@ -282,5 +286,5 @@ def test_evaluation_and_inference_share_one_forward_pass():
         xy, p = predictor.predict(frames, batch_size=4)
         xy_eval, p_eval = predict_images(predictor.model, predictor.codec, frames, input_scale=scale, batch_size=4)
         assert xy.dtype == xy_eval.dtype == np.float64 and p.dtype == np.float64
-        np.testing.assert_array_equal(xy, xy_eval)
-        np.testing.assert_array_equal(p, p_eval)
+        np.testing.assert_allclose(xy, xy_eval, atol=0.01 if scale == 1.0 else 0.05)
+        np.testing.assert_allclose(p, p_eval, atol=1e-5 if scale == 1.0 else 0.01)

@@ -49,10 +49,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: decode_numpy runs without it
+    import torch
 
 __all__ = ["HeatmapCodec"]
 
@@ -118,6 +120,8 @@ class HeatmapCodec:
 
     def cell_centres(self, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Input-pixel coordinates of the cell centres: ``(xs (w,), ys (h,))``."""
+        import torch
+
         h, w = self.output_size
         xs = torch.arange(w, dtype=torch.float32, device=device) * self.stride + self.offset
         ys = torch.arange(h, dtype=torch.float32, device=device) * self.stride + self.offset
@@ -131,6 +135,8 @@ class HeatmapCodec:
         missing keypoint.  Returns float32 numpy arrays ``heatmaps`` (K, h, w),
         ``locref`` (2K, h, w), ``locref_weights`` (2K, h, w) and ``weights`` (K,).
         """
+        import torch
+
         xy = np.asarray(xy, dtype=np.float64)
         if xy.ndim != 2 or xy.shape[1] != 2:
             raise ValueError(f"xy must have shape (K, 2), got {xy.shape}")
@@ -143,6 +149,8 @@ class HeatmapCodec:
         ``xy`` is ``(B, K, 2)``; returns ``heatmaps`` (B, K, h, w), ``locref``
         (B, 2K, h, w), ``locref_weights`` (B, 2K, h, w) and ``weights`` (B, K).
         """
+        import torch
+
         xy = torch.as_tensor(xy)
         if xy.ndim != 3 or xy.shape[-1] != 2:
             raise ValueError(f"xy must have shape (B, K, 2), got {tuple(xy.shape)}")
@@ -205,6 +213,8 @@ class HeatmapCodec:
         ``(xy, confidence)``: ``(B, K, 2)`` ``(x, y)`` in input pixels and
         ``(B, K)``; numpy float32 arrays for numpy input, tensors otherwise.
         """
+        import torch
+
         as_numpy = isinstance(heatmaps, np.ndarray)
         hm = torch.as_tensor(heatmaps)
         if hm.ndim != 4:
@@ -250,6 +260,46 @@ class HeatmapCodec:
         if as_numpy:
             return xy.cpu().numpy(), confidence.cpu().numpy()
         return xy, confidence
+
+    def decode_numpy(self, heatmaps: np.ndarray, locref: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`decode` in NumPy alone, for heatmap probabilities: ``(xy (B, K, 2) float64, confidence (B, K))``.
+
+        The same peak and the same weighted vote of the cells within
+        ``refine_radius`` of it; analysis runs it so that no torch is needed.
+        """
+        hm = np.asarray(heatmaps, dtype=np.float32)
+        if hm.ndim != 4:
+            raise ValueError(f"heatmaps must have shape (B, K, h, w), got {hm.shape}")
+        b, k, h, w = hm.shape
+        flat_hm = hm.reshape(b, k, h * w)
+        flat = flat_hm.argmax(axis=-1)  # (B, K)
+        confidence = np.take_along_axis(flat_hm, flat[..., None], axis=-1)[..., 0]
+        row, col = np.divmod(flat, w)
+        x = (col * self.stride + self.offset).astype(np.float32)
+        y = (row * self.stride + self.offset).astype(np.float32)
+        if locref is not None:
+            lr = np.asarray(locref, dtype=np.float32)
+            if lr.shape != (b, 2 * k, h, w):
+                raise ValueError(f"locref must have shape {(b, 2 * k, h, w)}, got {lr.shape}")
+            lr = lr.reshape(b, k, 2, h * w)
+            r = self.refine_radius
+            sum_w = np.zeros_like(x)
+            sum_x = np.zeros_like(x)
+            sum_y = np.zeros_like(y)
+            for dr in range(-r, r + 1):
+                for dc in range(-r, r + 1):
+                    rr, cc = row + dr, col + dc
+                    valid = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
+                    index = (np.clip(rr, 0, h - 1) * w + np.clip(cc, 0, w - 1))[..., None]  # (B, K, 1)
+                    weight = np.take_along_axis(flat_hm, index, axis=-1)[..., 0] * valid
+                    off = np.take_along_axis(lr, index[:, :, None, :], axis=-1)[..., 0] * np.float32(self.locref_std)
+                    sum_w = sum_w + weight
+                    sum_x = sum_x + weight * (x + np.float32(dc * self.stride) + off[..., 0])
+                    sum_y = sum_y + weight * (y + np.float32(dr * self.stride) + off[..., 1])
+            ok = sum_w > 0
+            x = np.where(ok, sum_x / np.maximum(sum_w, 1e-12), x)
+            y = np.where(ok, sum_y / np.maximum(sum_w, 1e-12), y)
+        return np.stack([x, y], axis=-1).astype(np.float64), confidence
 
     # ------------------------------------------------------------------ storage
     def to_dict(self) -> dict[str, Any]:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import platform
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # imported where needed: the CPU readers run without torch
+    import torch
 
-__all__ = ["cpu_description", "cpu_flags", "cpu_model", "native_bfloat16"]
+__all__ = ["cpu_description", "cpu_flags", "cpu_model", "native_bfloat16", "native_bfloat16_cpu"]
 
 _ISAS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
 _REPORTED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
@@ -44,6 +46,21 @@ def cpu_description() -> str:
     return f"{name} ({' '.join(shown) if shown else 'no AVX2'})"
 
 
+def _isa_capped_below_bfloat16() -> bool:
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "ALL")).upper()
+    return cap in _ISAS_WITHOUT_BF16
+
+
+def native_bfloat16_cpu() -> bool:
+    """Whether this processor computes bfloat16 in hardware (AVX512-BF16 or AMX), from its flags, without torch.
+
+    An ``ONEDNN_MAX_CPU_ISA`` cap below bfloat16 makes it False, as in
+    :func:`native_bfloat16`.
+    """
+    flags = cpu_flags()
+    return not _isa_capped_below_bfloat16() and bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
 def native_bfloat16(device: torch.device | str) -> bool:
     """Whether ``device`` computes bfloat16 convolutions in hardware (CPUs with AVX512-BF16 or AMX; CUDA).
 
@@ -51,13 +68,14 @@ def native_bfloat16(device: torch.device | str) -> bool:
     oneDNN instruction set is capped below bfloat16 by ``ONEDNN_MAX_CPU_ISA``
     (``AVX2`` makes an AVX-512 machine run as an AVX2-only one).
     """
+    import torch
+
     device = torch.device(device)
     if device.type == "cuda":
         return bool(torch.cuda.is_bf16_supported())
     if device.type != "cpu":
         return False
-    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "ALL")).upper()
-    if cap in _ISAS_WITHOUT_BF16:
+    if _isa_capped_below_bfloat16():
         return False
     try:
         if not (torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()):

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from .options import ANALYSIS_BATCH_SIZE
 from .predictor import AnalysisError, Predictor
@@ -63,6 +62,21 @@ def frame_source(video: Any) -> tuple[Callable[[int], np.ndarray], int, Callable
     if shape is None or len(shape) not in (3, 4):
         raise ValueError(f"expected a video path, a VideoReader or an (N, H, W[, 3]) array, got {type(video).__name__}")
     return (lambda i: np.asarray(video[i])), int(shape[0]), (lambda: None)
+
+
+def probe_frames(video: Any, count: int = 16) -> np.ndarray | None:
+    """``count`` frames spread over ``video`` (for measuring backends on what will be analysed); None if unreadable."""
+    try:
+        get, n, close = frame_source(video)
+    except (OSError, ValueError):
+        return None
+    try:
+        frames = [np.asarray(get(int(i))) for i in np.unique(np.linspace(0, max(0, n - 1), count).astype(int))]
+        return np.stack(frames) if frames else None
+    except Exception:  # noqa: BLE001 - a video that cannot be read fails later, with its own message
+        return None
+    finally:
+        close()
 
 
 def _decode_ahead(
@@ -351,7 +365,8 @@ def analyze_video(
     chunk_frames: int = 512,
     overwrite: bool = False,
     csv: bool = True,
-    device: torch.device | str | None = "cpu",
+    device: Any = "cpu",
+    backend: str = "auto",
     should_stop: Callable[[], bool] | None = None,
     **options: Any,
 ) -> Generator[dict[str, Any], None, Path | None]:
@@ -366,15 +381,21 @@ def analyze_video(
     not grow with the video and a rerun after an interruption resumes where it
     stopped.  The final files appear atomically.  Frames that cannot be
     decoded come out NaN with likelihood 0 and are listed in the metadata
-    (``failed_frames``).  Other keyword arguments go to :func:`iter_analyze`.
+    (``failed_frames``).  ``model`` is a :class:`Predictor` or what
+    :meth:`Predictor.load` takes (with ``device`` and ``backend``; the
+    video's frames help choose the backend when the model has no labeled
+    frames).  Other keyword arguments go to :func:`iter_analyze`.
     """
     from .predictions import write_predictions
     from .video import read_metadata
 
-    predictor = model if isinstance(model, Predictor) else Predictor.load(model, device=device)
     video = Path(video)
     if not video.is_file():
         raise FileNotFoundError(f"{video}: no such video")
+    if isinstance(model, Predictor):
+        predictor = model
+    else:
+        predictor = Predictor.load(model, device=device, backend=backend, probe_frames=lambda: probe_frames(video))
     paths = output_paths(video, predictor.scorer, output_dir)
     if paths["h5"].is_file() and not overwrite:
         return paths["h5"]

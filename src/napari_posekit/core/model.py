@@ -377,8 +377,9 @@ class PoseModel(nn.Module):
             x = self.upsample(F.relu(x))
         else:
             x = self.upsample(features[-1])
-        h = math.ceil(images.shape[-2] / self.stride)
-        w = math.ceil(images.shape[-1] / self.stride)
+        # ceil(H / stride) in integer arithmetic: traced and exported graphs keep it symbolic
+        h = -(-images.shape[-2] // self.stride)
+        w = -(-images.shape[-1] // self.stride)
         x = x[..., :h, :w]
         return PoseOutput(self.heatmap_head(x), self.locref_head(x))
 
