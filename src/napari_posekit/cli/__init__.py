@@ -7,7 +7,8 @@ One module per group of subcommands, each adding its parsers with
 :mod:`~napari_posekit.cli.analysis` (``analyze``, ``label-video``, ``filter``), :mod:`~napari_posekit.cli.refine`
 (``extract-outliers``), :mod:`~napari_posekit.cli.calibrate` (``calibrate``),
 :mod:`~napari_posekit.cli.importing` (``import``: SLEAP labels into a new project),
-:mod:`~napari_posekit.cli.triangulate` (``triangulate``: 3D points from calibrated cameras) and
+:mod:`~napari_posekit.cli.triangulate` (``triangulate``: 3D points from calibrated cameras),
+:mod:`~napari_posekit.cli.export` (``export``: a trained model as an ONNX file) and
 :mod:`~napari_posekit.cli.demo` (``demo``).
 Defaults the commands show come from :mod:`napari_posekit.core.options`.
 """
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         calibrate,
         checks,
         demo,
+        export,
         importing,
         project,
         refine,
@@ -43,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_commands(sub)
     importing.add_commands(sub)
     triangulate.add_commands(sub)
+    export.add_commands(sub)
     demo.add_commands(sub)
     return parser
 
