@@ -7,11 +7,12 @@ __all__ = ["_device_problem", "_model_errors"]
 
 def _model_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean the model argument cannot be used."""
+    from napari_posekit.core.checkpoint import CheckpointError
     from napari_posekit.core.inference import AnalysisError
+    from napari_posekit.core.model_file import ModelFileError
     from napari_posekit.core.project import ProjectError
-    from napari_posekit.core.train import CheckpointError
 
-    return FileNotFoundError, ProjectError, CheckpointError, AnalysisError
+    return FileNotFoundError, ProjectError, CheckpointError, ModelFileError, AnalysisError
 
 
 def _device_problem(device: str | None) -> str | None:

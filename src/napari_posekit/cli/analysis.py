@@ -19,7 +19,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "video runs here; several run in parallel on a local Dask cluster, or on a running cluster "
         "with --scheduler (one task per video). An interrupted video continues where it stopped.",
     )
-    p.add_argument("model", help="project folder or its config.yaml (its latest model), or a checkpoint file")
+    p.add_argument(
+        "model",
+        help="project folder or its config.yaml (its latest model), a checkpoint file, or an exported model "
+        "(.onnx, from posekit export: runs without torch)",
+    )
     p.add_argument("videos", nargs="+", metavar="video", help="video files or folders of videos")
     where = p.add_mutually_exclusive_group()
     where.add_argument(
@@ -49,6 +53,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         choices=["cpu", "cuda", "mps"],
         default=None,
         help="default: the best available (on each worker with Dask)",
+    )
+    p.add_argument(
+        "--backend",
+        choices=["auto", *_backend_names()],
+        default="auto",
+        help="what runs the network (default auto: the fastest that keeps the accuracy, measured once per model "
+        "and machine and remembered)",
     )
     p.set_defaults(func=_analyze)
 
@@ -107,17 +118,37 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_filter)
 
 
-def _load_predictor(model: str, device: str | None):
-    """The model's Predictor, or None after printing why it cannot be loaded."""
-    from napari_posekit.core.inference import Predictor
-    from napari_posekit.core.train import default_device
+def _backend_names() -> tuple[str, ...]:
+    from napari_posekit.core.backends import BACKENDS
+
+    return BACKENDS
+
+
+def _load_predictor(model: str, device: str | None, backend: str = "auto", video: Path | None = None):
+    """The model's Predictor, or None after printing why it cannot be loaded.
+
+    ``video``'s frames help choose the backend when the model has no labeled frames to measure on.
+    """
+    from napari_posekit.core.inference import Predictor, probe_frames
 
     problem = _device_problem(device)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return None
+    if device is None and not model.lower().endswith(".onnx"):  # an exported model runs on the CPU, torch-free
+        from napari_posekit.core.train import default_device
+
+        device = default_device()
     try:
-        return Predictor.load(model, device=device or default_device())
+        predictor = Predictor.load(
+            model,
+            device=device or "cpu",
+            backend=backend,
+            probe_frames=(lambda: probe_frames(video)) if video is not None else None,
+            report=lambda line: print(line, file=sys.stderr),
+        )
+        print(f"backend: {predictor.backend}", file=sys.stderr)
+        return predictor
     except _model_errors() as err:
         print(f"error: cannot use the model {model}: {err}", file=sys.stderr)
     except RuntimeError as err:  # e.g. a device that torch does not have
@@ -212,7 +243,7 @@ def _analyze_here(args, videos: list[Path]) -> int:
     from napari_posekit.core.inference import AnalysisError, output_paths
     from napari_posekit.core.video import VideoError
 
-    predictor = _load_predictor(args.model, args.device)
+    predictor = _load_predictor(args.model, args.device, args.backend, next((v for v in videos if v.is_file()), None))
     if predictor is None:
         return 1
     status = 0
@@ -274,6 +305,7 @@ def _analyze_on_dask(args, videos: list[Path]) -> int:
             batch_size=args.batch_size,
             overwrite=args.overwrite,
             device=args.device,
+            backend=args.backend,
             on_result=on_result,
         )
     except KeyboardInterrupt:

@@ -20,7 +20,7 @@ measures them side by side:
 
 The ranking is cached in ``backends.json`` in :func:`cache_dir`, under the
 model file's digest and the machine's signature (processor, instruction-set
-cap, threads, library versions); the ONNX graphs made from a checkpoint are
+cap, library versions); the ONNX graphs made from a checkpoint are
 cached there too.  The next load takes the fastest accepted backend at once;
 one that fails to load falls back to the next, and the predictor's ``notes``
 say so.
@@ -88,9 +88,8 @@ def _version(package: str) -> str | None:
         return None
 
 
-def machine_signature(threads: int | None = None) -> dict[str, Any]:
-    """What decides which backend is fastest here: processor, flags, caps, threads and library versions."""
-    from .engines import _threads
+def machine_signature() -> dict[str, Any]:
+    """What decides which backend is fastest here: processor, flags, instruction-set cap and library versions."""
     from .hardware import _REPORTED_FLAGS, cpu_flags, cpu_model
 
     flags = cpu_flags()
@@ -98,7 +97,6 @@ def machine_signature(threads: int | None = None) -> dict[str, Any]:
         "cpu": cpu_model(),
         "flags": [f for f in _REPORTED_FLAGS if f in flags],
         "isa_cap": os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "")),
-        "threads": _threads(threads),
         "versions": {p: _version(p) for p in ("napari-posekit", "torch", "onnxruntime", "openvino")},
     }
 
@@ -326,7 +324,6 @@ def _choose(
     backend: str,
     digest_of: Callable[[], str],
     probe_data: Callable[[Any], tuple[np.ndarray | None, np.ndarray | None]],
-    threads: int | None,
     report: Callable[[str], None] | None,
 ):
     """The predictor on the requested backend, or on the fastest accepted one (cached ranking, else a probe)."""
@@ -338,7 +335,7 @@ def _choose(
         return builders[backend]()
     if len(builders) == 1:
         return next(iter(builders.values()))()
-    key = _cache_key(digest_of(), machine_signature(threads))
+    key = _cache_key(digest_of(), machine_signature())
     entry = _read_cache().get(key)
     notes: list[str] = []
     if entry is None:
@@ -404,7 +401,7 @@ def _load_model_file(cls, path: Path, backend: str, probe_frames, threads, repor
         frames = probe_frames() if callable(probe_frames) else probe_frames
         return _frames_as_crops(frames, reference), None
 
-    return _choose(builders, reference, backend, lambda: _digest(path), probe_data, threads, report)
+    return _choose(builders, reference, backend, lambda: _digest(path), probe_data, report)
 
 
 def _load_checkpoint(cls, path: Path, device, backend, precision, freeze, probe_frames, threads, report):
@@ -510,4 +507,4 @@ def _load_checkpoint(cls, path: Path, device, backend, precision, freeze, probe_
         frames = probe_frames() if callable(probe_frames) else probe_frames
         return _frames_as_crops(frames, reference), None
 
-    return _choose(builders, "torch-eager-float32", backend, digest_of, probe_data, threads, report)
+    return _choose(builders, "torch-eager-float32", backend, digest_of, probe_data, report)

@@ -122,8 +122,8 @@ def find_videos(paths: Iterable[str | os.PathLike], extensions: Sequence[str] = 
     return found
 
 
-def resolve_model(model: str | os.PathLike) -> tuple[Path, str]:
-    """``(checkpoint, scorer)`` of a project folder / ``config.yaml`` (its latest model) or a checkpoint file.
+def resolve_model(model: str | os.PathLike, backend: str = "auto") -> tuple[Path, str]:
+    """``(checkpoint, scorer)`` of a project folder / ``config.yaml`` (its latest model), a checkpoint or ``.onnx`` file.
 
     Loads the model once to check it, so that a bad path fails here, before
     any work is sent out.  Raises :class:`FileNotFoundError`,
@@ -133,7 +133,7 @@ def resolve_model(model: str | os.PathLike) -> tuple[Path, str]:
     """
     from .inference import Predictor
 
-    predictor = Predictor.load(model, device="cpu")
+    predictor = Predictor.load(model, device="cpu", backend=backend)
     assert predictor.checkpoint is not None
     return _absolute(predictor.checkpoint), predictor.scorer
 
@@ -144,19 +144,25 @@ _PREDICTORS_LOCK = threading.Lock()
 _PREDICTORS_KEPT = 2
 
 
-def _cached_predictor(checkpoint: str, device: str | None):
-    """The worker process's :class:`~napari_posekit.core.inference.Predictor` for ``checkpoint``, loaded once."""
-    from .inference import Predictor
-    from .train import default_device
+def _cached_predictor(checkpoint: str, device: str | None, backend: str = "auto", threads: int | None = None):
+    """The worker process's :class:`~napari_posekit.core.inference.Predictor` for ``checkpoint``, loaded once.
 
-    resolved = str(default_device() if device is None else device)
-    key = (str(checkpoint), os.stat(checkpoint).st_mtime_ns, resolved)
+    An exported model (``.onnx``) runs without torch: its device is the CPU.
+    """
+    from .inference import Predictor
+
+    if device is None and not str(checkpoint).lower().endswith(".onnx"):
+        from .train import default_device
+
+        device = default_device()
+    resolved = str(device or "cpu")
+    key = (str(checkpoint), os.stat(checkpoint).st_mtime_ns, resolved, backend)
     with _PREDICTORS_LOCK:
         predictor = _PREDICTORS.get(key)
         if predictor is None:
             while len(_PREDICTORS) >= _PREDICTORS_KEPT:
                 _PREDICTORS.pop(next(iter(_PREDICTORS)))
-            predictor = Predictor.load(checkpoint, device=resolved)
+            predictor = Predictor.load(checkpoint, device=resolved, backend=backend, threads=threads)
             _PREDICTORS[key] = predictor
     return predictor
 
@@ -206,6 +212,7 @@ def analyze_one(
     device: str | None = None,
     torch_threads: int | None = None,
     stop_event: str | None = None,
+    backend: str = "auto",
     **options: Any,
 ) -> str:
     """Analyse one video to the end in this process; the task :func:`analyze_videos` sends to the workers.
@@ -213,7 +220,8 @@ def analyze_one(
     Parameters
     ----------
     checkpoint
-        Checkpoint file; the loaded model is kept for the next videos of this process.
+        Checkpoint file or exported model (``.onnx``, which runs without torch); the loaded model is
+        kept for the next videos of this process.
     video
         The video file.
     output_dir
@@ -221,10 +229,12 @@ def analyze_one(
     device
         Torch device (default: the best this process has: CUDA, MPS or CPU).
     torch_threads
-        Threads torch may use (default: this machine's CPUs divided by the worker's task slots).
+        Threads the network may use (default: this machine's CPUs divided by the worker's task slots).
     stop_event
         Name of a ``distributed.Event``; when it is set the analysis stops between blocks and keeps its
         progress for a later run.
+    backend
+        ``"auto"`` or a backend name (see :mod:`~napari_posekit.core.backends`).
     **options
         Passed to :func:`~napari_posekit.core.inference.analyze_video` (``batch_size``, ``fast``,
         ``overwrite``, ``chunk_frames``...).
@@ -239,16 +249,18 @@ def analyze_one(
     VideoFailed
         With the reason, when the video cannot be analysed or the batch was stopped.
     """
-    import torch
-
     from .inference import analyze_video
 
     should_stop = _stop_checker(stop_event)
     if should_stop is not None and should_stop():
         raise VideoFailed("not started: the batch was stopped")
-    torch.set_num_threads(int(torch_threads or _worker_threads()))
+    threads = int(torch_threads or _worker_threads())
+    if not str(checkpoint).lower().endswith(".onnx"):
+        import torch
+
+        torch.set_num_threads(threads)
     try:
-        predictor = _cached_predictor(str(checkpoint), device)
+        predictor = _cached_predictor(str(checkpoint), device, backend, threads)
         gen = analyze_video(predictor, video, output_dir=output_dir, should_stop=should_stop, **options)
         while True:
             try:
@@ -264,13 +276,19 @@ def analyze_one(
 
 
 def _reason(exc: BaseException) -> str:
+    from .checkpoint import CheckpointError
     from .inference import AnalysisError
+    from .model_file import ModelFileError
     from .project import ProjectError
-    from .train import CheckpointError
     from .video import VideoError
 
     text = str(exc)
-    if isinstance(exc, (VideoError, AnalysisError, ProjectError, CheckpointError, VideoFailed, OSError)) and text:
+    if (
+        isinstance(
+            exc, (VideoError, AnalysisError, ProjectError, CheckpointError, ModelFileError, VideoFailed, OSError)
+        )
+        and text
+    ):
         return text
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
@@ -372,8 +390,8 @@ def analyze_videos(
     Parameters
     ----------
     model
-        Project folder or its ``config.yaml`` (its latest model) or a checkpoint file.  Resolved and checked
-        here, before anything is sent.
+        Project folder or its ``config.yaml`` (its latest model), a checkpoint file or an exported model
+        (``.onnx``, which needs no torch on the workers).  Resolved and checked here, before anything is sent.
     videos
         Video files, or folders whose video files are analysed (see :func:`find_videos`).
     output_dir
@@ -399,7 +417,8 @@ def analyze_videos(
     timeout
         Seconds to wait when connecting to a scheduler.
     **options
-        Passed to :func:`~napari_posekit.core.inference.analyze_video` (``chunk_frames``, ``csv``, ``block``...).
+        Passed to :func:`analyze_one` (``backend``) and
+        :func:`~napari_posekit.core.inference.analyze_video` (``chunk_frames``, ``csv``, ``block``...).
 
     Returns
     -------
@@ -415,7 +434,7 @@ def analyze_videos(
         No scheduler at the address.
     """
     t0 = time.monotonic()
-    checkpoint, scorer = resolve_model(model)
+    checkpoint, scorer = resolve_model(model, options.get("backend", "auto"))
     result = BatchResult(checkpoint=checkpoint, scorer=scorer)
     out = _absolute(output_dir) if output_dir is not None else None
 

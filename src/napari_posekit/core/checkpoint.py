@@ -11,12 +11,14 @@ import os
 import secrets
 import time
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .codec import HeatmapCodec
-from .model import PoseModel
+
+if TYPE_CHECKING:  # torch is imported by the functions that need it: CheckpointError does not
+    import torch
+
+    from .model import PoseModel
 
 __all__ = [
     "CHECKPOINT_KIND",
@@ -40,6 +42,8 @@ class CheckpointError(ValueError):
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     """Write ``state`` with :func:`torch.save` to a temporary file, then :func:`os.replace` it."""
+    import torch
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
@@ -60,6 +64,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     Raises :class:`FileNotFoundError` for a missing file and
     :class:`CheckpointError` for a file that is not a compatible checkpoint.
     """
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
@@ -92,6 +98,8 @@ def load_checkpoint(
     optimiser state.  Raises :class:`FileNotFoundError` for a missing file and
     :class:`CheckpointError` for a file that is not a compatible checkpoint.
     """
+    from .model import PoseModel
+
     state = read_checkpoint(path)
     try:
         model = PoseModel.from_config(state["model_config"])
