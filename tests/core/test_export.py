@@ -215,6 +215,8 @@ def test_export_refusals(tiny_trained_project, tmp_path):
     with pytest.raises(ExportError, match="exists already.*--overwrite"):
         export_model(bare, taken)
     assert taken.read_bytes() == b"keep me"
+    with pytest.raises(ExportError, match="must end in .onnx"):
+        export_model(bare, tmp_path / "model.pt")
     with pytest.raises(ExportError, match="does not exist"):
         export_model(bare, tmp_path / "no" / "such" / "folder.onnx")
     with pytest.raises(ExportError, match="exported model already"):

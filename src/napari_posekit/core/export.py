@@ -440,6 +440,8 @@ def _default_output(checkpoint: Path, int8: bool) -> Path:
 def _check_output(output: Path, overwrite: bool) -> None:
     if output.is_dir():
         raise ExportError(f"{output} is a folder; give the name of the file to write")
+    if output.suffix.lower() != ".onnx":
+        raise ExportError(f"{output}: the file name must end in .onnx (analysis tells exported models by it)")
     if output.exists() and not overwrite:
         raise ExportError(f"{output} exists already; choose another --output or pass --overwrite")
     folder = output.parent
