@@ -15,7 +15,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "location refinement out, with body parts, codec and scorer stored in its metadata.",
     )
     p.add_argument("model", help="project folder, its config.yaml (latest model) or a checkpoint file")
-    p.add_argument("--format", dest="fmt", default="onnx", help="file format (only onnx for now)")
+    p.add_argument("--format", dest="fmt", default="onnx", metavar="FORMAT", help="file format (only onnx for now)")
     p.add_argument(
         "--int8",
         action="store_true",
