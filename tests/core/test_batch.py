@@ -45,7 +45,7 @@ def test_resolve_model_fails_early_with_the_reason(tmp_path, project):
     checkpoint, scorer = resolve_model(project)
     assert checkpoint == latest_checkpoint(project) and scorer.startswith("DLC_resnet18_sample")
     assert resolve_model(checkpoint) == (checkpoint, scorer)
-    with pytest.raises(FileNotFoundError, match="no such project or checkpoint"):
+    with pytest.raises(FileNotFoundError, match="no such project, checkpoint or model file"):
         resolve_model(tmp_path / "nothing")
     (tmp_path / "model.pt").write_text("not a checkpoint")
     with pytest.raises(CheckpointError, match="not a posekit checkpoint"):

@@ -77,13 +77,13 @@ def test_clear_errors(tmp_path, video, capsys):
     missing = tmp_path / "no-such-project"
     assert main(["analyze", str(missing), str(video)]) == 1
     err = capsys.readouterr().err
-    assert f"error: cannot use the model {missing}" in err and "no such project or checkpoint" in err
+    assert f"error: cannot use the model {missing}" in err and "no such project, checkpoint or model file" in err
 
     assert main(["analyze", str(missing), str(tmp_path / "a.mp4"), str(tmp_path / "b.mp4")]) == 1  # the batch path
-    assert "no such project or checkpoint" in capsys.readouterr().err
+    assert "no such project, checkpoint or model file" in capsys.readouterr().err
 
     assert main(["label-video", str(missing), str(video)]) == 1
-    assert "no such project or checkpoint" in capsys.readouterr().err
+    assert "no such project, checkpoint or model file" in capsys.readouterr().err
 
     assert main(["filter", str(tmp_path / "none.h5")]) == 1
     assert "prediction file not found" in capsys.readouterr().err
