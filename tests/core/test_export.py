@@ -116,11 +116,18 @@ def test_description_reads_without_torch_or_the_onnx_package(tiny_onnx):
     assert done.returncode == 0, done.stderr
 
 
-def test_missing_onnxruntime_is_named(tiny_onnx, monkeypatch):
+def test_the_description_reads_without_any_onnx_library_and_running_needs_a_runtime(tiny_onnx, monkeypatch):
+    from napari_posekit.core import engines
+    from napari_posekit.core.predictor import AnalysisError, Predictor
+
     monkeypatch.setitem(sys.modules, "onnx", None)
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
-    with pytest.raises(ModelFileError, match="pip install onnxruntime"):
-        read_model_meta(tiny_onnx)
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    assert read_model_meta(tiny_onnx)["bodyparts"]
+    monkeypatch.setattr(engines, "available_runtimes", list)
+    monkeypatch.setattr("napari_posekit.core.backends.available_runtimes", list)
+    with pytest.raises(AnalysisError, match="pip install onnxruntime"):
+        Predictor.load(tiny_onnx)
 
 
 # --------------------------------------------------------------------------- int8

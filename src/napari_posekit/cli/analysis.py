@@ -338,8 +338,8 @@ def _analyze_on_dask(args, videos: list[Path]) -> int:
 def _project_pcutoff(checkpoint: Path | None, default: float = PCUTOFF) -> float:
     """The ``pcutoff`` of the project a checkpoint lives in, else ``default``."""
     from napari_posekit.core.config import read_config
+    from napari_posekit.core.model_paths import MODELS_FOLDER
     from napari_posekit.core.project import ProjectError
-    from napari_posekit.core.workflow import MODELS_FOLDER
 
     if checkpoint is None:
         return default

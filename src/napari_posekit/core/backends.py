@@ -33,7 +33,7 @@ import json
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -277,7 +277,7 @@ def _mean_error(xy: np.ndarray | None, truth: np.ndarray | None) -> float | None
 
 # --------------------------------------------------------------------------- loading
 def _project_of(checkpoint: Path) -> Path | None:
-    from .workflow import MODELS_FOLDER
+    from .model_paths import MODELS_FOLDER
 
     folder = next((p for p in checkpoint.resolve().parents if p.name == MODELS_FOLDER), None)
     if folder is not None and (folder.parent / "config.yaml").is_file():
@@ -404,26 +404,75 @@ def _load_model_file(cls, path: Path, backend: str, probe_frames, threads, repor
     return _choose(builders, reference, backend, lambda: _digest(path), probe_data, report)
 
 
-def _load_checkpoint(cls, path: Path, device, backend, precision, freeze, probe_frames, threads, report):
-    import torch
-
-    from .checkpoint import load_checkpoint
+def _project_parts(checkpoint: Path) -> tuple[Path | None, list[str] | None, list[tuple[str, str]]]:
+    """``(project, its body parts, its skeleton)`` for a checkpoint inside a project; ``(None, None, [])`` outside."""
     from .config import read_config
-    from .forward import pad_multiple
-    from .workflow import latest_checkpoint
+
+    project = _project_of(checkpoint)
+    if project is None:
+        return None, None, []
+    config = read_config(project)
+    skeleton = [tuple(e) for e in (config.get("skeleton") or []) if len(e) == 2]
+    return project, list(config.bodyparts) if config.bodyparts else None, skeleton
+
+
+def _check_bodyparts(checkpoint: Path, trained: Sequence[str], project_parts: list[str] | None) -> None:
+    if project_parts and project_parts != list(trained):
+        raise AnalysisError(
+            f"{checkpoint}: the model was trained for body parts {list(trained)} but the project "
+            f"now has {project_parts}; train a new model"
+        )
+
+
+def _from_cached_graph(cls, checkpoint: Path, backend: str, threads, parts, skeleton) -> Any | None:
+    """The predictor on the cached choice's exported graph, without loading torch; None when torch is needed.
+
+    Used when a checkpoint's backend ranking is cached and its first choice runs
+    an ONNX graph made earlier: the start-up then reads neither the checkpoint
+    nor torch.
+    """
+    from .model_file import ModelFileError, read_model_meta
+
+    digest = _digest(checkpoint)
+    if backend == "auto":
+        entry = _read_cache().get(_cache_key(digest, machine_signature()))
+        accepted = [e["backend"] for e in (entry or {}).get("ranking", []) if e.get("accepted")]
+        if not accepted:
+            return None
+        backend = accepted[0]
+    runtime, _, kind = backend.partition("-")
+    graph = cache_dir() / "models" / f"{digest}{'-int8' if kind == 'int8' else ''}.onnx"
+    if runtime not in available_runtimes() or not graph.is_file():
+        return None
+    try:
+        meta = read_model_meta(graph)
+        _check_bodyparts(checkpoint, meta["bodyparts"], parts)
+        engine_cls = OnnxRuntimeEngine if runtime == "onnxruntime" else OpenVinoEngine
+        extra = {"cache_dir": cache_dir() / "openvino"} if runtime == "openvino" else {}
+        engine = engine_cls(graph, precision=kind, threads=threads, **extra)
+    except (EngineError, ModelFileError, OSError):
+        return None  # the full path below measures or falls back, and says why
+    codec = HeatmapCodec.from_dict(meta["codec"])
+    return cls(engine, codec, meta, checkpoint=checkpoint, skeleton=skeleton, pad_to=int(meta["pad_to"]))
+
+
+def _load_checkpoint(cls, path: Path, device, backend, precision, freeze, probe_frames, threads, report):
+    from .model_paths import latest_checkpoint
 
     checkpoint = latest_checkpoint(path) if path.is_dir() or path.suffix in (".yaml", ".yml") else path
+    project, parts, skeleton = _project_parts(checkpoint)
+    torch_asked = backend.startswith("torch") or backend == "auto" and (precision != "auto" or not freeze)
+    on_cpu = str(device if device is not None else "cpu").split(":")[0] == "cpu"
+    if on_cpu and not torch_asked and checkpoint.is_file():
+        predictor = _from_cached_graph(cls, checkpoint, backend, threads, parts, skeleton)
+        if predictor is not None:
+            return predictor
+
+    from .checkpoint import load_checkpoint
+    from .forward import pad_multiple
+
     model, codec, meta = load_checkpoint(checkpoint, device=device)
-    skeleton: list[tuple[str, str]] = []
-    project = _project_of(checkpoint)
-    if project is not None:
-        config = read_config(project)
-        if config.bodyparts and list(config.bodyparts) != list(meta["bodyparts"]):
-            raise AnalysisError(
-                f"{checkpoint}: the model was trained for body parts {list(meta['bodyparts'])} but the project "
-                f"now has {list(config.bodyparts)}; train a new model"
-            )
-        skeleton = [tuple(e) for e in (config.get("skeleton") or []) if len(e) == 2]
+    _check_bodyparts(checkpoint, meta["bodyparts"], parts)
     pad_to = pad_multiple(model, codec)
 
     def torch_builder(freeze_: bool, precision_: str):
@@ -432,8 +481,7 @@ def _load_checkpoint(cls, path: Path, device, backend, precision, freeze, probe_
             freeze=freeze_,
         )  # fmt: skip
 
-    on_cpu = torch.device(device if device is not None else "cpu").type == "cpu"
-    if not on_cpu or backend == "auto" and (precision != "auto" or not freeze):
+    if not on_cpu or backend == "auto" and torch_asked:
         # a GPU, or torch settings asked for explicitly: torch as asked
         return torch_builder(freeze, precision)()
     builders: dict[str, Callable[[], Any]] = {
@@ -450,15 +498,6 @@ def _load_checkpoint(cls, path: Path, device, backend, precision, freeze, probe_
         return digest["value"]
 
     runtimes = available_runtimes()
-    probe_set: dict[str, Any] = {}
-
-    def crops():
-        if "value" not in probe_set:
-            probe_set["value"] = (
-                labeled_crops(project, pad_to, float(meta.get("input_scale", 1.0))) if project else None
-            )
-        return probe_set["value"]
-
     if runtimes and _version("onnx") is not None:
         models = cache_dir() / "models"
 
@@ -501,7 +540,7 @@ def _load_checkpoint(cls, path: Path, device, backend, precision, freeze, probe_
                 builders[f"{runtime}-{kind}"] = onnx_builder(f"{runtime}-{kind}")
 
     def probe_data(reference):
-        found = crops()
+        found = labeled_crops(project, pad_to, float(meta.get("input_scale", 1.0))) if project else None
         if found is not None:
             return found
         frames = probe_frames() if callable(probe_frames) else probe_frames

@@ -18,8 +18,9 @@ the file as a JSON object, under the ONNX metadata key ``"napari-posekit"``
 (:data:`META_KEY`): body parts, skeleton, codec, ``pad_to``, ``input_scale``,
 the DeepLabCut scorer name, training step and configuration, precision.
 
-This module reads that description without torch: it needs only numpy and
-either the ``onnx`` package or ``onnxruntime``.
+This module reads that description with the standard library alone (the
+file's top-level protobuf fields), so finding out what a model is costs
+no imports; running it needs onnxruntime or OpenVINO.
 """
 
 from __future__ import annotations
@@ -57,36 +58,68 @@ def is_model_file(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() == ".onnx"
 
 
-def _metadata_with_onnx(path: Path) -> tuple[dict[str, str], str] | None:
-    """``(metadata_props, producer)`` through the ``onnx`` package, or None when it is not installed."""
+def _varint(data: memoryview, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise ValueError("truncated or invalid varint")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def _fields(data: memoryview):
+    """``(field number, value)`` of a protobuf message's top-level fields (length-delimited values as memoryviews)."""
+    pos = 0
+    while pos < len(data):
+        key, pos = _varint(data, pos)
+        field, wire = key >> 3, key & 7
+        if field == 0:
+            raise ValueError("field number 0")
+        if wire == 0:
+            value, pos = _varint(data, pos)
+        elif wire == 2:
+            size, pos = _varint(data, pos)
+            if pos + size > len(data):
+                raise ValueError("a field runs past the end of the file")
+            value, pos = data[pos : pos + size], pos + size
+        elif wire in (1, 5):
+            value, pos = None, pos + (8 if wire == 1 else 4)
+        else:
+            raise ValueError(f"unsupported wire type {wire}")
+        yield field, value
+
+
+#: ONNX ``ModelProto`` field numbers: producer_name, graph, metadata_props.
+_PRODUCER, _GRAPH, _METADATA = 2, 7, 14
+
+
+def _read_metadata(path: Path) -> tuple[dict[str, str], str]:
+    """``(metadata_props, producer)`` of an ONNX file, read from its protobuf fields without any ONNX library.
+
+    Only the top-level fields are walked (the graph is skipped by its length),
+    so this takes milliseconds where importing ``onnx`` takes most of a second.
+    """
     try:
-        import onnx
-    except ImportError:
-        return None
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:
+        data = memoryview(path.read_bytes())
+        props: dict[str, str] = {}
+        producer, has_graph = "", False
+        for field, value in _fields(data):
+            if field == _PRODUCER and isinstance(value, memoryview):
+                producer = bytes(value).decode("utf-8", "replace")
+            elif field == _GRAPH:
+                has_graph = isinstance(value, memoryview)
+            elif field == _METADATA and isinstance(value, memoryview):
+                entry = {f: bytes(v).decode("utf-8") for f, v in _fields(value) if isinstance(v, memoryview)}
+                props[entry.get(1, "")] = entry.get(2, "")
+    except (ValueError, UnicodeDecodeError) as exc:
         raise ModelFileError(f"{path}: not an ONNX model file (cannot be parsed: {exc})") from exc
-    if not proto.graph.node and not proto.metadata_props:
+    if not has_graph:
         raise ModelFileError(f"{path}: not an ONNX model file (no graph in it)")
-    return {p.key: p.value for p in proto.metadata_props}, proto.producer_name
-
-
-def _metadata_with_onnxruntime(path: Path) -> tuple[dict[str, str], str]:
-    try:
-        import onnxruntime
-    except ImportError as exc:
-        raise ModelFileError(
-            f"{path}: reading an exported model needs onnxruntime; install it with 'pip install onnxruntime'"
-        ) from exc
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3
-    try:
-        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise ModelFileError(f"{path}: not an ONNX model file onnxruntime can load ({exc})") from exc
-    meta = session.get_modelmeta()
-    return dict(meta.custom_metadata_map), meta.producer_name
+    return props, producer
 
 
 def read_model_meta(path: str | os.PathLike) -> dict[str, Any]:
@@ -100,8 +133,7 @@ def read_model_meta(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
-    found = _metadata_with_onnx(path)
-    props, producer = found if found is not None else _metadata_with_onnxruntime(path)
+    props, producer = _read_metadata(path)
     text = props.get(META_KEY)
     if text is None:
         made_by = f" (made by {producer!r})" if producer else ""

@@ -208,7 +208,7 @@ def _prediction_file(
     if predictions is not None:
         return Path(predictions), False
     if model is None:
-        from .workflow import latest_checkpoint
+        from .model_paths import latest_checkpoint
 
         try:
             model = latest_checkpoint(root)

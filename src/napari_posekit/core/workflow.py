@@ -27,7 +27,8 @@ import pandas as pd
 from ._generators import drive
 from .config import read_config
 from .filesafety import atomic_write_text
-from .options import PCUTOFF, TRAIN_FRACTION, TrainOptions, train_options
+from .model_paths import MODELS_FOLDER, _config_train_fraction, latest_checkpoint, model_folder
+from .options import PCUTOFF, TrainOptions, train_options
 from .project import ProjectError, project_root
 from .training_labels import (
     TrainingData,
@@ -49,40 +50,6 @@ __all__ = [
     "project_training_data",
     "train_project",
 ]
-
-MODELS_FOLDER = "posekit-models"
-
-
-def model_folder(
-    project: str | os.PathLike, *, train_fraction: float | None = None, shuffle: int = 1, split: str = "random"
-) -> Path:
-    """The model folder of a training set, named as DeepLabCut names its ``dlc-models`` folders."""
-    root = project_root(project)
-    config = read_config(root)
-    if train_fraction is None:
-        train_fraction = _config_train_fraction(config)
-    name = (
-        f"{config.get('Task', 'project')}{config.get('date', '')}-trainset{round(100 * train_fraction)}shuffle{shuffle}"
-    )
-    if split == "block":
-        name += "-block"
-    return root / MODELS_FOLDER / f"iteration-{int(config.get('iteration', 0) or 0)}" / name
-
-
-def _config_train_fraction(config) -> float:
-    value = config.get("TrainingFraction", [TRAIN_FRACTION])
-    if isinstance(value, (list, tuple)):
-        value = value[0] if value else TRAIN_FRACTION
-    return float(value)
-
-
-def latest_checkpoint(project: str | os.PathLike) -> Path:
-    """The most recently written ``checkpoint.pt`` under the project's models folder."""
-    root = project_root(project)
-    found = [p for p in (root / MODELS_FOLDER).glob("iteration-*/*/train/checkpoint.pt") if p.is_file()]
-    if not found:
-        raise ProjectError(f"no trained model yet (nothing in {MODELS_FOLDER}/); run 'posekit train' first", root)
-    return max(found, key=lambda p: p.stat().st_mtime_ns)
 
 
 def _split_train_arguments(options: TrainOptions | None, arguments: dict[str, Any]) -> tuple[TrainOptions, dict]:
