@@ -50,7 +50,7 @@ def test_analyses_fill_one_buffer_per_layer_and_replace_it_for_another_model():
     analyses = Analyses()
     run = AnalysisRun("layer-1", 2, 6, n_frames=10)
     replaced = [analyses.receive(run, event) for event in _events(run, ("m.pt", 1), [2, 4])]
-    assert replaced == [None, None, None] and analyses.predictor == (("m.pt", 1), PREDICTOR)
+    assert replaced == [None, None, None] and analyses.predictor == (("m.pt", 1), PREDICTOR, "auto")
     analysis = analyses.get("layer-1")
     assert analysis is run.analysis and len(analyses) == 1 and analysis.layer_id == "layer-1"
     assert analysis.analysed.tolist() == [False] * 2 + [True] * 4 + [False] * 4

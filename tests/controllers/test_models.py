@@ -62,7 +62,7 @@ def test_resolve_model_takes_the_latest_checkpoint_of_a_project(project, tmp_pat
         assert ref.key == model_key(newer)
     assert resolve_model(older).checkpoint == older  # a checkpoint is itself
     assert latest_checkpoint(project) == newer
-    with pytest.raises(FileNotFoundError, match="no such project or checkpoint"):
+    with pytest.raises(FileNotFoundError, match="no such project, checkpoint or model file"):
         resolve_model(tmp_path / "nowhere")
 
 

@@ -249,7 +249,7 @@ def test_bad_models_are_messages_and_leave_the_layers(make_napari_viewer, qtbot,
     n_layers = len(viewer.layers)
 
     widget.model.setText(str(tmp_path / "nowhere"))
-    assert widget.analyze() is None and "no such project or checkpoint" in errors[-1]
+    assert widget.analyze() is None and "no such project, checkpoint or model file" in errors[-1]
     widget.model.setText(str(tmp_path))  # a folder without a model
     _run(qtbot, widget)
     assert errors[-1].startswith("Analysis failed") and len(viewer.layers) == n_layers

@@ -18,6 +18,15 @@ large), so the event loop stays responsive:
 * ``"<video> tracks"``: Tracks, one per body part ``(track_id, t, y, x)``,
   from the keypoints above the p-cutoff, with a tail of the chosen length.
 
+The model is a project (its latest checkpoint), a checkpoint or an exported
+model file (``.onnx``, from the Training widget's Export or ``posekit
+export``; it runs without torch). The Backend box chooses what runs the
+network: "auto" takes the fastest backend that keeps the accuracy, measured
+the first time a model meets this machine (the status says so while it
+measures, in the job, for up to half a minute) and remembered; the status and
+the line beside the box then name the backend, and the core's notes (a
+backend that failed to load and the one used instead) follow the status.
+
 Stop ends a run between blocks; what was analysed stays. Save writes
 DeepLabCut's ``<video stem><scorer>.h5`` and ``.csv`` beside the video, in a
 job; the filter preview adds ``"<video> predictions (filtered)"`` and
@@ -60,14 +69,18 @@ from napari_posekit._napari.jobs import Failed, Job, JobRunner
 from napari_posekit._napari.layers import Key, analysable_layers, project_config
 from napari_posekit._napari.preload import preload_training_modules
 from napari_posekit.controllers.analysis import (
+    AUTO_BACKEND,
     FILTERS,
     RANGES,
     Analyses,
     Analysis,
     AnalysisRun,
+    backend_choices,
     frame_span,
     iter_analysis,
+    loading_text,
 )
+from napari_posekit.controllers.models import MODEL_FILTER
 from napari_posekit.core.options import ANALYSIS_BATCH_SIZE, PCUTOFF
 
 DEBOUNCE_MS = 120
@@ -115,10 +128,23 @@ class AnalysisWidget(PredictionFiles, QWidget):
     # -- building -------------------------------------------------------------------
     def _build_analysis(self) -> None:
         self.model = QLineEdit()
-        self.model.setPlaceholderText("project folder, config.yaml or checkpoint (.pt)")
+        self.model.setPlaceholderText("project folder, config.yaml, checkpoint (.pt) or exported model (.onnx)")
+        self.model.setToolTip(
+            "A project (its latest model), a checkpoint (.pt) or a model exported by the Training widget or "
+            "'posekit export' (.onnx, runs without torch)"
+        )
         self.browse_button = QPushButton("…")
         self.browse_button.setMaximumWidth(30)
         self.browse_button.clicked.connect(self._browse)
+        self.backend_box = QComboBox()
+        self.backend_box.addItems(backend_choices())
+        self.backend_box.setCurrentText(AUTO_BACKEND)
+        self.backend_box.setToolTip(
+            "What runs the network. auto: the fastest backend that keeps the accuracy, measured once per model "
+            "on this machine (the first analysis with a model takes up to half a minute longer) and remembered"
+        )
+        self.backend_used = QLabel("")
+        self.backend_used.setToolTip("The backend the last analysis ran on")
         self.video_box = QComboBox()
         self.range_box = QComboBox()
         self.range_box.addItems(RANGES)
@@ -168,6 +194,7 @@ class AnalysisWidget(PredictionFiles, QWidget):
             span.addWidget(part, 0 if isinstance(part, QLabel) else 1)
         form = QFormLayout()
         form.addRow("Model:", row(self.model, self.browse_button))
+        form.addRow("Backend:", row(self.backend_box, self.backend_used, stretch=(0, 1)))
         form.addRow("Video:", self.video_box)
         form.addRow("Frames:", self.range_box)
         form.addRow(self.span_row)
@@ -196,7 +223,7 @@ class AnalysisWidget(PredictionFiles, QWidget):
     # -- model and video ---------------------------------------------------------
     def _browse(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
-            self, "Model: a checkpoint or a project's config.yaml", "", "Models (*.pt config.yaml);;All files (*)"
+            self, "Model: a checkpoint, an exported model or a project's config.yaml", "", MODEL_FILTER
         )
         if path:
             self.model.setText(str(Path(path).parent) if Path(path).name == "config.yaml" else path)
@@ -309,9 +336,11 @@ class AnalysisWidget(PredictionFiles, QWidget):
         elif layer.multiscale or layer.ndim != 3:
             problem = f"{layer.name} is not a video or a stack of 2D images"
         elif not model:
-            problem = "choose a model: a project folder, its config.yaml or a checkpoint (.pt)"
+            problem = (
+                "choose a model: a project folder, its config.yaml, a checkpoint (.pt) or an exported model (.onnx)"
+            )
         elif not Path(model).expanduser().exists():
-            problem = f"{model}: no such project or checkpoint"
+            problem = f"{model}: no such project, checkpoint or model file"
         if problem:
             self._fail("Cannot analyse", problem)
             return None
@@ -320,10 +349,20 @@ class AnalysisWidget(PredictionFiles, QWidget):
         run = AnalysisRun(layer.unique_id, start, stop, source.n_frames, video_path=source.path)
         frames = str(source.path) if source.path else layer.data
         cached, batch_size, fast = self.analyses.predictor, self.batch_size.value(), self.fast.isChecked()
+        backend = self.backend_box.currentText()
         self.run = run
+
+        def work(job: Job):
+            def report(line: str) -> None:  # from the worker: recorded, the runner's timer shows it
+                job.report(text=loading_text(line))
+
+            return iter_analysis(
+                model, cached, frames, start, stop, batch_size, fast, job.stopping, backend=backend, report=report
+            )
+
         return self.jobs.start(
             "analyze",
-            lambda job: iter_analysis(model, cached, frames, start, stop, batch_size, fast, job.stopping),
+            work,
             description=f"Analyzing {layer.name}",
             total=stop - start,
             status=run.start_text(),
@@ -345,6 +384,9 @@ class AnalysisWidget(PredictionFiles, QWidget):
         replaced = self.analyses.receive(run, event)
         if replaced is not None:  # another model: its layers show the new predictions, its filter preview goes
             self.display.drop_filtered(run.layer_id)
+        if event["event"] == "ready":
+            self.backend_used.setText(f"runs on {run.backend}" if run.backend else "")
+            job.report(text=run.model_text())
         if event["event"] == "chunk":
             self._dirty = True
             job.report(done=run.done, text=run.status_text(), eta_s=run.eta_s())

@@ -19,6 +19,14 @@ blocked. The checks run again when the project changes, when its label files
 change (saved by any widget, a suspect marked correct) and with "Check labels";
 :class:`~napari_posekit.controllers.training.LabelChecks` decides, and keeps
 the warnings of training that repeat the line out of the notifications.
+
+"Export model…" writes the project's latest model as a self-contained ONNX
+file (:func:`~napari_posekit.controllers.training.run_export`, in a job of its
+own): float32, or int8 calibrated on the project's labeled frames. A save
+dialog offers the core's default name beside the checkpoint; the line under
+the button shows the stages, then the file written and its size (or why it
+could not be written). The Analysis widget and ``posekit analyze`` run such a
+file without torch.
 """
 
 from __future__ import annotations
@@ -58,11 +66,13 @@ from napari_posekit._napari.label_advice import LabelCheckJobs
 from napari_posekit._napari.layers import Key, bodypart_colors, is_image_stack_layer, project_config
 from napari_posekit._napari.loss_curve import LossCurve
 from napari_posekit._napari.preload import preload_training_modules
-from napari_posekit.controllers.models import model_name, project_folder, resume_checkpoint
+from napari_posekit.controllers.models import latest_checkpoint, model_name, project_folder, resume_checkpoint
 from napari_posekit.controllers.training import (
     BACKBONES,
+    EXPORT_FILTER,
     SPLITS,
     WORST_SHOWN,
+    ExportResult,
     ImageStack,
     SettingsError,
     TrainingRun,
@@ -71,7 +81,10 @@ from napari_posekit.controllers.training import (
     evaluation_table,
     evaluation_target,
     evaluation_text,
+    export_path,
     find_image,
+    onnx_path,
+    run_export,
     train_kwargs,
     worst_images,
 )
@@ -99,11 +112,17 @@ class TrainingWidget(QWidget):
         self.eval_label.setWordWrap(True)
         self.jobs = JobRunner(self.status.setText, self._update_buttons)
         self.eval_jobs = JobRunner(self.eval_label.setText, self._update_buttons)
+        self.export_label = QLabel("")
+        self.export_label.setWordWrap(True)
+        self.export_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.export_jobs = JobRunner(self.export_label.setText, self._update_buttons)
+        self.exported: ExportResult | None = None
         self.label_jobs = LabelCheckJobs(self, lambda: project_folder(self.project.text()), self._show_label_advice)
         self.label_checks = self.label_jobs.checks
         self._build_settings(TrainSettings.defaults())
         self._build_actions()
         self._build_evaluation()
+        self._build_export()
         self._lay_out()
         self.project.textChanged.connect(self._update_buttons)
         self.project.textChanged.connect(lambda _text: self.label_jobs.run(force=False))
@@ -190,6 +209,15 @@ class TrainingWidget(QWidget):
         self.worst.setMaximumHeight(170)
         self.worst.itemClicked.connect(lambda item: self.jump_to_worst(self.worst.row(item)))
 
+    def _build_export(self) -> None:
+        self.int8 = QCheckBox("int8 (calibrated on the labeled frames)")
+        self.int8.setToolTip(
+            "Quantise the network to 8-bit integers, calibrated on the project's labeled frames: a smaller file "
+            "that often runs faster on a CPU (about 15 s to export). Unchecked: float32, exactly the trained model"
+        )
+        self.export_button = QPushButton("Export model…")
+        self.export_button.clicked.connect(lambda: self.export_model())
+
     def _lay_out(self) -> None:
         form = QFormLayout()
         form.addRow("Project:", row(self.project, self.browse_button))
@@ -212,6 +240,8 @@ class TrainingWidget(QWidget):
         layout.addWidget(self.table)
         layout.addWidget(QLabel("Worst test images (click to show with predictions):"))
         layout.addWidget(self.worst)
+        layout.addLayout(row(QLabel("<b>Export</b>"), self.int8, self.export_button, stretch=(0, 1)))
+        layout.addWidget(self.export_label)
 
     # -- project and settings -------------------------------------------------
     def _on_inserted(self, event) -> None:
@@ -252,7 +282,7 @@ class TrainingWidget(QWidget):
     # -- training -------------------------------------------------------------
     @property
     def busy(self) -> bool:
-        return self.jobs.busy or self.eval_jobs.busy
+        return self.jobs.busy or self.eval_jobs.busy or self.export_jobs.busy
 
     def _fail(self, what: str, message: str) -> None:
         self.status.setText(f"{what}: {message}")
@@ -339,6 +369,72 @@ class TrainingWidget(QWidget):
         self.resume_button.setEnabled(not self.busy and resumable)
         self.stop_button.setEnabled(job is not None and not job.stop_requested)
         self.evaluate_button.setEnabled(not self.busy)
+        exportable = self.export_source() is not None
+        self.export_button.setEnabled(not self.busy and exportable)
+        self.export_button.setToolTip(
+            "Write the project's latest model as one ONNX file (runs without torch: Analysis, posekit analyze, "
+            "onnxruntime, OpenVINO)"
+            if exportable
+            else "Train a model first: the project has none to export"
+        )
+
+    # -- export ---------------------------------------------------------------
+    def export_source(self) -> Path | None:
+        """The checkpoint Export writes: the project's latest model, or None (no project, no model yet)."""
+        return latest_checkpoint(project_folder(self.project.text()))
+
+    def export_model(self, output: str | os.PathLike | None = None, int8: bool | None = None) -> Job | None:
+        """Export the project's latest model in a job; returns it, or None (busy, no model, dialog cancelled).
+
+        ``output`` defaults to a save dialog (offering the file beside the
+        checkpoint); ``int8`` to the checkbox.  A file chosen in the dialog
+        replaces one of that name (the dialog asked); a given ``output`` never does.
+        """
+        if self.busy:
+            return None
+        checkpoint = self.export_source()
+        if checkpoint is None:
+            self._export_failed("the project has no trained model yet; train one first")
+            return None
+        int8 = self.int8.isChecked() if int8 is None else bool(int8)
+        overwrite = False
+        if output is None:
+            chosen, _ = QFileDialog.getSaveFileName(
+                self, "Export model as ONNX", str(export_path(checkpoint, int8)), EXPORT_FILTER
+            )
+            if not chosen:
+                return None
+            output, overwrite = chosen, Path(chosen).exists()  # the dialog asked about that file
+        output = onnx_path(output)
+        kind = "int8" if int8 else "float32"
+
+        def report(job: Job, fraction: float | None, line: str) -> None:
+            job.report(fraction, text=f"Exporting ({kind}): {line}")  # drawn by the runner's timer
+
+        return self.export_jobs.start(
+            "export",
+            lambda job: run_export(
+                checkpoint,
+                output,
+                int8=int8,
+                overwrite=overwrite,
+                progress=lambda fraction, line: report(job, fraction, line),
+            ),
+            description=f"Exporting the model ({kind})",
+            status=f"Exporting {model_name(checkpoint)} ({kind}) to {output.name}…",
+            failure="Export failed",
+            on_done=lambda job, result: self._on_exported(result),
+        )
+
+    def _export_failed(self, message: str) -> None:
+        self.export_label.setText(f"Cannot export: {message}")
+        show_error(f"Cannot export: {message}")
+
+    def _on_exported(self, result: ExportResult) -> None:
+        self.exported = result
+        self.export_label.setText(result.text())
+        self.export_label.setToolTip(str(result.path))
+        show_info(result.text())
 
     # -- evaluation -----------------------------------------------------------
     def evaluate(self, checkpoint: str | os.PathLike | None = None) -> Job | None:

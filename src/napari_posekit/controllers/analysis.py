@@ -5,8 +5,12 @@
   layer; the widget maps ids to layers.  :class:`Analyses` holds them and the
   model loaded last, and decides when a run replaces what a video had.
 - :class:`AnalysisRun`: one run over a span of frames, its progress and
-  texts; :func:`iter_analysis` is its work (load the model, predict block
-  after block) and :func:`frame_span` the frames a choice stands for.
+  texts (with the backend the network runs on); :func:`iter_analysis` is its
+  work (load the model: a project, a checkpoint or an exported ``.onnx``
+  file, on the backend asked for or the fastest one; then predict block after
+  block) and :func:`frame_span` the frames a choice stands for.
+  :func:`backend_choices` lists what the widget's Backend box offers and
+  :func:`loading_text` turns the backend choice's reports into status lines.
 - Files: :class:`PredictionsWrite` (what Save writes, copied so a worker can
   write it while the widget goes on), :class:`ExportPlan` and
   :func:`iter_export` (the labeled video, after the predictions it needs).
@@ -27,6 +31,23 @@ from napari_posekit.controllers.models import resolve_model
 
 RANGES = ("Current frame", "Frame range", "Whole video")
 FILTERS = (("median", "median"), ("Savitzky–Golay", "savgol"))
+AUTO_BACKEND = "auto"
+CHOOSING_TEXT = "Choosing the fastest backend for this model (once; it can take half a minute)…"
+
+
+def backend_choices() -> list[str]:
+    """``"auto"`` (the fastest backend that keeps the accuracy) and every backend name of the core."""
+    from napari_posekit.core.backends import BACKENDS
+
+    return [AUTO_BACKEND, *BACKENDS]
+
+
+def loading_text(line: str) -> str:
+    """The status line for a report of the backend choice (the measurement that runs once per model)."""
+    line = str(line).strip()
+    if line.lower().startswith("choosing the fastest backend"):
+        return CHOOSING_TEXT
+    return line[:1].upper() + line[1:]
 
 
 def runs(mask: np.ndarray) -> list[list[int]]:
@@ -148,6 +169,21 @@ class AnalysisRun:
     failed: int = 0
 
     @property
+    def backend(self) -> str | None:
+        """What runs the network (e.g. ``"onnxruntime-int8"``), once the model is loaded."""
+        return getattr(self.predictor, "backend", None) if self.predictor is not None else None
+
+    @property
+    def notes(self) -> list[str]:
+        """What the backend choice had to say (a backend that failed to load, the one used instead)."""
+        return list(getattr(self.predictor, "notes", None) or []) if self.predictor is not None else []
+
+    def model_text(self) -> str:
+        """``Model loaded on onnxruntime-int8.`` and the notes of the backend choice."""
+        text = f"Model loaded on {self.backend}." if self.backend else "Model loaded."
+        return " ".join([text, *self.notes])
+
+    @property
     def total(self) -> int:
         return self.stop - self.start
 
@@ -162,25 +198,31 @@ class AnalysisRun:
         parts = [f"{self.done}/{self.total} frames", f"{self.fps:.1f} frames/s"]
         if self.failed:
             parts.append(f"{self.failed} frames could not be decoded")
+        if self.backend:
+            parts.append(f"on {self.backend}")
         return " · ".join(parts)
 
     def finished_text(self, name: str) -> str:
+        speed = f"{self.fps:.1f} frames/s" + (f" on {self.backend}" if self.backend else "")
         if self.done < self.total:
-            text = f"Stopped: {self.done} of {self.total} frames of {name} analysed ({self.fps:.1f} frames/s)."
+            text = f"Stopped: {self.done} of {self.total} frames of {name} analysed ({speed})."
         else:
             what = f"frame {self.start}" if self.total == 1 else f"{self.total} frames"
-            text = f"Analysed {what} of {name} ({self.fps:.1f} frames/s)."
+            text = f"Analysed {what} of {name} ({speed})."
         if self.failed:
             text += f" {self.failed} frames could not be decoded (no predictions there)."
-        return text
+        return " ".join([text, *self.notes])
 
 
 class Analyses:
-    """The analyses of the viewer's videos by layer id, and the model loaded last (kept for the next run)."""
+    """The analyses of the viewer's videos by layer id, and the model loaded last (kept for the next run).
+
+    ``predictor`` is ``(model key, predictor, backend asked for)``.
+    """
 
     def __init__(self) -> None:
         self._by_id: dict[Any, Analysis] = {}
-        self.predictor: tuple[tuple, Any] | None = None
+        self.predictor: tuple[tuple, Any, str] | None = None
 
     def get(self, layer_id: Any) -> Analysis | None:
         return self._by_id.get(layer_id)
@@ -204,10 +246,11 @@ class Analyses:
         ``"ready"``: the model is loaded (and kept).  ``"chunk"``: a block of
         predictions; the first one of a run starts a new analysis when the
         video had none, or one by another model or of another length (only
-        then is what the video had replaced).
+        then is what the video had replaced; the same model on another
+        backend adds to what the video had).
         """
         if event["event"] == "ready":
-            self.predictor = (event["key"], event["predictor"])
+            self.predictor = (event["key"], event["predictor"], event.get("backend", AUTO_BACKEND))
             run.predictor, run.key = event["predictor"], event["key"]
             return None
         replaced = None
@@ -235,6 +278,46 @@ def frame_span(which: str, n_frames: int, current: int, first: int, last: int) -
     return 0, n_frames
 
 
+def load_predictor(
+    model: str | os.PathLike,
+    cached: tuple | None = None,
+    source: Any = None,
+    *,
+    backend: str = AUTO_BACKEND,
+    report: Callable[[str], None] | None = None,
+) -> tuple[tuple, Any]:
+    """``(model key, predictor)``: the model a box names, on ``backend`` (``cached`` when it is the same).
+
+    ``model`` is a project folder, its ``config.yaml``, a checkpoint or an
+    exported model (``.onnx``, loaded without torch, on the CPU).  With
+    ``"auto"`` the core measures the backends the first time it meets a
+    model on this machine (``report`` gets its lines; frames of ``source``,
+    a video path or an array, help when the model has no labeled frames).
+    Slow: call it off the GUI thread.
+    """
+    from napari_posekit.core.predictor import Predictor
+
+    model_ref = resolve_model(model)
+    if cached is not None and cached[0] == model_ref.key:
+        asked = cached[2] if len(cached) > 2 else AUTO_BACKEND
+        if asked == backend:
+            return model_ref.key, cached[1]
+    if model_ref.exported:
+        device = "cpu"
+    else:
+        from napari_posekit.core.train import default_device
+
+        device = default_device()
+
+    def probe():
+        from napari_posekit.core.inference import probe_frames
+
+        return probe_frames(source) if source is not None else None
+
+    predictor = Predictor.load(model_ref.checkpoint, device=device, backend=backend, probe_frames=probe, report=report)
+    return model_ref.key, predictor
+
+
 def iter_analysis(
     model: str,
     cached: tuple | None,
@@ -244,22 +327,21 @@ def iter_analysis(
     batch_size: int,
     fast: bool,
     should_stop: Callable[[], bool],
+    *,
+    backend: str = AUTO_BACKEND,
+    report: Callable[[str], None] | None = None,
 ) -> Generator[dict[str, Any], None, int]:
-    """Load the model (``cached`` when it is the same file), then predict block after block.
+    """Load the model (:func:`load_predictor`; ``cached`` when it is the same), then predict block after block.
 
-    Yields ``{"event": "ready", "key", "predictor"}`` once and
-    ``{"event": "chunk", "chunk", "done", "fps"}`` per block; returns the
-    frames done.  ``source`` is a video path or an array of frames.
+    Yields ``{"event": "ready", "key", "predictor", "backend"}`` once
+    (``backend``: what was asked for) and ``{"event": "chunk", "chunk",
+    "done", "fps"}`` per block; returns the frames done.  ``source`` is a
+    video path or an array of frames.
     """
-    from napari_posekit.core.inference import Predictor, iter_analyze
-    from napari_posekit.core.train import default_device
+    from napari_posekit.core.inference import iter_analyze
 
-    model_ref = resolve_model(model)
-    if cached is not None and cached[0] == model_ref.key:
-        predictor = cached[1]
-    else:
-        predictor = Predictor.load(model_ref.checkpoint, device=default_device())
-    yield {"event": "ready", "key": model_ref.key, "predictor": predictor}
+    key, predictor = load_predictor(model, cached, source, backend=backend, report=report)
+    yield {"event": "ready", "key": key, "predictor": predictor, "backend": backend}
     done = 0
     t0 = time.monotonic()
     for chunk in iter_analyze(

@@ -1,13 +1,15 @@
-"""Which model a path means: a project folder, its ``config.yaml`` or a checkpoint file.
+"""Which model a path means: a project folder, its ``config.yaml``, a checkpoint or an exported model file.
 
 Every widget that takes a model box resolves it here, to the same answer:
 
 - :func:`project_folder`: the project a text names (a folder or its
   ``config.yaml``), or None.
 - :func:`resolve_model`: the checkpoint a project (its latest model) or a
-  checkpoint path stands for, with its version key and model name
-  (:class:`ModelRef`); :func:`latest_checkpoint` the same for a project, or
-  None when it has no model yet.
+  checkpoint path stands for, or an exported model file (``.onnx``, see
+  :func:`is_exported`) as it is, with its version key and model name
+  (:class:`ModelRef`); :func:`latest_checkpoint` the checkpoint of a
+  project, or None when it has no model yet.
+- :data:`MODEL_FILTER`: the file dialogs' filter for a model.
 - :func:`model_key`: what tells two versions of a checkpoint apart
   (fine-tuning writes the new model under the same name).
 - :func:`model_name`: the model folder's name of a checkpoint
@@ -15,7 +17,7 @@ Every widget that takes a model box resolves it here, to the same answer:
 - :func:`resume_checkpoint`: the checkpoint Resume would continue.
 
 The core's :mod:`~napari_posekit.core.workflow` imports torch; it is imported
-only when a function needs it.
+only when a function needs it (never for an exported model).
 """
 
 from __future__ import annotations
@@ -27,15 +29,28 @@ from pathlib import Path
 from napari_posekit.core.project import ProjectError, project_root
 
 YAML_SUFFIXES = (".yaml", ".yml")
+EXPORTED_SUFFIX = ".onnx"
+MODEL_FILTER = "Models (*.pt *.onnx config.yaml);;Checkpoints (*.pt);;Exported models (*.onnx);;All files (*)"
+"""What a file dialog for a model offers: checkpoints, exported models and project configs."""
 
 
 @dataclass(frozen=True)
 class ModelRef:
-    """A resolved model: its checkpoint file, version key and model folder's name."""
+    """A resolved model: its checkpoint (or exported model) file, version key and name."""
 
     checkpoint: Path
     key: tuple[str, int]
     name: str
+
+    @property
+    def exported(self) -> bool:
+        """Whether the model is an exported file (``.onnx``: runs without torch)."""
+        return is_exported(self.checkpoint)
+
+
+def is_exported(path: str | os.PathLike | None) -> bool:
+    """Whether ``path`` names an exported model file (``.onnx``)."""
+    return bool(path) and Path(path).suffix.lower() == EXPORTED_SUFFIX
 
 
 def project_folder(text: str | os.PathLike | None) -> Path | None:
@@ -50,8 +65,10 @@ def project_folder(text: str | os.PathLike | None) -> Path | None:
 
 
 def model_name(checkpoint: str | os.PathLike) -> str:
-    """The model folder's name (``<Task><date>-trainset95shuffle1``) of a checkpoint."""
+    """The model folder's name (``<Task><date>-trainset95shuffle1``) of a checkpoint; an exported model's file name."""
     checkpoint = Path(checkpoint)
+    if is_exported(checkpoint):
+        return checkpoint.name
     return checkpoint.parent.parent.name if checkpoint.parent.name == "train" else checkpoint.parent.name
 
 
@@ -82,16 +99,20 @@ def latest_checkpoint(project: str | os.PathLike | None) -> Path | None:
 def resolve_model(model: str | os.PathLike) -> ModelRef:
     """The checkpoint a project folder, ``config.yaml`` (its latest model) or checkpoint path stands for.
 
-    Raises :class:`FileNotFoundError` for a path that does not exist and
-    :class:`~napari_posekit.core.project.ProjectError` for a project without
-    a trained model.
+    An exported model file (``.onnx``) stands for itself (and torch is not
+    imported).  Raises :class:`FileNotFoundError` for a path that does not
+    exist and :class:`~napari_posekit.core.project.ProjectError` for a
+    project without a trained model.
     """
-    from napari_posekit.core.workflow import latest_checkpoint as latest
-
     path = Path(model).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such project or checkpoint")
-    checkpoint = latest(path) if path.is_dir() or path.suffix in YAML_SUFFIXES else path
+        raise FileNotFoundError(f"{path}: no such project, checkpoint or model file")
+    if path.is_dir() or path.suffix in YAML_SUFFIXES:
+        from napari_posekit.core.workflow import latest_checkpoint as latest
+
+        checkpoint = latest(path)
+    else:
+        checkpoint = path
     key = model_key(checkpoint)
     if key is None:
         raise FileNotFoundError(f"{checkpoint}: the checkpoint cannot be read")
