@@ -19,13 +19,16 @@ from napari_posekit.controllers.analysis import (
     load_predictor,
     loading_text,
 )
-from napari_posekit.controllers.models import MODEL_FILTER, is_exported, model_name, resolve_model
-from napari_posekit.controllers.training import (
+from napari_posekit.controllers.models import (
+    MODEL_FILTER,
     ExportResult,
     export_fraction,
     export_path,
     format_size,
+    is_exported,
+    model_name,
     onnx_path,
+    resolve_model,
     run_export,
 )
 from napari_posekit.core.backends import BACKENDS

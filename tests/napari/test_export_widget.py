@@ -13,7 +13,7 @@ from napari_posekit._napari import _analysis_widget, _training_widget, jobs
 from napari_posekit._napari._analysis_widget import AnalysisWidget
 from napari_posekit._napari._training_widget import TrainingWidget
 from napari_posekit.controllers.analysis import CHOOSING_TEXT
-from napari_posekit.controllers.training import export_path, run_export
+from napari_posekit.controllers.models import export_path, run_export
 from napari_posekit.core.engines import available_runtimes
 from napari_posekit.core.model_file import read_model_meta
 from napari_posekit.core.predictor import Predictor

@@ -21,7 +21,7 @@ change (saved by any widget, a suspect marked correct) and with "Check labels";
 the warnings of training that repeat the line out of the notifications.
 
 "Export model…" writes the project's latest model as a self-contained ONNX
-file (:func:`~napari_posekit.controllers.training.run_export`, in a job of its
+file (:func:`~napari_posekit.controllers.models.run_export`, in a job of its
 own): float32, or int8 calibrated on the project's labeled frames. A save
 dialog offers the core's default name beside the checkpoint; the line under
 the button shows the stages, then the file written and its size (or why it
@@ -66,13 +66,21 @@ from napari_posekit._napari.label_advice import LabelCheckJobs
 from napari_posekit._napari.layers import Key, bodypart_colors, is_image_stack_layer, project_config
 from napari_posekit._napari.loss_curve import LossCurve
 from napari_posekit._napari.preload import preload_training_modules
-from napari_posekit.controllers.models import latest_checkpoint, model_name, project_folder, resume_checkpoint
+from napari_posekit.controllers.models import (
+    EXPORT_FILTER,
+    ExportResult,
+    export_path,
+    latest_checkpoint,
+    model_name,
+    onnx_path,
+    project_folder,
+    resume_checkpoint,
+    run_export,
+)
 from napari_posekit.controllers.training import (
     BACKBONES,
-    EXPORT_FILTER,
     SPLITS,
     WORST_SHOWN,
-    ExportResult,
     ImageStack,
     SettingsError,
     TrainingRun,
@@ -81,10 +89,7 @@ from napari_posekit.controllers.training import (
     evaluation_table,
     evaluation_target,
     evaluation_text,
-    export_path,
     find_image,
-    onnx_path,
-    run_export,
     train_kwargs,
     worst_images,
 )

@@ -10,6 +10,11 @@ Every widget that takes a model box resolves it here, to the same answer:
   (:class:`ModelRef`); :func:`latest_checkpoint` the checkpoint of a
   project, or None when it has no model yet.
 - :data:`MODEL_FILTER`: the file dialogs' filter for a model.
+- Export (the Training widget's "Export model…"): :func:`export_path` (where
+  a checkpoint is written by default, beside it), :func:`run_export` (the
+  core's :func:`~napari_posekit.core.export.export_model` with its stages as
+  progress fractions) and :class:`ExportResult` (the file written, its size,
+  the line the widget shows).
 - :func:`model_key`: what tells two versions of a checkpoint apart
   (fine-tuning writes the new model under the same name).
 - :func:`model_name`: the model folder's name of a checkpoint
@@ -23,6 +28,7 @@ only when a function needs it (never for an exported model).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,3 +136,86 @@ def resume_checkpoint(project: str | os.PathLike | None, split: str = "random") 
     except Exception:  # noqa: BLE001 - an unreadable config: nothing to resume, Start says why
         return None
     return path if path.is_file() else None
+
+
+# --------------------------------------------------------------------------- export
+#: How far an export is when the core reports a stage (the first words of its lines).
+EXPORT_STAGES = (
+    ("loading", 0.05),
+    ("exporting", 0.15),
+    ("reading calibration", 0.35),
+    ("quantising", 0.5),
+    ("writing", 0.95),
+)
+EXPORT_FILTER = "ONNX model (*.onnx)"
+
+
+def export_path(checkpoint: str | os.PathLike, int8: bool = False) -> Path:
+    """Where an export of ``checkpoint`` goes by default: ``<stem>.onnx`` (``<stem>-int8.onnx``) beside it."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(f"{checkpoint.stem}{'-int8' if int8 else ''}.onnx")
+
+
+def onnx_path(path: str | os.PathLike) -> Path:
+    """``path`` with the ``.onnx`` suffix (added when it has another or none)."""
+    path = Path(path)
+    return path if path.suffix.lower() == ".onnx" else path.with_name(path.name + ".onnx")
+
+
+def export_fraction(line: str) -> float | None:
+    """How far the export is when the core reports ``line``; None for a line that names no stage."""
+    text = str(line).strip().lower()
+    return next((fraction for stage, fraction in EXPORT_STAGES if text.startswith(stage)), None)
+
+
+def format_size(n_bytes: int) -> str:
+    """``812 kB``, ``3.4 MB``, ``1.20 GB``."""
+    if n_bytes < 1_000_000:
+        return f"{max(n_bytes, 0) / 1000:.0f} kB"
+    if n_bytes < 1_000_000_000:
+        return f"{n_bytes / 1e6:.1f} MB"
+    return f"{n_bytes / 1e9:.2f} GB"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """An exported model file: where it is, its size, whether it is int8 and how long the export took."""
+
+    path: Path
+    size: int
+    int8: bool
+    seconds: float
+
+    def text(self) -> str:
+        """``Exported the model (int8, 3.4 MB, 14 s): /path/model-int8.onnx``."""
+        kind = "int8" if self.int8 else "float32"
+        return f"Exported the model ({kind}, {format_size(self.size)}, {self.seconds:.0f} s): {self.path}"
+
+
+def run_export(
+    checkpoint: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    int8: bool = False,
+    overwrite: bool = False,
+    progress: Callable[[float | None, str], None] | None = None,
+) -> ExportResult:
+    """Export ``checkpoint`` to ``output`` (ONNX, float32 or int8 calibrated on its project's labeled frames).
+
+    ``progress(fraction, line)`` gets each stage the core reports (fraction
+    None when the line names no known stage).  Slow (int8: some seconds):
+    call it off the GUI thread.  Raises what
+    :func:`~napari_posekit.core.export.export_model` raises (its
+    ``ExportError`` says what stands in the way).
+    """
+    import time
+
+    from napari_posekit.core.export import export_model
+
+    def say(line: str) -> None:
+        if progress is not None:
+            progress(export_fraction(line), line)
+
+    started = time.perf_counter()
+    path = export_model(checkpoint, onnx_path(output), int8=int8, overwrite=overwrite, progress=say)
+    return ExportResult(Path(path), Path(path).stat().st_size, bool(int8), time.perf_counter() - started)
