@@ -1,12 +1,13 @@
-"""From images to keypoints: the one forward-and-decode pipeline of evaluation and inference.
+"""From images to keypoints in torch: training's evaluation pipeline.
 
 :func:`forward_decode` resizes float images by the model's input scale, pads
 them to a multiple of the network's stride, normalises them, runs the network,
 decodes the heatmaps of the unpadded area and maps the keypoints back to the
 images' own pixels.  Training's evaluation
-(:func:`~napari_posekit.core.evaluation.predict_images`) and inference
-(:class:`~napari_posekit.core.inference.Predictor`) both go through it, so the
-test error measures what analysis predicts.
+(:func:`~napari_posekit.core.evaluation.predict_images`) goes through it;
+inference (:class:`~napari_posekit.core.predictor.Predictor`) takes the same
+steps in NumPy around whichever backend runs the network, and a test keeps
+the two in agreement, so the test error measures what analysis predicts.
 """
 
 from __future__ import annotations

@@ -175,8 +175,8 @@ def scorer_name(meta: dict[str, Any], checkpoint_path: str | os.PathLike | None 
     ``meta`` is the checkpoint's description (``model_config``, ``step``);
     the middle part comes from the model folder DeepLabCut-style
     (``<task><date>-trainset<n>shuffle<m>``), or from the checkpoint's file
-    name.  The same name :attr:`napari_posekit.core.predictor.Predictor.scorer`
-    gives.
+    name.  :attr:`napari_posekit.core.predictor.Predictor.scorer` names
+    results with it.
     """
     backbone = str(meta.get("model_config", {}).get("backbone", "model")).replace("_", "")
     name = "posekitshuffle1"

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -164,21 +163,15 @@ class Predictor:
 
     @property
     def scorer(self) -> str:
-        """DeepLabCut-style scorer name, e.g. ``DLC_efficientnetlite0_openfieldOct30shuffle1_4200``."""
-        if self.meta.get("scorer") and self.checkpoint is not None and self.checkpoint.suffix == ".onnx":
+        """DeepLabCut-style scorer name, e.g. ``DLC_efficientnetlite0_openfieldOct30shuffle1_4200``.
+
+        An exported model keeps the name of the checkpoint it was exported from.
+        """
+        from .model_file import is_model_file, scorer_name
+
+        if self.checkpoint is not None and is_model_file(self.checkpoint) and self.meta.get("scorer"):
             return str(self.meta["scorer"])
-        backbone = str(self.meta.get("model_config", {}).get("backbone", "model")).replace("_", "")
-        name = "posekitshuffle1"
-        if self.checkpoint is not None:
-            folder = self.checkpoint.resolve().parent.parent.name
-            match = re.fullmatch(r"(.*)-trainset\d+(shuffle\d+)(-block)?", folder)
-            # DeepLabCut's names always hold "shuffle<n>"; tools (and our reader) look for it
-            name = (
-                f"{match.group(1)}{match.group(2)}{match.group(3) or ''}"
-                if match
-                else f"{self.checkpoint.stem}shuffle1"
-            )
-        return f"DLC_{backbone}_{name}_{int(self.meta.get('step', 0))}"
+        return scorer_name(self.meta, self.checkpoint)
 
     # ------------------------------------------------------------------ prediction
     @staticmethod
