@@ -61,6 +61,8 @@ def test_export_texts_and_paths():
     assert format_size(812_000) == "812 kB" and format_size(3_400_000) == "3.4 MB" and format_size(2e9) == "2.00 GB"
     result = ExportResult(Path("/a/m-int8.onnx"), 3_400_000, True, 14.2)
     assert result.text() == "Exported the model (int8, 3.4 MB, 14 s): /a/m-int8.onnx"
+    assert result.text("/a") == "Exported the model (int8, 3.4 MB, 14 s): m-int8.onnx"
+    assert result.text("/b") == result.text()
     assert is_exported("m.onnx") and is_exported(Path("M.ONNX")) and not is_exported("m.pt") and not is_exported(None)
     assert "*.onnx" in MODEL_FILTER and "*.pt" in MODEL_FILTER
     assert backend_choices() == ["auto", *BACKENDS]

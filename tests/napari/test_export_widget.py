@@ -60,7 +60,7 @@ def test_export_button_writes_the_latest_model(make_napari_viewer, qtbot, tiny_p
     written = tmp_path / "tiny-int8.onnx"
     assert widget.exported is not None and widget.exported.path == written and written.is_file()
     text = widget.export_label.text()
-    assert text.startswith("Exported the model (int8, ") and str(written) in text
+    assert text.startswith("Exported the model (int8, ") and str(written) in text  # outside the project: all of it
     assert (" kB, " in text or " MB, " in text) and read_model_meta(written)["precision"] == "int8" and not errors
     assert widget.export_button.isEnabled() and widget.start_button.isEnabled()
 
@@ -125,6 +125,7 @@ def test_analysis_with_an_exported_model(
     [layer] = viewer.open(str(copy), plugin="napari-posekit")
     widget = AnalysisWidget(viewer)
     assert widget.backend_box.currentText() == "auto" and widget.backend_box.count() > 4
+    assert widget.backend_used.isHidden()  # until a model is loaded
     widget.browse_button.click()
     assert "*.onnx" in filters[-1] and "*.pt" in filters[-1] and widget.model.text() == str(exported_model)
 
@@ -143,7 +144,7 @@ def test_analysis_with_an_exported_model(
     )
     text = widget.status.text()
     assert text.startswith(f"Analysed {N_FRAMES} frames of {layer.name}") and f"on {backend}" in text
-    assert widget.backend_used.text() == f"runs on {backend}" and not errors
+    assert widget.backend_used.text() == f"The network runs on {backend}." and not errors
     analysis = widget.current_analysis()
     meta = read_model_meta(exported_model)
     assert analysis.checkpoint == exported_model and analysis.scorer == meta["scorer"]
@@ -158,7 +159,7 @@ def test_analysis_with_an_exported_model(
     widget.backend_box.setCurrentText("onnxruntime-float32")
     widget.analyze("Current frame")
     qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT)
-    assert threads == [False, False] and widget.backend_used.text() == "runs on onnxruntime-float32"
+    assert threads == [False, False] and widget.backend_used.text() == "The network runs on onnxruntime-float32."
     assert "on onnxruntime-float32" in widget.status.text() and widget.current_analysis() is analysis
 
     # a file that is not a posekit model: the reason, the predictions stay

@@ -144,7 +144,9 @@ class AnalysisWidget(PredictionFiles, QWidget):
             "on this machine (the first analysis with a model takes up to half a minute longer) and remembered"
         )
         self.backend_used = QLabel("")
-        self.backend_used.setToolTip("The backend the last analysis ran on")
+        self.backend_used.setToolTip("What ran the network in the last analysis")
+        self.backend_used.setWordWrap(True)
+        self.backend_used.hide()  # until a model is loaded
         self.video_box = QComboBox()
         self.range_box = QComboBox()
         self.range_box.addItems(RANGES)
@@ -194,7 +196,8 @@ class AnalysisWidget(PredictionFiles, QWidget):
             span.addWidget(part, 0 if isinstance(part, QLabel) else 1)
         form = QFormLayout()
         form.addRow("Model:", row(self.model, self.browse_button))
-        form.addRow("Backend:", row(self.backend_box, self.backend_used, stretch=(0, 1)))
+        form.addRow("Backend:", self.backend_box)
+        form.addRow(self.backend_used)
         form.addRow("Video:", self.video_box)
         form.addRow("Frames:", self.range_box)
         form.addRow(self.span_row)
@@ -385,7 +388,8 @@ class AnalysisWidget(PredictionFiles, QWidget):
         if replaced is not None:  # another model: its layers show the new predictions, its filter preview goes
             self.display.drop_filtered(run.layer_id)
         if event["event"] == "ready":
-            self.backend_used.setText(f"runs on {run.backend}" if run.backend else "")
+            self.backend_used.setText(f"The network runs on {run.backend}." if run.backend else "")
+            self.backend_used.setVisible(bool(run.backend))
             job.report(text=run.model_text())
         if event["event"] == "chunk":
             self._dirty = True

@@ -428,16 +428,16 @@ class TrainingWidget(QWidget):
             description=f"Exporting the model ({kind})",
             status=f"Exporting {model_name(checkpoint)} ({kind}) to {output.name}…",
             failure="Export failed",
-            on_done=lambda job, result: self._on_exported(result),
+            on_done=lambda job, result: self._on_exported(result, project_folder(self.project.text())),
         )
 
     def _export_failed(self, message: str) -> None:
         self.export_label.setText(f"Cannot export: {message}")
         show_error(f"Cannot export: {message}")
 
-    def _on_exported(self, result: ExportResult) -> None:
+    def _on_exported(self, result: ExportResult, project: Path | None) -> None:
         self.exported = result
-        self.export_label.setText(result.text())
+        self.export_label.setText(result.text(project))
         self.export_label.setToolTip(str(result.path))
         show_info(result.text())
 

@@ -186,10 +186,16 @@ class ExportResult:
     int8: bool
     seconds: float
 
-    def text(self) -> str:
-        """``Exported the model (int8, 3.4 MB, 14 s): /path/model-int8.onnx``."""
+    def text(self, project: str | os.PathLike | None = None) -> str:
+        """``Exported the model (int8, 3.4 MB, 14 s): /path/model-int8.onnx``, the path relative to ``project``."""
         kind = "int8" if self.int8 else "float32"
-        return f"Exported the model ({kind}, {format_size(self.size)}, {self.seconds:.0f} s): {self.path}"
+        where: Path = self.path
+        if project is not None:
+            try:
+                where = self.path.resolve().relative_to(Path(project).resolve())
+            except ValueError:
+                pass  # outside the project: the whole path
+        return f"Exported the model ({kind}, {format_size(self.size)}, {self.seconds:.0f} s): {where}"
 
 
 def run_export(
