@@ -425,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     from analyze_openfield import Reference, run_reference
 
     from napari_posekit.core import backends as bk
-    from napari_posekit.core.hardware import cpu_description
+    from napari_posekit.core.hardware import cpu_description, native_bfloat16_cpu
     from napari_posekit.core.inference import Predictor, probe_frames
     from napari_posekit.core.options import ANALYSIS_BATCH_SIZE
     from napari_posekit.core.video import VideoReader, read_metadata
@@ -465,6 +465,11 @@ def main(argv: list[str] | None = None) -> int:
     names = list(args.backends) if args.backends else list(bk.BACKENDS)
     predictors, failed, load_s = {}, {}, {}
     for name in names:
+        if "bfloat16" in name and not native_bfloat16_cpu():
+            # the loader may still build it from a cached graph; OpenVINO then crashes under the AVX2 cap
+            failed[name] = "no native bfloat16 here (processor or ONEDNN_MAX_CPU_ISA cap); not run"
+            _load(f"{name} skipped: {failed[name]}")
+            continue
         t = time.perf_counter()
         try:
             predictors[name] = Predictor.load(source, backend=name, threads=threads)
