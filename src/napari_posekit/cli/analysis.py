@@ -136,9 +136,12 @@ def _load_predictor(model: str, device: str | None, backend: str = "auto", video
         print(f"error: {problem}", file=sys.stderr)
         return None
     if device is None and not model.lower().endswith(".onnx"):  # an exported model runs on the CPU, torch-free
-        from napari_posekit.core.train import default_device
+        from napari_posekit.core.hardware import gpu_present
 
-        device = default_device()
+        if gpu_present():  # else the CPU, without importing torch to ask
+            from napari_posekit.core.train import default_device
+
+            device = default_device()
     try:
         predictor = Predictor.load(
             model,

@@ -28,6 +28,7 @@ say so.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -276,13 +277,12 @@ def _mean_error(xy: np.ndarray | None, truth: np.ndarray | None) -> float | None
 
 
 # --------------------------------------------------------------------------- loading
-def _project_of(checkpoint: Path) -> Path | None:
-    from .model_paths import MODELS_FOLDER
-
-    folder = next((p for p in checkpoint.resolve().parents if p.name == MODELS_FOLDER), None)
-    if folder is not None and (folder.parent / "config.yaml").is_file():
-        return folder.parent
-    return None
+def _runtime_engine(name: str, path: Path, threads: int | None):
+    """The engine of an onnxruntime or OpenVINO backend ``name`` (e.g. ``"openvino-int8"``) on the graph ``path``."""
+    runtime, _, kind = name.partition("-")
+    if runtime == "openvino":
+        return OpenVinoEngine(path, precision=kind, threads=threads, cache_dir=cache_dir() / "openvino")
+    return OnnxRuntimeEngine(path, precision=kind, threads=threads)
 
 
 def _bf16_here() -> bool:
@@ -382,11 +382,8 @@ def _load_model_file(cls, path: Path, backend: str, probe_frames, threads, repor
     skeleton = [tuple(e) for e in meta.get("skeleton") or [] if len(e) == 2]
 
     def builder(name: str):
-        runtime, precision = name.split("-", 1)
-        engine_cls = OnnxRuntimeEngine if runtime == "onnxruntime" else OpenVinoEngine
-        extra = {"cache_dir": cache_dir() / "openvino"} if runtime == "openvino" else {}
         return lambda: cls(
-            engine_cls(path, precision=precision, threads=threads, **extra),
+            _runtime_engine(name, path, threads),
             codec,
             meta,
             checkpoint=path,
@@ -407,8 +404,9 @@ def _load_model_file(cls, path: Path, backend: str, probe_frames, threads, repor
 def _project_parts(checkpoint: Path) -> tuple[Path | None, list[str] | None, list[tuple[str, str]]]:
     """``(project, its body parts, its skeleton)`` for a checkpoint inside a project; ``(None, None, [])`` outside."""
     from .config import read_config
+    from .model_paths import project_of_checkpoint
 
-    project = _project_of(checkpoint)
+    project = project_of_checkpoint(checkpoint)
     if project is None:
         return None, None, []
     config = read_config(project)
@@ -442,14 +440,12 @@ def _from_cached_graph(cls, checkpoint: Path, backend: str, threads, parts, skel
         backend = accepted[0]
     runtime, _, kind = backend.partition("-")
     graph = cache_dir() / "models" / f"{digest}{'-int8' if kind == 'int8' else ''}.onnx"
-    if runtime not in available_runtimes() or not graph.is_file():
-        return None
+    if runtime not in available_runtimes() or not graph.is_file() or kind == "bfloat16" and not _bf16_here():
+        return None  # bfloat16 where the processor lacks it: refused below with the list of what is available
     try:
         meta = read_model_meta(graph)
         _check_bodyparts(checkpoint, meta["bodyparts"], parts)
-        engine_cls = OnnxRuntimeEngine if runtime == "onnxruntime" else OpenVinoEngine
-        extra = {"cache_dir": cache_dir() / "openvino"} if runtime == "openvino" else {}
-        engine = engine_cls(graph, precision=kind, threads=threads, **extra)
+        engine = _runtime_engine(backend, graph, threads)
     except (EngineError, ModelFileError, OSError):
         return None  # the full path below measures or falls back, and says why
     codec = HeatmapCodec.from_dict(meta["codec"])
@@ -490,13 +486,7 @@ def _load_checkpoint(cls, path: Path, device, backend, precision, freeze, probe_
     }
     if _bf16_here():
         builders["torch-frozen-bfloat16"] = torch_builder(True, "bfloat16")
-    digest: dict[str, str] = {}
-
-    def digest_of() -> str:
-        if "value" not in digest:
-            digest["value"] = _digest(checkpoint)
-        return digest["value"]
-
+    digest_of = functools.cache(lambda: _digest(checkpoint))
     runtimes = available_runtimes()
     if runtimes and _version("onnx") is not None:
         models = cache_dir() / "models"
@@ -507,7 +497,7 @@ def _load_checkpoint(cls, path: Path, device, backend, precision, freeze, probe_
             target = models / f"{digest_of()}{'-int8' if int8 else ''}.onnx"
             if not target.is_file():
                 models.mkdir(parents=True, exist_ok=True)
-                data = onnx_bytes(model, codec, meta, skeleton=skeleton)
+                data = onnx_bytes(model, codec, meta, skeleton=skeleton, checkpoint=checkpoint)
                 if int8:
                     data = quantize_onnx(
                         data, calibration_batches(project, pad_to, float(meta.get("input_scale", 1.0)))
@@ -518,11 +508,8 @@ def _load_checkpoint(cls, path: Path, device, backend, precision, freeze, probe_
             return target
 
         def onnx_builder(name: str):
-            runtime, kind = name.split("-", 1)
-            engine_cls = OnnxRuntimeEngine if runtime == "onnxruntime" else OpenVinoEngine
-            extra = {"cache_dir": cache_dir() / "openvino"} if runtime == "openvino" else {}
             return lambda: cls(
-                engine_cls(onnx_file(kind == "int8"), precision=kind, threads=threads, **extra),
+                _runtime_engine(name, onnx_file(name.endswith("int8")), threads),
                 codec,
                 meta,
                 checkpoint=checkpoint,

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import threading
 import time
 import uuid
@@ -152,9 +153,12 @@ def _cached_predictor(checkpoint: str, device: str | None, backend: str = "auto"
     from .inference import Predictor
 
     if device is None and not str(checkpoint).lower().endswith(".onnx"):
-        from .train import default_device
+        from .hardware import gpu_present
 
-        device = default_device()
+        if gpu_present():  # else the CPU, without importing torch to ask
+            from .train import default_device
+
+            device = default_device()
     resolved = str(device or "cpu")
     key = (str(checkpoint), os.stat(checkpoint).st_mtime_ns, resolved, backend)
     with _PREDICTORS_LOCK:
@@ -255,12 +259,10 @@ def analyze_one(
     if should_stop is not None and should_stop():
         raise VideoFailed("not started: the batch was stopped")
     threads = int(torch_threads or _worker_threads())
-    if not str(checkpoint).lower().endswith(".onnx"):
-        import torch
-
-        torch.set_num_threads(threads)
     try:
         predictor = _cached_predictor(str(checkpoint), device, backend, threads)
+        if "torch" in sys.modules:  # torch's threads; the other runtimes' engines were given theirs
+            sys.modules["torch"].set_num_threads(threads)
         gen = analyze_video(predictor, video, output_dir=output_dir, should_stop=should_stop, **options)
         while True:
             try:

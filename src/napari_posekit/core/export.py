@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 
 from .model_file import META_KEY, MODEL_FORMAT, MODEL_FORMAT_VERSION, scorer_name
+from .model_paths import project_of_checkpoint
+from .predictor import resize_bilinear
 
 __all__ = [
     "ExportError",
@@ -211,13 +213,7 @@ def _description(proto: Any) -> dict[str, Any]:
 def _to_network_input(image: np.ndarray, pad_to: int, input_scale: float) -> np.ndarray:
     """``image`` resized by ``input_scale`` as analysis does, padded on the right and bottom to ``pad_to``."""
     if input_scale != 1.0:
-        import torch
-
-        from .data import scale_images
-
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(torch.float32)
-        x = scale_images(x / 255.0, input_scale)
-        image = (x[0].permute(1, 2, 0).clamp(0, 1) * 255.0).round().to(torch.uint8).numpy()
+        image = resize_bilinear(image[None], input_scale)[0]
     h, w = image.shape[:2]
     return np.pad(image, ((0, (-h) % pad_to), (0, (-w) % pad_to), (0, 0)))
 
@@ -407,16 +403,6 @@ def quantize_onnx(
 
 
 # --------------------------------------------------------------------------- export
-def _project_of(checkpoint: Path) -> Path | None:
-    """The project folder a checkpoint lies in (``<project>/posekit-models/...``), or None."""
-    from .workflow import MODELS_FOLDER
-
-    models = next((p for p in checkpoint.resolve().parents if p.name == MODELS_FOLDER), None)
-    if models is not None and (models.parent / "config.yaml").is_file():
-        return models.parent
-    return None
-
-
 def _project_skeleton(project: Path | None, bodyparts: Sequence[str]) -> list[tuple[str, str]]:
     """The project's skeleton when its body parts are the model's, else none."""
     if project is None or not (project / "config.yaml").is_file():
@@ -506,7 +492,7 @@ def export_model(
     checkpoint = latest_checkpoint(path) if path.is_dir() or path.suffix in (".yaml", ".yml") else path
     target = Path(output).expanduser() if output is not None else _default_output(checkpoint, int8)
     _check_output(target, overwrite)
-    project = _project_of(checkpoint)
+    project = project_of_checkpoint(checkpoint)
     calibration_source = Path(calibration).expanduser() if calibration is not None else project
     if int8 and calibration_source is None:
         raise ExportError(

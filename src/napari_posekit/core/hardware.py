@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # imported where needed: the CPU readers run without torch
     import torch
 
-__all__ = ["cpu_description", "cpu_flags", "cpu_model", "native_bfloat16", "native_bfloat16_cpu"]
+__all__ = ["cpu_description", "cpu_flags", "cpu_model", "gpu_present", "native_bfloat16", "native_bfloat16_cpu"]
 
 _ISAS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
 _REPORTED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
@@ -44,6 +44,23 @@ def cpu_description() -> str:
     flags = cpu_flags()
     shown = [f for f in _REPORTED_FLAGS if f in flags]
     return f"{name} ({' '.join(shown) if shown else 'no AVX2'})"
+
+
+def gpu_present() -> bool:
+    """Whether torch might find a GPU here, told without importing torch.
+
+    An NVIDIA driver (Linux ``/proc/driver/nvidia``, or ``nvidia-smi`` on
+    the path), a ROCm device node, or an Apple-silicon Mac (MPS).  A False
+    lets the CPU be chosen without the seconds importing torch takes.
+    """
+    import shutil
+    import sys
+
+    if Path("/proc/driver/nvidia/version").exists() or Path("/dev/kfd").exists():
+        return True
+    if sys.platform == "darwin":
+        return platform.machine() == "arm64"
+    return shutil.which("nvidia-smi") is not None
 
 
 def _isa_capped_below_bfloat16() -> bool:

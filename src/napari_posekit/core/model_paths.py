@@ -12,7 +12,7 @@ from .config import read_config
 from .options import TRAIN_FRACTION
 from .project import ProjectError, project_root
 
-__all__ = ["MODELS_FOLDER", "latest_checkpoint", "model_folder"]
+__all__ = ["MODELS_FOLDER", "latest_checkpoint", "model_folder", "project_of_checkpoint"]
 
 MODELS_FOLDER = "posekit-models"
 
@@ -47,3 +47,11 @@ def latest_checkpoint(project: str | os.PathLike) -> Path:
     if not found:
         raise ProjectError(f"no trained model yet (nothing in {MODELS_FOLDER}/); run 'posekit train' first", root)
     return max(found, key=lambda p: p.stat().st_mtime_ns)
+
+
+def project_of_checkpoint(checkpoint: str | os.PathLike) -> Path | None:
+    """The project folder a checkpoint lies in (``<project>/posekit-models/...``), or None outside one."""
+    models = next((p for p in Path(checkpoint).resolve().parents if p.name == MODELS_FOLDER), None)
+    if models is not None and (models.parent / "config.yaml").is_file():
+        return models.parent
+    return None
