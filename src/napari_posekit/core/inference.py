@@ -54,7 +54,8 @@ def frame_source(video: Any) -> tuple[Callable[[int], np.ndarray], int, Callable
     from .video import VideoReader
 
     if isinstance(video, (str, os.PathLike)):
-        reader = VideoReader(video, readahead=0, cache_bytes=0, max_decoders=1)
+        # one thread decodes and converts: the network has the other cores
+        reader = VideoReader(video, readahead=0, cache_bytes=0, max_decoders=1, convert_threads=1)
         return reader.get, len(reader), reader.close
     if isinstance(video, VideoReader):
         return video.get, len(video), (lambda: None)

@@ -35,16 +35,19 @@ from .video_index import (
 )
 
 
-def _to_rgb(frame, reformatter=None) -> np.ndarray:
+def _to_rgb(frame, reformatter=None, threads: int = 0) -> np.ndarray:
     """The one colour conversion used for every frame, sequential or random.
 
     Passing a reused ``av.video.reformatter.VideoReformatter`` keeps FFmpeg's
     scaler context alive between frames (same result, half the time);
-    ``threads=0`` lets the scaler split each frame over the cores.
+    ``threads=0`` lets the scaler split each frame over the cores (the
+    quickest single frame), ``threads=1`` keeps it on the calling thread (the
+    most frames per second of CPU when another consumer, such as a network,
+    has the other cores).
     """
     if reformatter is None:
-        return frame.to_ndarray(format="rgb24", threads=0)
-    return reformatter.reformat(frame, format="rgb24", threads=0).to_ndarray()
+        return frame.to_ndarray(format="rgb24", threads=threads)
+    return reformatter.reformat(frame, format="rgb24", threads=threads).to_ndarray()
 
 
 class _Decoder:
@@ -66,12 +69,13 @@ class _Decoder:
     the start of the file; only what fails from all of them is reported.
     """
 
-    def __init__(self, path: str, index: FrameIndex, plan: SeekPlan, threads: int):
+    def __init__(self, path: str, index: FrameIndex, plan: SeekPlan, threads: int, convert_threads: int = 0):
         av = _import_av()
         self.path = path
         self.index = index
         self.plan = plan
         self.threads = threads
+        self.convert_threads = convert_threads
         self.lock = threading.Lock()
         self.reformatter = av.video.reformatter.VideoReformatter()
         self.pending: dict[int, tuple[object, str | None]] = {}  # decoded, not yet consumed: pts -> (frame, damage)
@@ -147,7 +151,7 @@ class _Decoder:
             )
         if damage:
             raise FrameDecodeError(self.path, i, damage)
-        return _to_rgb(frame, self.reformatter)
+        return _to_rgb(frame, self.reformatter, self.convert_threads)
 
     def _read_from_starts(self, i: int):
         """Seek and decode frame ``i`` from each start the plan lists until one gives it undamaged.
