@@ -67,10 +67,8 @@ class OpenVinoEngine:
     """An ONNX file compiled by OpenVINO for the CPU; ``precision`` ``"bfloat16"`` asks for bfloat16 inference.
 
     An ``"int8"`` (quantised) file runs its remaining float layers in bfloat16
-    where the processor computes it natively.  With ``streams`` > 1 a batch is
-    split over that many inference streams of ``threads / streams`` threads
-    each, run concurrently.  ``cache_dir`` keeps compiled blobs so that a second
-    start compiles nothing.
+    where the processor computes it natively.  ``cache_dir`` keeps compiled
+    blobs so that a second start compiles nothing.
     """
 
     def __init__(
@@ -80,7 +78,6 @@ class OpenVinoEngine:
         precision: str = "float32",
         threads: int | None = None,
         cache_dir: str | os.PathLike | None = None,
-        streams: int = 1,
     ) -> None:
         try:
             import openvino as ov
@@ -91,32 +88,18 @@ class OpenVinoEngine:
         hint = {"float32": "f32", "bfloat16": "bf16", "int8": "bf16" if native_bfloat16_cpu() else "f32"}.get(precision)
         if hint is None:
             raise EngineError(f"OpenVINO precision must be float32, bfloat16 or int8, not {precision!r}")
-        threads = _threads(threads)
-        streams = max(1, min(int(streams), threads))
-        config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": hint}
-        if streams > 1:
-            config.update({"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": streams})
+        config = {"INFERENCE_NUM_THREADS": _threads(threads), "INFERENCE_PRECISION_HINT": hint}
         try:
             core = ov.Core()
             if cache_dir is not None:
                 core.set_property({"CACHE_DIR": str(cache_dir)})
             self._compiled = core.compile_model(str(path), "CPU", config)
-            self._requests = [self._compiled.create_infer_request() for _ in range(streams)]
+            self._request = self._compiled.create_infer_request()
             self._outputs = [self._compiled.output("heatmaps"), self._compiled.output("locref")]
         except Exception as exc:
             raise EngineError(f"OpenVINO cannot compile {Path(path).name}: {exc}") from exc
         self.name = f"openvino-{precision}"
 
     def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        parts = np.array_split(np.ascontiguousarray(images), min(len(self._requests), len(images)))
-        if len(parts) == 1:
-            result = self._requests[0].infer({"images": parts[0]})
-            return np.array(result[self._outputs[0]]), np.array(result[self._outputs[1]])
-        requests = self._requests[: len(parts)]
-        for request, part in zip(requests, parts):
-            request.start_async({"images": np.ascontiguousarray(part)})
-        for request in requests:
-            request.wait()
-        return tuple(
-            np.concatenate([np.array(r.get_tensor(output).data) for r in requests]) for output in self._outputs
-        )
+        result = self._request.infer({"images": np.ascontiguousarray(images)})
+        return np.array(result[self._outputs[0]]), np.array(result[self._outputs[1]])
