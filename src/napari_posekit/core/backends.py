@@ -137,6 +137,23 @@ def _write_cache(key: str, entry: dict[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------- probe data
+def _probe_side(pad_to: int, input_scale: float) -> int:
+    """Side, in frame pixels, of the probe's square crops: the fast mode's smallest crop, aligned as it aligns."""
+    align = max(1, int(np.ceil(pad_to / input_scale)))
+    return int(np.ceil(PROBE_CROP / input_scale / align) * align)
+
+
+def _square_crop(image: np.ndarray, centre: np.ndarray, side: int) -> tuple[np.ndarray, int, int]:
+    """``(crop, x0, y0)``: the ``side``-pixel square around ``centre`` kept inside the image, zero-padded if larger."""
+    h, w = image.shape[:2]
+    x0 = int(np.clip(round(centre[0] - side / 2), 0, max(0, w - side)))
+    y0 = int(np.clip(round(centre[1] - side / 2), 0, max(0, h - side)))
+    crop = np.zeros((side, side, 3), np.uint8)
+    part = image[y0 : y0 + side, x0 : x0 + side, :3]
+    crop[: part.shape[0], : part.shape[1]] = part
+    return crop, x0, y0
+
+
 def labeled_crops(project: Path, pad_to: int, input_scale: float = 1.0, limit: int = PROBE_IMAGES):
     """``(images uint8 (N, S, S, 3), truth (N, K, 2))``: fast-mode-sized crops around the labeled animals.
 
@@ -154,21 +171,14 @@ def labeled_crops(project: Path, pad_to: int, input_scale: float = 1.0, limit: i
     if not keep:
         return None
     keep = [keep[j] for j in np.unique(np.linspace(0, len(keep) - 1, min(limit, len(keep))).round().astype(int))]
-    align = max(1, int(np.ceil(pad_to / input_scale)))
-    side = int(np.ceil(PROBE_CROP / input_scale / align) * align)
+    side = _probe_side(pad_to, input_scale)
     images, truth = [], []
     for i in keep:
         try:
             image = load_image(paths[i])
         except (OSError, ValueError):
             continue
-        h, w = image.shape[:2]
-        centre = np.nanmean(xy[i], axis=0)
-        x0 = int(np.clip(round(centre[0] - side / 2), 0, max(0, w - side)))
-        y0 = int(np.clip(round(centre[1] - side / 2), 0, max(0, h - side)))
-        crop = np.zeros((side, side, 3), np.uint8)
-        part = image[y0 : y0 + side, x0 : x0 + side]
-        crop[: part.shape[0], : part.shape[1]] = part
+        crop, x0, y0 = _square_crop(image, np.nanmean(xy[i], axis=0), side)
         images.append(crop)
         truth.append(xy[i] - np.array([x0, y0], dtype=np.float64))
     if not images:
@@ -182,18 +192,12 @@ def _frames_as_crops(frames: np.ndarray | None, reference: Any) -> np.ndarray | 
         return None
     frames = np.asarray(frames)
     h, w = frames.shape[1:3]
-    align = max(1, int(np.ceil(reference.pad_to / reference.input_scale)))
-    side = int(np.ceil(PROBE_CROP / reference.input_scale / align) * align)
+    side = _probe_side(reference.pad_to, reference.input_scale)
     crops = []
     for frame in frames:
         points = reference.locate(frame)
         centre = points.mean(axis=0) if points is not None else np.array([w / 2, h / 2])
-        x0 = int(np.clip(round(centre[0] - side / 2), 0, max(0, w - side)))
-        y0 = int(np.clip(round(centre[1] - side / 2), 0, max(0, h - side)))
-        crop = np.zeros((side, side, 3), np.uint8)
-        part = frame[y0 : y0 + side, x0 : x0 + side, :3]
-        crop[: part.shape[0], : part.shape[1]] = part
-        crops.append(crop)
+        crops.append(_square_crop(frame, centre, side)[0])
     return np.stack(crops)
 
 
