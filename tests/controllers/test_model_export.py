@@ -127,6 +127,8 @@ def test_analysis_runs_an_exported_model(exported, tiny_trained_project):
     assert predictor.backend.split("-")[0] in ("onnxruntime", "openvino") and predictor.checkpoint == result.path
     run = AnalysisRun("layer", 0, n, n, predictor=predictor)
     assert run.model_text().startswith(f"Model loaded on {predictor.backend}.")
+    assert run.backend_text().startswith(f"The network runs on {predictor.backend}.")
+    assert AnalysisRun("layer", 0, n, n).backend_text() == ""
     chunks = [e["chunk"] for e in events[1:]]
     xy = np.concatenate([c.xy for c in chunks])
     assert xy.shape == (n, len(predictor.bodyparts), 2) and np.isfinite(xy).mean() > 0.5

@@ -139,9 +139,7 @@ def test_analysis_with_an_exported_model(
     if len(available_runtimes()) > 1:  # more than one backend to choose from
         assert CHOOSING_TEXT in shown
     backend = widget.analyses.predictor[1].backend
-    assert backend.split("-")[0] in ("onnxruntime", "openvino") and any(
-        t.startswith(f"Model loaded on {backend}") for t in shown
-    )
+    assert backend.split("-")[0] in ("onnxruntime", "openvino")
     text = widget.status.text()
     assert text.startswith(f"Analysed {N_FRAMES} frames of {layer.name}") and f"on {backend}" in text
     assert widget.backend_used.text() == f"The network runs on {backend}." and not errors

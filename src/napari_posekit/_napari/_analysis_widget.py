@@ -388,7 +388,7 @@ class AnalysisWidget(PredictionFiles, QWidget):
         if replaced is not None:  # another model: its layers show the new predictions, its filter preview goes
             self.display.drop_filtered(run.layer_id)
         if event["event"] == "ready":
-            self.backend_used.setText(f"The network runs on {run.backend}." if run.backend else "")
+            self.backend_used.setText(run.backend_text())
             self.backend_used.setVisible(bool(run.backend))
             job.report(text=run.model_text())
         if event["event"] == "chunk":

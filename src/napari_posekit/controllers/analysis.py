@@ -183,6 +183,13 @@ class AnalysisRun:
         text = f"Model loaded on {self.backend}." if self.backend else "Model loaded."
         return " ".join([text, *self.notes])
 
+    def backend_text(self) -> str:
+        """``The network runs on onnxruntime-int8.`` and the notes of the backend choice; empty before loading.
+
+        Kept beside the status line, which the progress replaces within a tenth of a second.
+        """
+        return " ".join([f"The network runs on {self.backend}.", *self.notes]) if self.backend else ""
+
     @property
     def total(self) -> int:
         return self.stop - self.start
@@ -212,6 +219,13 @@ class AnalysisRun:
         if self.failed:
             text += f" {self.failed} frames could not be decoded (no predictions there)."
         return " ".join([text, *self.notes])
+
+    def backend_text(self) -> str:
+        """``The network runs on onnxruntime-int8.`` and the notes of the backend choice; empty before loading.
+
+        Kept beside the status line, which the progress replaces within a tenth of a second.
+        """
+        return " ".join([f"The network runs on {self.backend}.", *self.notes]) if self.backend else ""
 
 
 class Analyses:
