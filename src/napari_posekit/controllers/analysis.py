@@ -220,13 +220,6 @@ class AnalysisRun:
             text += f" {self.failed} frames could not be decoded (no predictions there)."
         return " ".join([text, *self.notes])
 
-    def backend_text(self) -> str:
-        """``The network runs on onnxruntime-int8.`` and the notes of the backend choice; empty before loading.
-
-        Kept beside the status line, which the progress replaces within a tenth of a second.
-        """
-        return " ".join([f"The network runs on {self.backend}.", *self.notes]) if self.backend else ""
-
 
 class Analyses:
     """The analyses of the viewer's videos by layer id, and the model loaded last (kept for the next run).
