@@ -7,7 +7,8 @@
   :func:`analysable_layers`, and a layer's project (:func:`project_config`).
 - Colours: :func:`bodypart_colors` (the labeled videos' palette, so a body part
   looks the same in labels, predictions and exported videos),
-  :func:`colormap_colors`, :func:`prediction_colors`.
+  :func:`colormap_colors`, :func:`prediction_colors`, and
+  :func:`individual_colors` (one colour per animal, colour-blind friendly).
 - Layer ↔ array: :func:`points_to_arrays` turns Points data back into
   ``(frames, bodyparts, 2)`` arrays; the builders below go the other way.
 - Builders of layer data tuples: :func:`keypoints_layer_data` (labels),
@@ -104,6 +105,33 @@ def bodypart_colors(
 
     rgb = np.asarray(palette(len(bodyparts), colormap), dtype=float) / 255.0
     return {bp: (*(float(v) for v in rgb[k]), 1.0) for k, bp in enumerate(bodyparts)}
+
+
+# Okabe & Ito's colour-blind-safe set (black left out: it vanishes on dark frames),
+# then Paul Tol's "muted" set for larger groups.
+_INDIVIDUAL_PALETTE: Final = (
+    "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7",
+    "#88CCEE", "#CC6677", "#DDCC77", "#117733", "#332288", "#AA4499", "#44AA99", "#999933", "#882255",
+)  # fmt: skip
+
+
+def individual_colors(individuals: Sequence[str]) -> np.ndarray:
+    """``(I, 4)`` RGBA floats, one distinct colour per individual, stable by position.
+
+    The first individual is always orange, the second sky blue, and so on
+    (Okabe & Ito's colour-blind-safe palette, then Paul Tol's muted one); past
+    16 individuals the hues are spread by the golden angle.
+    """
+    import colorsys
+
+    out = np.ones((len(individuals), 4), dtype=float)
+    for i in range(len(individuals)):
+        if i < len(_INDIVIDUAL_PALETTE):
+            code = _INDIVIDUAL_PALETTE[i]
+            out[i, :3] = [int(code[j : j + 2], 16) / 255.0 for j in (1, 3, 5)]
+        else:
+            out[i, :3] = colorsys.hsv_to_rgb((i * 0.618033988749895) % 1.0, 0.65, 0.95)
+    return out
 
 
 def colormap_colors(name: str, bodyparts: Sequence[str]) -> dict[str, tuple[float, float, float, float]]:
