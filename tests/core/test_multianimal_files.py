@@ -229,3 +229,122 @@ def test_fly_clip():
     assert len(tracks.skeleton) > 0
     np.testing.assert_array_equal(tracks.frames, np.arange(1500))
     assert np.isfinite(tracks.poses[:, :, 1, 0]).all()  # every thorax labeled
+
+
+# --------------------------------------------------------------------------------------
+# Labels of multi-animal projects
+# --------------------------------------------------------------------------------------
+
+
+def _ma_project(tmp_path, individuals=("mouse1", "mouse2"), parts=("nose", "tail"), unique=("corner",)):
+    from napari_posekit.core.config import multianimal_config, write_config
+
+    root = tmp_path / "proj"
+    for video in ("v1", "v2"):
+        (root / "labeled-data" / video).mkdir(parents=True)
+    config = {"Task": "t", "scorer": "anna", "date": "Dec2", "multianimalproject": False, "project_path": str(root)}
+    config = multianimal_config(config, list(individuals), list(parts), list(unique))
+    write_config(root / "config.yaml", config)
+    return root
+
+
+def _ma_labels(individuals=("mouse1", "mouse2"), parts=("nose", "tail"), unique=("corner",)):
+    from napari_posekit.core.multianimal import MultiAnimalLabels
+
+    images = ["labeled-data/v1/img000.png", "labeled-data/v1/img010.png", "labeled-data/v2/img005.png"]
+    xy = np.arange(len(images) * len(individuals) * len(parts) * 2, dtype=float).reshape(3, len(individuals), -1, 2)
+    xy[1, 1] = np.nan  # mouse2 absent from the second image
+    unique_xy = np.full((3, len(unique), 2), 7.5)
+    return MultiAnimalLabels(images, list(individuals), list(parts), list(unique), xy, unique_xy, "anna")
+
+
+def test_fresh_multianimal_config_has_deeplabcut_keys(tmp_path):
+    from napari_posekit.core.config import read_config
+
+    root = _ma_project(tmp_path)
+    text = (root / "config.yaml").read_text()
+    config = read_config(root)
+    assert config["multianimalproject"] is True and config["identity"] is False
+    assert config["individuals"] == ["mouse1", "mouse2"]
+    assert config["multianimalbodyparts"] == ["nose", "tail"] and config["uniquebodyparts"] == ["corner"]
+    assert config["bodyparts"] == "MULTI!" and config.bodyparts == ["nose", "tail", "corner"]
+    keys = [line.split(":")[0] for line in text.splitlines() if line and line[0].isalpha()]
+    assert keys.index("individuals") < keys.index("uniquebodyparts") < keys.index("multianimalbodyparts")
+    assert keys.index("multianimalbodyparts") < keys.index("bodyparts")
+
+
+def test_multianimal_labels_round_trip(tmp_path):
+    from napari_posekit.core.multianimal import read_multianimal_labels, write_multianimal_labels
+
+    root = _ma_project(tmp_path)
+    labels = _ma_labels()
+    written = write_multianimal_labels(root, labels)
+    assert {p.name for p in written} == {"CollectedData_anna.h5", "CollectedData_anna.csv"}
+    assert len(written) == 4
+    df = pd.read_hdf(root / "labeled-data" / "v1" / "CollectedData_anna.h5", key="df_with_missing")
+    assert list(df.columns.names) == ["scorer", "individuals", "bodyparts", "coords"]
+    assert list(dict.fromkeys(df.columns.get_level_values("individuals"))) == ["mouse1", "mouse2", "single"]
+    assert df.index.tolist() == [("labeled-data", "v1", "img000.png"), ("labeled-data", "v1", "img010.png")]
+    back = read_multianimal_labels(root / "config.yaml")
+    assert back.images == labels.images and back.individuals == labels.individuals
+    np.testing.assert_array_equal(back.xy, labels.xy)
+    np.testing.assert_array_equal(back.unique_xy, labels.unique_xy)
+    assert back.scorer == "anna"
+
+
+def test_multianimal_labels_missing_columns_are_unlabeled(tmp_path):
+    from napari_posekit.core.multianimal import read_multianimal_labels
+
+    root = _ma_project(tmp_path, individuals=("mouse1", "mouse2", "mouse3"))
+    cols = pd.MultiIndex.from_product(
+        [["anna"], ["mouse1"], ["nose", "tail"], ["x", "y"]], names=["scorer", "individuals", "bodyparts", "coords"]
+    )
+    df = pd.DataFrame([[1.0, 2, 3, 4]], index=["labeled-data/v1/img001.png"], columns=cols)
+    df.to_csv(root / "labeled-data" / "v1" / "CollectedData_anna.csv")
+    labels = read_multianimal_labels(root)
+    assert labels.xy.shape == (1, 3, 2, 2) and labels.unique_xy.shape == (1, 1, 2)
+    np.testing.assert_array_equal(labels.xy[0, 0], [[1, 2], [3, 4]])
+    assert np.isnan(labels.xy[0, 1:]).all() and np.isnan(labels.unique_xy).all()
+
+
+def test_multianimal_labels_bad_input(tmp_path):
+    from napari_posekit.core.config import read_config, write_config
+    from napari_posekit.core.multianimal import read_multianimal_labels, write_multianimal_labels
+    from napari_posekit.core.project import ProjectError
+
+    root = _ma_project(tmp_path)
+    write_multianimal_labels(root, _ma_labels())
+    h5 = root / "labeled-data" / "v2" / "CollectedData_anna.h5"
+    df = pd.read_hdf(h5)
+    df.columns = df.columns.set_levels(["mouse1", "rat", "single"], level="individuals")
+    df.to_hdf(h5, key="df_with_missing", mode="w")
+    with pytest.raises(ProjectError, match=r"CollectedData_anna.h5.*\['rat'\] are not in config.yaml"):
+        read_multianimal_labels(root)
+    df.columns = df.columns.set_levels(["mouse1", "mouse2", "single"], level="individuals")
+    df.columns = df.columns.set_levels(["corner", "nose", "paw"], level="bodyparts")
+    df.to_hdf(h5, key="df_with_missing", mode="w")
+    with pytest.raises(ProjectError, match="not in config.yaml's multianimalbodyparts"):
+        read_multianimal_labels(root)
+
+    config = read_config(root)
+    config["individuals"] = ["mouse1", "mouse1"]
+    write_config(root, config)
+    with pytest.raises(ProjectError, match="config.yaml: individuals: duplicate individual names: 'mouse1'"):
+        read_multianimal_labels(root)
+    with pytest.raises(ValueError, match="duplicate individual names"):
+        _ma_labels(individuals=("a", "a"))
+    config["individuals"] = ["mouse1", "mouse2"]
+    config["multianimalproject"] = False
+    write_config(root, config)
+    with pytest.raises(ProjectError, match="not a multi-animal project"):
+        read_multianimal_labels(root)
+
+
+def test_write_multianimal_labels_refuses_other_individuals(tmp_path):
+    from napari_posekit.core.multianimal import write_multianimal_labels
+    from napari_posekit.core.project import ProjectError
+
+    root = _ma_project(tmp_path)
+    with pytest.raises(ProjectError, match="do not fit config.yaml"):
+        write_multianimal_labels(root, _ma_labels(individuals=("mouse1", "cat")))
+    assert not any((root / "labeled-data").rglob("CollectedData*"))

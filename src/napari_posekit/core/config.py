@@ -47,7 +47,15 @@ from ruamel.yaml.scalarbool import ScalarBoolean
 from .filesafety import atomic_write_text, error_reason
 from .project import ProjectError
 
-__all__ = ["DLC_CONFIG_KEYS", "ProjectConfig", "config_bodyparts", "read_config", "write_config"]
+__all__ = [
+    "DLC_CONFIG_KEYS",
+    "MULTI_BODYPARTS",
+    "ProjectConfig",
+    "config_bodyparts",
+    "multianimal_config",
+    "read_config",
+    "write_config",
+]
 
 _SINGLE_ANIMAL_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("# Project definitions (do not edit)", ("Task", "scorer", "date", "multianimalproject", "identity")),
@@ -270,6 +278,45 @@ def config_bodyparts(config: Mapping) -> list[str]:
     if isinstance(bodyparts, str):
         raise ProjectError(f"'bodyparts' must be a list, got {bodyparts!r}", getattr(config, "path", None))
     return list(bodyparts)
+
+
+#: What DeepLabCut writes as ``bodyparts`` in a multi-animal config (the parts are in the two lists).
+MULTI_BODYPARTS = "MULTI!"
+
+
+def multianimal_config(
+    config: Mapping,
+    individuals: Sequence[str],
+    multianimalbodyparts: Sequence[str],
+    uniquebodyparts: Sequence[str] = (),
+) -> dict:
+    """A copy of ``config`` made into a multi-animal project's, as DeepLabCut writes one.
+
+    Sets ``multianimalproject: true``, ``individuals``, ``multianimalbodyparts``,
+    ``uniquebodyparts``, ``bodyparts: MULTI!`` and, when missing,
+    ``identity: false`` and ``default_track_method: ellipse``. A
+    :class:`ProjectConfig` stays one, so that writing it keeps its other lines.
+    """
+    names = [str(n) for n in individuals]
+    if not names or len(set(names)) != len(names) or any(not n.strip() for n in names):
+        raise ProjectError(f"individuals must be distinct, non-empty names, got {names}", getattr(config, "path", None))
+    parts = [str(b) for b in multianimalbodyparts]
+    unique = [str(b) for b in uniquebodyparts]
+    both = parts + unique
+    if len(set(both)) != len(both):
+        raise ProjectError(f"body parts listed twice: {both}", getattr(config, "path", None))
+    out = deepcopy(config) if isinstance(config, ProjectConfig) else dict(config)
+    if isinstance(config, ProjectConfig):
+        out.path, out._source = config.path, config._source
+    out["multianimalproject"] = True
+    if out.get("identity") is None:
+        out["identity"] = False
+    out["individuals"] = names
+    out["uniquebodyparts"] = unique
+    out["multianimalbodyparts"] = parts
+    out["bodyparts"] = MULTI_BODYPARTS
+    out.setdefault("default_track_method", "ellipse")
+    return out
 
 
 def _config_file(path: str | os.PathLike) -> Path:
