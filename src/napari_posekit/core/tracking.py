@@ -1,0 +1,391 @@
+"""Tracking several animals: link detections into tracklets, stitch tracklets into identities.
+
+Arrays only; poses are ``(T, N, K, 3)`` float arrays of x, y and likelihood per
+frame, pose slot and body part, NaN x/y where a part (or a whole pose) is
+missing.  The two steps::
+
+    tracklets = link(detections)              # (T, M, K, 3): short, reliable pieces
+    result = stitch(tracklets, n_animals=2)   # (T, 2, K, 3) + which tracklet went where + confidence
+    result = track(detections, 2)             # both at once
+
+How poses are compared.  The distance between two poses is the mean distance of
+the body parts visible in both; with no part in common, the distance between
+their centroids.  Sizes default to the animals' own size: the median diagonal
+of the bounding box of each pose's visible parts.
+
+``link`` (frame to frame).  Each open tracklet predicts where it will be with a
+constant-velocity model: the velocity of its last two observations, decaying by
+``VELOCITY_DECAY`` per frame when it was not seen for a while.  Each frame, the
+detections are matched to the open tracklets by a global (Hungarian) assignment
+of the pose distances to those predictions; a pair further apart than
+``max_distance`` (default: half the animals' size) never matches.  An unmatched
+detection starts a new tracklet; a tracklet unmatched for more than
+``max_gap`` frames is closed.
+
+``stitch`` (tracklets into ``n_animals`` tracks that never overlap in time).
+Tracklets are taken in order of their first frame.  At each decision point,
+the tracklets that start within ``window`` frames are assigned together, by one
+Hungarian assignment, to the animals that are free by then (whose track ended
+before the tracklet starts).  Joining a tracklet to an animal costs the gap:
+the distance between the animal's predicted pose (constant velocity from the
+end of its track) and the tracklet's first pose, in units of half the animal's
+size and growing with the square root of the frames in between, plus a little
+for the time gap itself and for a short tracklet (the longer of two rivals
+wins a tie).  An animal that has no track yet takes a tracklet at a fixed cost
+(so a tracklet continues a nearby track rather than open a new animal), and a
+short tracklet may be dropped when every join costs more than its length is
+worth.  A tracklet that overlaps every animal is cut where the first animal
+becomes free, and the rest waits for the next decision; a tracklet with no
+free animal before its end is dropped (``assignment`` -1).  With identity
+evidence ``identity`` (T, M, n) -- per frame the probability that tracklet m
+is animal a -- animal a is identity a, and the negative log-likelihood of the
+tracklet's frames under each identity is added to the join costs.
+
+Identity confidence (T, n), in [0, 1], NaN where the animal has no pose: the
+lower of two measures.  At a join, how much cheaper the chosen animal was than
+the next-best free animal (``1 - exp(-margin)``), for the first frames of the
+joined piece.  In every frame, how much the motion supports the kept identities
+over a swap with another animal: the distances from each animal's pose in the
+previous frame to both animals' poses now; near 1 while animals are apart,
+near 0 where they overlap.  :func:`find_crossings` turns close approaches and
+low confidence into intervals to review; :func:`identity_metrics` scores a
+result against true tracks (IDF1, identity switches).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from napari_posekit.core.tracking_metrics import (
+    Crossing,
+    animal_size,
+    find_crossings,
+    identity_metrics,
+    pose_distance,
+)
+
+__all__ = [
+    "Crossing",
+    "StitchResult",
+    "animal_size",
+    "find_crossings",
+    "identity_metrics",
+    "link",
+    "pose_distance",
+    "stitch",
+    "track",
+]
+
+VELOCITY_DECAY = 0.8  # per frame without an observation: how much of the velocity carries on
+NEW_ANIMAL_COST = 2.0  # joining a gap costs more than this -> an animal without a track takes the tracklet
+SHORT_COST = 1.0  # added as SHORT_COST / length: of two rivals, the longer tracklet wins a tie
+DROP_COST = 3.0  # a tracklet of length L is dropped rather than joined at a cost above DROP_COST + L / 2
+TIME_COST = 0.1  # per log(frames) of a gap
+JOIN_FRAMES = 3  # frames after a join that carry the join's confidence
+_BIG = 1e9
+
+
+@dataclass
+class StitchResult:
+    """Tracks of ``n`` animals and how they were made.
+
+    Attributes:
+        poses: ``(T, n, K, 3)`` float32, NaN where an animal has no pose.
+        assignment: ``(M,)`` int, the animal of each input tracklet; -1 where dropped.
+        confidence: ``(T, n)`` float32 identity confidence in [0, 1]; NaN where the animal has no pose.
+    """
+
+    poses: np.ndarray
+    assignment: np.ndarray
+    confidence: np.ndarray
+
+    @property
+    def n_animals(self) -> int:
+        return self.poses.shape[1]
+
+
+def _check_poses(poses, name: str) -> np.ndarray:
+    arr = np.asarray(poses, dtype=np.float32)
+    if arr.ndim != 4 or arr.shape[-1] < 2:
+        raise ValueError(
+            f"{name}: expected an array (frames, poses, body parts, 3) of x, y, likelihood; got shape {arr.shape}"
+        )
+    if arr.shape[-1] == 2:  # no likelihood: 1 where visible
+        like = np.where(np.isfinite(arr[..., :1]).all(-1, keepdims=True), 1.0, np.nan).astype(np.float32)
+        arr = np.concatenate([arr, like], axis=-1)
+    return arr[..., :3]
+
+
+def _visible(poses: np.ndarray) -> np.ndarray:
+    """(..., K) bool: x and y known."""
+    return np.isfinite(poses[..., 0]) & np.isfinite(poses[..., 1])
+
+
+def _velocity(p_last: np.ndarray, p_prev: np.ndarray, frames: float) -> np.ndarray:
+    """(2,) mean displacement per frame of the parts visible in both poses (0 when none)."""
+    step = (p_last[:, :2] - p_prev[:, :2]) / max(frames, 1.0)
+    ok = np.isfinite(step).all(-1)
+    return step[ok].mean(0) if ok.any() else np.zeros(2)
+
+
+def _predict(pose: np.ndarray, velocity: np.ndarray, frames: int) -> np.ndarray:
+    """(K, 2) where a pose will be ``frames`` later, the velocity decaying per frame."""
+    travel = (1 - VELOCITY_DECAY**frames) / (1 - VELOCITY_DECAY)
+    return pose[:, :2] + velocity * travel
+
+
+# --------------------------------------------------------------------------- link
+def link(detections, *, max_distance: float | None = None, max_gap: int = 5) -> np.ndarray:
+    """Join detections frame to frame into tracklets.
+
+    Args:
+        detections: ``(T, N, K, 3)`` up to N unordered poses per frame; an all-NaN pose is no detection.
+        max_distance: Pixels (mean over body parts) beyond which a detection never continues a
+            tracklet; default half the animals' size (:func:`animal_size`).
+        max_gap: Frames a tracklet may go unseen and still continue.
+
+    Returns:
+        ``(T, M, K, 3)`` float32 tracklets, each NaN outside the frames it was seen.
+    """
+    return _link(_check_poses(detections, "detections"), max_distance, max_gap)[0]
+
+
+def _link(det: np.ndarray, max_distance, max_gap: int) -> tuple[np.ndarray, list[list[tuple[int, int]]]]:
+    """:func:`link`, also returning which (frame, detection slot) pairs each tracklet holds."""
+    n_frames, _, n_parts, _ = det.shape
+    if max_distance is None:
+        max_distance = 0.5 * animal_size(det)
+    if not max_distance > 0:
+        raise ValueError(f"max_distance must be a positive number of pixels, got {max_distance}")
+    present = _visible(det).any(-1)  # (T, N)
+    owners: list[list[tuple[int, int]]] = []  # per tracklet: (frame, detection slot)
+    open_: list[int] = []
+    last: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}  # tracklet -> (frame, pose, velocity)
+    for t in range(n_frames):
+        slots = np.flatnonzero(present[t])
+        open_ = [m for m in open_ if t - last[m][0] <= max_gap + 1]
+        matched: dict[int, int] = {}
+        if open_ and len(slots):
+            preds = np.stack([_predict(last[m][1], last[m][2], t - last[m][0]) for m in open_])
+            cost = pose_distance(preds[:, None], det[t, slots][None, :, :, :2])
+            cost = np.where(np.isfinite(cost) & (cost <= max_distance), cost, _BIG)
+            rows, cols = linear_sum_assignment(cost)
+            matched = {int(slots[c]): open_[r] for r, c in zip(rows, cols) if cost[r, c] < _BIG}
+        for s in slots:
+            m = matched.get(int(s))
+            if m is None:
+                m = len(owners)
+                owners.append([])
+                open_.append(m)
+                velocity = np.zeros(2)
+            else:
+                frame, pose, _ = last[m]
+                velocity = _velocity(det[t, s], pose, t - frame)
+            owners[m].append((t, int(s)))
+            last[m] = (t, det[t, s], velocity)
+    out = np.full((n_frames, len(owners), n_parts, 3), np.nan, np.float32)
+    for m, seen in enumerate(owners):
+        frames, slots_ = np.array(seen).T
+        out[frames, m] = det[frames, slots_]
+    return out, owners
+
+
+# --------------------------------------------------------------------------- stitch
+@dataclass
+class _Piece:
+    """The part of a tracklet still to place: its observed frames from ``frames[0]`` on."""
+
+    index: int
+    frames: np.ndarray
+
+    @property
+    def start(self) -> int:
+        return int(self.frames[0])
+
+    @property
+    def end(self) -> int:
+        return int(self.frames[-1])
+
+
+@dataclass
+class _Animal:
+    end: int = -1  # last frame of its track; -1 = no track yet
+    pose: np.ndarray | None = None
+    velocity: np.ndarray | None = None
+
+
+def _ends(tracklets: np.ndarray, piece: _Piece, at_start: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A piece's first (or last) pose and its velocity there (outward for the start)."""
+    f = piece.frames
+    if at_start:
+        a, b = (f[0], f[1]) if len(f) > 1 else (f[0], f[0])
+        return tracklets[a, piece.index], _velocity(tracklets[a, piece.index], tracklets[b, piece.index], b - a)
+    a, b = (f[-1], f[-2]) if len(f) > 1 else (f[-1], f[-1])
+    return tracklets[a, piece.index], _velocity(tracklets[a, piece.index], tracklets[b, piece.index], a - b)
+
+
+def _identity_costs(identity, tracklets: np.ndarray, n_animals: int) -> np.ndarray | None:
+    if identity is None:
+        return None
+    ident = np.asarray(identity, dtype=np.float64)
+    if ident.shape != (tracklets.shape[0], tracklets.shape[1], n_animals):
+        raise ValueError(
+            f"identity: expected shape (frames, tracklets, animals) = "
+            f"{(tracklets.shape[0], tracklets.shape[1], n_animals)}, got {ident.shape}"
+        )
+    ident = np.where(np.isfinite(ident), np.clip(ident, 0.0, 1.0), np.nan)
+    total = np.nansum(ident, axis=-1, keepdims=True)
+    ident = np.where(total > 0, ident / np.where(total > 0, total, 1.0), np.nan)
+    ident = np.where(np.isfinite(ident), ident, 1.0 / n_animals)
+    return -np.log(np.clip(ident, 1e-3, 1.0))  # (T, M, n)
+
+
+def _join_costs(tracklets, pieces, animals, scale, id_nll) -> np.ndarray:
+    """(pieces, animals) cost of each piece continuing each animal; _BIG where they overlap."""
+    cost = np.full((len(pieces), len(animals)), _BIG)
+    for i, piece in enumerate(pieces):
+        first, _ = _ends(tracklets, piece, at_start=True)
+        extra = np.full(len(animals), SHORT_COST / len(piece.frames))
+        if id_nll is not None:
+            nll = id_nll[piece.frames, piece.index].sum(0)
+            extra += nll - nll.min()
+        for a, animal in enumerate(animals):
+            if animal.end >= piece.start:
+                continue
+            if animal.pose is None:
+                cost[i, a] = NEW_ANIMAL_COST + extra[a]
+                continue
+            gap = piece.start - animal.end
+            d = float(pose_distance(_predict(animal.pose, animal.velocity, gap), first[:, :2]))
+            d = d if np.isfinite(d) else 4 * scale
+            join = d / (scale * np.sqrt(gap)) + TIME_COST * np.log(gap)
+            cost[i, a] = join + extra[a]
+    return cost
+
+
+def _decide(cost: np.ndarray, pieces, animals) -> tuple[dict[int, int], dict[int, float]]:
+    """One assignment of pieces to animals (or to dropping); returns piece -> animal, piece -> join confidence."""
+    n_p, n_a = cost.shape
+    drop = np.full((n_p, n_p), _BIG)
+    np.fill_diagonal(drop, [DROP_COST + len(p.frames) / 2 for p in pieces])
+    full = np.concatenate([cost, drop], axis=1)
+    rows, cols = linear_sum_assignment(full)
+    chosen, confidence = {}, {}
+    for r, c in zip(rows, cols):
+        if c < n_a and cost[r, c] < _BIG:
+            chosen[r] = c
+            rivals = [cost[r, b] for b in range(n_a) if b != c and cost[r, b] < _BIG and animals[b].pose is not None]
+            if animals[c].pose is None and not rivals:
+                confidence[r] = 1.0
+            else:
+                margin = min(rivals + [DROP_COST + len(pieces[r].frames) / 2]) - cost[r, c]
+                confidence[r] = float(1 - np.exp(-max(margin, 0.0)))
+    return chosen, confidence
+
+
+def stitch(tracklets, n_animals: int, *, identity=None, window: int = 3) -> StitchResult:
+    """Join tracklets into ``n_animals`` tracks that never overlap in time (see the module docstring).
+
+    Args:
+        tracklets: ``(T, M, K, 3)``, each tracklet NaN outside its frames (as :func:`link` returns).
+        n_animals: How many animals there are.
+        identity: Optional ``(T, M, n_animals)`` per-frame probability that tracklet m is animal a.
+        window: Tracklets starting within this many frames are assigned together.
+
+    Returns:
+        A :class:`StitchResult`.
+    """
+    trk = _check_poses(tracklets, "tracklets")
+    if int(n_animals) != n_animals or n_animals < 1:
+        raise ValueError(f"n_animals must be a positive whole number, got {n_animals}")
+    n_animals = int(n_animals)
+    n_frames, n_tracklets, n_parts, _ = trk.shape
+    id_nll = _identity_costs(identity, trk, n_animals)
+    scale = 0.5 * animal_size(trk)
+    seen = _visible(trk).any(-1)  # (T, M)
+    pending = [_Piece(m, np.flatnonzero(seen[:, m])) for m in range(n_tracklets) if seen[:, m].any()]
+    animals = [_Animal() for _ in range(n_animals)]
+    assignment = np.full(n_tracklets, -1, np.int64)
+    poses = np.full((n_frames, n_animals, n_parts, 3), np.nan, np.float32)
+    confidence = np.full((n_frames, n_animals), np.nan, np.float32)
+    while pending:
+        pending.sort(key=lambda p: (p.start, -len(p.frames)))
+        first = pending[0].start
+        group = [p for p in pending if p.start < first + max(window, 1)]
+        pending = [p for p in pending if p.start >= first + max(window, 1)]
+        chosen, join_conf = _decide(_join_costs(trk, group, animals, scale, id_nll), group, animals)
+        for i, a in chosen.items():
+            _place(trk, group[i], a, animals, poses, confidence, join_conf[i])
+            assignment[group[i].index] = a
+        for i, piece in enumerate(group):
+            if i in chosen:
+                continue
+            if piece.start > first:
+                pending.append(piece)  # not yet decided: the animals may be free later
+            else:
+                rest = _after_first_free(piece, animals)
+                if rest is not None and rest.start > piece.start:
+                    pending.append(rest)
+    _motion_confidence(poses, confidence, scale)
+    confidence[~_visible(poses).any(-1)] = np.nan
+    return StitchResult(poses=poses, assignment=assignment, confidence=confidence)
+
+
+def _after_first_free(piece: _Piece, animals) -> _Piece | None:
+    """What is left of a piece from the frame the first animal becomes free, if any."""
+    free = min(animal.end for animal in animals) + 1
+    frames = piece.frames[piece.frames >= free]
+    return _Piece(piece.index, frames) if len(frames) else None
+
+
+def _place(trk, piece: _Piece, a: int, animals, poses, confidence, join_conf: float) -> None:
+    poses[piece.frames, a] = trk[piece.frames, piece.index]
+    confidence[piece.frames, a] = 1.0
+    confidence[piece.frames[:JOIN_FRAMES], a] = join_conf
+    pose, velocity = _ends(trk, piece, at_start=False)
+    animals[a] = _Animal(end=piece.end, pose=pose, velocity=velocity)
+
+
+def _motion_confidence(poses: np.ndarray, confidence: np.ndarray, scale: float, chunk: int = 2048) -> None:
+    """Lower ``confidence`` where a swap with another animal would fit the motion almost as well."""
+    n_frames, n = poses.shape[:2]
+    if n < 2 or n_frames < 2:
+        return
+    off = ~np.eye(n, dtype=bool)
+    for lo in range(1, n_frames, chunk):
+        hi = min(lo + chunk, n_frames)
+        before, now = poses[lo - 1 : hi - 1, :, None, :, :2], poses[lo:hi, None, :, :, :2]
+        d = pose_distance(before, now)  # (t, a, b): a's pose before to b's pose now
+        own = np.diagonal(d, axis1=1, axis2=2)  # (t, n)
+        gain = d - own[:, :, None]  # a taking b's pose instead of its own
+        both = gain + np.swapaxes(gain, 1, 2)  # a and b exchanging
+        margin = np.where(np.isfinite(both), both, gain)  # one side only where the other is missing
+        margin = np.where(off, margin, np.inf)
+        margin = np.where(np.isfinite(margin), margin, np.inf).min(-1)
+        motion = np.where(np.isfinite(margin), 1 - np.exp(-np.maximum(margin, 0) / scale), 1.0)
+        confidence[lo:hi] = np.fmin(confidence[lo:hi], motion.astype(np.float32))
+
+
+def track(detections, n_animals: int, *, identity=None, max_distance: float | None = None) -> StitchResult:
+    """:func:`link` then :func:`stitch`.
+
+    ``identity`` here is per detection, ``(T, N, n_animals)``; it follows each detection into its tracklet.
+    """
+    det = _check_poses(detections, "detections")
+    tracklets, owners = _link(det, max_distance, 5)
+    ident = None
+    if identity is not None:
+        per_det = np.asarray(identity, dtype=np.float32)
+        if per_det.shape != (*det.shape[:2], n_animals):
+            raise ValueError(
+                f"identity: expected shape (frames, detections, animals) = {(*det.shape[:2], n_animals)}, "
+                f"got {per_det.shape}"
+            )
+        ident = np.full((*tracklets.shape[:2], per_det.shape[-1]), np.nan, np.float32)
+        for m, seen in enumerate(owners):
+            frames, slots = np.array(seen).T
+            ident[frames, m] = per_det[frames, slots]
+    return stitch(tracklets, n_animals, identity=ident)
