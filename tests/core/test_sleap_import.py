@@ -149,24 +149,26 @@ def test_predicted_only_file_says_how(tmp_path):
     _assert_nothing_left(tmp_path, "p")
 
 
-def test_several_animals_refused_with_their_frames(tmp_path):
+def test_several_animals_make_a_multianimal_project(tmp_path):
     _video(tmp_path / "v.mp4", 0)
     slp = _slp(
         tmp_path / "v.slp",
         "v.mp4",
         {1: [("user", P1)], 3: [("user", P1), ("user", P2)], 7: [("user", P2), ("user", P3)]},
     )
-    with pytest.raises(LabelsImportError, match=r"v\.slp: several user instances on frames 3, 7: multi-animal"):
-        import_labels([slp], tmp_path / "p")
-    _assert_nothing_left(tmp_path, "p")
+    with pytest.warns(UserWarning, match="no tracks"):
+        result = import_labels([slp], tmp_path / "p")
+    assert result.individuals == ["individual1", "individual2"]
+    assert read_config(result.config)["multianimalproject"] is True
 
 
-def test_several_tracks_refused(tmp_path):
+def test_several_tracks_make_individuals(tmp_path):
     _video(tmp_path / "v.mp4", 0)
     frames = {1: [("user", P1, "female")], 3: [("user", P2, "male")]}
     slp = _slp(tmp_path / "v.slp", "v.mp4", frames, tracks=("female", "male"))
-    with pytest.raises(LabelsImportError, match=r"several tracks \(female, male\)"):
-        import_labels([slp], tmp_path / "p")
+    result = import_labels([slp], tmp_path / "p")
+    assert result.individuals == ["female", "male"] and result.warnings == []
+    assert read_config(result.config)["individuals"] == ["female", "male"]
 
 
 def test_different_skeletons_named(two_cameras, tmp_path):

@@ -1,9 +1,10 @@
-"""``posekit import``: SLEAP labels into a new DeepLabCut-compatible project."""
+"""``posekit import``: SLEAP labels into a new DeepLabCut-compatible project (single- or multi-animal)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -12,11 +13,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "import",
-        help="make a single-animal project from SLEAP labels (.slp): frames as images, CollectedData per video",
+        help="make a project from SLEAP labels (.slp): frames as images, CollectedData per video",
         description=(
             "Make a new project from one or more SLEAP label files (e.g. one per camera). Body parts and "
             "skeleton come from the SLEAP skeleton; every labeled frame becomes labeled-data/<video stem>/"
-            "imgNNNN.png with its points in CollectedData_<scorer>.h5/.csv."
+            "imgNNNN.png with its points in CollectedData_<scorer>.h5/.csv. Labels of several animals (several "
+            "instances on a frame, or several tracks) make a multi-animal project whose individuals are the "
+            "tracks (individual1, individual2 ... by order on the frame when there are no tracks)."
         ),
     )
     p.add_argument(
@@ -36,6 +39,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="a frame without a user instance takes its predicted instance (e.g. proofread predictions)",
     )
+    p.add_argument(
+        "--every",
+        type=int,
+        default=1,
+        metavar="N",
+        help="import one labeled frame in N (default: every labeled frame), e.g. for a densely labeled clip",
+    )
     p.set_defaults(func=_import)
 
 
@@ -44,14 +54,24 @@ def _import(args) -> int:
 
     from napari_posekit.core.sleap_import import LabelsImportError, iter_import_labels
 
+    if args.every < 1:
+        print(f"error: --every must be at least 1, got {args.every}", file=sys.stderr)
+        return 2
     work = iter_import_labels(
-        args.labels, args.project, video=args.video, scorer=args.scorer, include_predicted=args.include_predicted
+        args.labels,
+        args.project,
+        video=args.video,
+        scorer=args.scorer,
+        include_predicted=args.include_predicted,
+        every=args.every,
     )
     bar = tqdm(total=100, unit="%", desc="import", file=sys.stderr, mininterval=0.5)
     try:
         while True:
             try:
-                fraction = next(work)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)  # printed below, from the result
+                    fraction = next(work)
             except StopIteration as finished:
                 result = finished.value
                 break
@@ -66,13 +86,18 @@ def _import(args) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     bar.close()
+    for note in result.warnings:
+        print(f"warning: {note}", file=sys.stderr)
     for item in result.videos:
         notes = []
         if item.predicted_frames:
             notes.append(f"{item.predicted_frames} from predicted instances")
+        if item.unselected_frames:
+            notes.append(f"{item.unselected_frames} labeled frames not chosen (--every)")
         if item.skipped_frames:
             notes.append(f"{item.skipped_frames} labeled frames without points or user instance left out")
         extra = f" ({'; '.join(notes)})" if notes else ""
         print(f"{item.folder}: {len(item.frames)} frames from {item.labels_path}{extra}")
-    print(f"written: {result.config} ({len(result.bodyparts)} body parts, {result.n_frames} frames)")
+    animals = f"{len(result.individuals)} individuals ({', '.join(result.individuals)}), " if result.multianimal else ""
+    print(f"written: {result.config} ({animals}{len(result.bodyparts)} body parts, {result.n_frames} frames)")
     return 0

@@ -1,4 +1,4 @@
-"""SLEAP labels turned into a DeepLabCut-compatible posekit project (single animal).
+"""SLEAP labels turned into a DeepLabCut-compatible posekit project, single- or multi-animal.
 
 One or more SLEAP ``.slp`` files (for instance the views of a multi-camera
 session, one file per camera) become one project; other files that sleap-io's
@@ -20,9 +20,20 @@ Which instance of a frame is imported: the user instance (a point a person
 placed). SLEAP keeps a model's prediction beside the user instance that
 corrects it, so predictions are left out, unless ``include_predicted`` is
 set: then a frame without a user instance takes its predicted instance
-(files of proofread predictions hold nothing else). A frame with two or more
-such instances, or labels spread over several tracks, is multi-animal, which
-is not supported yet: the import refuses and names the frames.
+(files of proofread predictions hold nothing else).
+
+Labels with two or more such instances on a frame, or spread over several
+tracks, make a multi-animal project (``multianimalproject: true``): the
+tracks become the ``individuals``, in the files' track order, the nodes the
+``multianimalbodyparts``, and CollectedData gets DeepLabCut's multi-animal
+columns. Instances without tracks become ``individual1``, ``individual2``
+... by their order on each frame, with a warning (their identities are not
+known). An animal absent from some frames is normal; two instances of one
+track on a frame, two tracks with one name, and tracked and untracked
+instances mixed are refused with the frames or names.
+
+``every`` keeps one labeled frame in ``every`` and ``frames`` only the given
+video frame numbers, e.g. to make a quick project of a densely labeled clip.
 
 Everything is checked before anything is written: the files, their
 skeletons (all files must share one), the videos. The project is built in a
@@ -39,6 +50,7 @@ import datetime as _dt
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,10 +84,12 @@ class ImportedVideo:
         video_index: Which of the file's videos.
         video: The video file the frames are read from.
         frames: ``(F,)`` video frame numbers that get an image and a row, sorted.
-        xy: ``(F, N, 2)`` points in the project's body-part order, NaN where not placed.
+        xy: ``(F, N, 2)`` points in the project's body-part order, NaN where not placed;
+            ``(F, I, N, 2)`` for a multi-animal project (``I`` individuals).
         predicted_frames: How many of ``frames`` took a predicted instance.
         skipped_frames: Labeled frames left out: no user instance (predictions not
             included) or no point placed.
+        unselected_frames: Labeled frames left out by the frame choice (``every``, ``frames``).
         folder: The ``labeled-data/<video stem>`` folder, once written.
         images: The images written, in the order of ``frames``, once written.
     """
@@ -87,8 +101,10 @@ class ImportedVideo:
     xy: np.ndarray
     predicted_frames: int = 0
     skipped_frames: int = 0
+    unselected_frames: int = 0
     folder: Path | None = None
     images: list[Path] = field(default_factory=list)
+    individuals: list[str] | None = None
 
 
 @dataclass
@@ -101,6 +117,13 @@ class SleapImport:
     bodyparts: list[str]
     skeleton: list[tuple[str, str]]
     videos: list[ImportedVideo]
+    individuals: list[str] | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def multianimal(self) -> bool:
+        """Whether the project is a multi-animal one."""
+        return self.individuals is not None
 
     @property
     def n_frames(self) -> int:
@@ -192,33 +215,111 @@ def _frame_list(frames: np.ndarray, limit: int = 10) -> str:
     return shown + (f" ... ({len(frames)} frames)" if len(frames) > limit else "")
 
 
-def _chosen_instances(labels: SleapLabels, include_predicted: bool) -> np.ndarray:
-    """``(F, I)`` bool: the instances imported on each frame (user ones, else predicted ones when allowed)."""
+def _chosen_instances(
+    labels: SleapLabels,
+    include_predicted: bool,
+    every: int = 1,
+    frames: Sequence[int] | None = None,
+) -> np.ndarray:
+    """``(F, I)`` bool: the instances imported on each frame (user ones, else predicted ones when allowed).
+
+    Only frames in ``frames`` (when given) count, and of the frames left with
+    an instance, one in ``every``.
+    """
     user = labels.instance_kind == USER
-    if not include_predicted:
-        return user
-    predicted = labels.instance_kind == PREDICTED
-    return user | (predicted & ~user.any(axis=1, keepdims=True))
+    chosen = user
+    if include_predicted:
+        predicted = labels.instance_kind == PREDICTED
+        chosen = user | (predicted & ~user.any(axis=1, keepdims=True))
+    if frames is not None:
+        chosen = chosen & np.isin(labels.frame_indices, np.asarray(list(frames), dtype=np.int64))[:, None]
+    if every > 1:
+        rows = np.flatnonzero(chosen.any(axis=1))
+        dropped = np.setdiff1d(rows, rows[::every])
+        chosen = chosen.copy()
+        chosen[dropped] = False
+    return chosen
 
 
-def _single_animal(labels: SleapLabels, chosen: np.ndarray, include_predicted: bool) -> None:
-    """Refuse labels of several animals on one frame or over several tracks."""
-    where = f" (video {labels.video_index})" if labels.n_videos > 1 else ""
-    crowded = labels.frame_indices[chosen.sum(axis=1) > 1]
-    if len(crowded):
-        kind = "user or predicted" if include_predicted else "user"
-        raise LabelsImportError(
-            labels.path,
-            f"several {kind} instances on frames {_frame_list(crowded)}{where}: multi-animal labels "
-            f"cannot be imported yet (one animal per frame)",
-        )
-    tracks = sorted({labels.track_names[t] for t in labels.instance_track[chosen] if t >= 0})
-    if len(tracks) > 1:
-        raise LabelsImportError(
-            labels.path,
-            f"the labels{where} follow several tracks ({', '.join(tracks)}): multi-animal labels "
-            f"cannot be imported yet (one animal, one track at most)",
-        )
+def _used_tracks(labels: SleapLabels, chosen: np.ndarray) -> list[int]:
+    """Track indices of the chosen instances, in the file's track order."""
+    return sorted({int(t) for t in labels.instance_track[chosen] if t >= 0})
+
+
+def _needs_multianimal(labels: SleapLabels, chosen: np.ndarray) -> bool:
+    """Several chosen instances on one frame, or chosen instances on several tracks."""
+    return bool((chosen.sum(axis=1) > 1).any()) or len(_used_tracks(labels, chosen)) > 1
+
+
+def _where(labels: SleapLabels) -> str:
+    return f" (video {labels.video_index})" if labels.n_videos > 1 else ""
+
+
+def _tracked_individuals(sources: list[tuple[SleapLabels, np.ndarray]]) -> list[str]:
+    """The used tracks' names over all files, in track order; refuses shared names and untracked instances."""
+    names: list[str] = []
+    for labels, chosen in sources:
+        used = _used_tracks(labels, chosen)
+        used_names = [labels.track_names[t] for t in used]
+        twice = sorted({n for n in used_names if used_names.count(n) > 1})
+        if twice:
+            raise LabelsImportError(
+                labels.path,
+                f"several tracks are named {', '.join(map(repr, twice))}{_where(labels)}; each animal needs its "
+                "own name: rename the tracks in SLEAP and import again",
+            )
+        empty = [t for t in used if not labels.track_names[t].strip()]
+        if empty:
+            raise LabelsImportError(labels.path, f"a track without a name{_where(labels)}; name it in SLEAP")
+        untracked = labels.frame_indices[(chosen & (labels.instance_track < 0)).any(axis=1)]
+        if len(untracked):
+            raise LabelsImportError(
+                labels.path,
+                f"instances without a track on frames {_frame_list(untracked)}{_where(labels)}, while other "
+                "instances have tracks: assign every instance to a track in SLEAP and import again",
+            )
+        names += [n for n in used_names if n not in names]
+    return names
+
+
+def _individuals(sources: list[tuple[SleapLabels, np.ndarray]]) -> tuple[list[str], bool]:
+    """``(individuals, tracked)`` of multi-animal labels; untracked instances by order, with a warning."""
+    if any((chosen & (labels.instance_track >= 0)).any() for labels, chosen in sources):
+        return _tracked_individuals(sources), True
+    n = max(int(chosen.sum(axis=1).max(initial=0)) for _, chosen in sources)
+    individuals = [f"individual{k + 1}" for k in range(n)]
+    files = ", ".join(dict.fromkeys(str(labels.path) for labels, _ in sources))
+    warnings.warn(
+        f"{files}: the instances have no tracks, so the animals' identities are unknown; they became "
+        f"{', '.join(individuals)} by their order on each frame. Check the identities before training on them.",
+        UserWarning,
+        stacklevel=3,
+    )
+    return individuals, False
+
+
+def _multianimal_xy(
+    labels: SleapLabels, chosen: np.ndarray, order: list[int], individuals: list[str], tracked: bool
+) -> np.ndarray:
+    """``(F, I, N, 2)``: each chosen instance in its individual's column."""
+    rows, slots = np.nonzero(chosen)
+    if tracked:
+        column = {name: i for i, name in enumerate(individuals)}
+        cols = np.array([column[labels.track_names[t]] for t in labels.instance_track[rows, slots]], dtype=np.int64)
+        pairs = rows * len(individuals) + cols
+        _, first, counts = np.unique(pairs, return_index=True, return_counts=True)
+        if (counts > 1).any():
+            twice = first[counts > 1]
+            raise LabelsImportError(
+                labels.path,
+                f"two instances of track {individuals[cols[twice[0]]]!r} on frames "
+                f"{_frame_list(labels.frame_indices[rows[twice]])}{_where(labels)}: one animal per track and frame",
+            )
+    else:
+        cols = (np.cumsum(chosen, axis=1) - 1)[rows, slots]
+    xy = np.full((labels.n_labeled_frames, len(individuals), len(order), 2), np.nan)
+    xy[rows, cols] = labels.xy[rows, slots][:, order]
+    return xy
 
 
 def _resolve_video(labels: SleapLabels, video: Path | None) -> Path:
@@ -236,15 +337,18 @@ def _resolve_video(labels: SleapLabels, video: Path | None) -> Path:
     )
 
 
-def _imported_video(labels: SleapLabels, bodyparts: list[str], video: Path, include_predicted: bool) -> ImportedVideo:
-    chosen = _chosen_instances(labels, include_predicted)
-    _single_animal(labels, chosen, include_predicted)
+def _imported_video(
+    labels: SleapLabels, chosen: np.ndarray, bodyparts: list[str], video: Path, multi: tuple[list[str], bool] | None
+) -> ImportedVideo:
     order = [labels.node_names.index(name) for name in bodyparts]
-    n_frames = labels.n_labeled_frames
-    xy = np.full((n_frames, len(bodyparts), 2), np.nan)
-    rows, slots = np.nonzero(chosen)
-    xy[rows] = labels.xy[rows, slots][:, order]
-    keep = ~np.isnan(xy).all(axis=(1, 2))
+    if multi is None:
+        xy = np.full((labels.n_labeled_frames, len(bodyparts), 2), np.nan)
+        rows, slots = np.nonzero(chosen)
+        xy[rows] = labels.xy[rows, slots][:, order]
+        keep = ~np.isnan(xy).all(axis=(1, 2))
+    else:
+        xy = _multianimal_xy(labels, chosen, order, *multi)
+        keep = ~np.isnan(xy).all(axis=(1, 2, 3))
     predicted = chosen & (labels.instance_kind == PREDICTED)
     return ImportedVideo(
         labels_path=labels.path,
@@ -254,6 +358,7 @@ def _imported_video(labels: SleapLabels, bodyparts: list[str], video: Path, incl
         xy=xy[keep],
         predicted_frames=int((predicted.any(axis=1) & keep).sum()),
         skipped_frames=int((~keep).sum()),
+        individuals=None if multi is None else list(multi[0]),
     )
 
 
@@ -262,6 +367,8 @@ def read_sources(
     video: str | os.PathLike | None = None,
     *,
     include_predicted: bool = False,
+    every: int = 1,
+    frames: Sequence[int] | None = None,
 ) -> tuple[list[str], list[tuple[str, str]], list[ImportedVideo]]:
     """Read and check SLEAP files for an import; writes nothing.
 
@@ -269,14 +376,18 @@ def read_sources(
     and one :class:`ImportedVideo` per video of the files. ``video`` names the
     video of a single labels file holding one video; otherwise each video is
     the file's stored path, else the file of that name beside the labels.
+    Multi-animal labels give videos with ``individuals`` and ``(F, I, N, 2)``
+    points. ``every`` and ``frames`` choose the frames (see the module's notes).
 
     Raises :class:`LabelsImportError` for an unreadable file, skeletons that
-    differ between files, multi-animal labels, a missing video, a file without
-    usable labels, or two label sets for one video.
+    differ between files, tracks that cannot be individuals, a missing video,
+    a file without usable labels, or two label sets for one video.
     """
     paths = [Path(p).expanduser() for p in label_files]
     if not paths:
         raise LabelsImportError(None, "no labels files given")
+    if int(every) != every or every < 1:
+        raise LabelsImportError(None, f"every must be a whole number of at least 1, got {every}")
     video_path = None if video is None else Path(video).expanduser()
     all_labels = [labels for path in paths for labels in _file_labels(path)]
     if video_path is not None and len(all_labels) > 1:
@@ -290,14 +401,24 @@ def read_sources(
             raise LabelsImportError(labels.path, f"its skeleton differs from that of {reference.path}: {difference}")
     bodyparts = list(reference.node_names)
     edges = [tuple(e) for e in reference.edges]
+    sources = [(labels, _chosen_instances(labels, include_predicted, int(every), frames)) for labels in all_labels]
+    multi = _individuals(sources) if any(_needs_multianimal(*source) for source in sources) else None
     imported, seen = [], {}
-    for labels in all_labels:
+    for labels, chosen in sources:
         found = _resolve_video(labels, video_path)
         if found in seen:
             raise LabelsImportError(labels.path, f"its video {found} has labels from {seen[found]} already")
         seen[found] = labels.path
-        item = _imported_video(labels, bodyparts, found, include_predicted)
+        item = _imported_video(labels, chosen, bodyparts, found, multi)
+        if every > 1 or frames is not None:
+            eligible = _chosen_instances(labels, include_predicted).any(axis=1)
+            item.unselected_frames = int((eligible & ~chosen.any(axis=1)).sum())
+            item.skipped_frames -= item.unselected_frames
         if len(item.frames) == 0:
+            if frames is not None and chosen.sum() == 0 and (labels.instance_kind != "").any():
+                raise LabelsImportError(
+                    labels.path, f"no labels on the frames chosen ({_frame_list(np.asarray(frames))})"
+                )
             raise LabelsImportError(labels.path, _nothing_to_import(labels))
         imported.append(item)
     return bodyparts, edges, imported
@@ -321,11 +442,16 @@ def _check_destination(project: Path) -> None:
         raise LabelsImportError(project, f"the folder {project.parent} does not exist")
 
 
-def _move_paths(config_path: Path, built: Path, project: Path) -> None:
-    """Point the config's ``project_path`` and ``video_sets`` at the project's final place."""
-    from .config import read_config, write_config
+def _move_paths(config_path: Path, built: Path, project: Path, individuals: list[str] | None = None) -> None:
+    """Point the config's ``project_path`` and ``video_sets`` at the project's final place.
+
+    With ``individuals`` the config becomes a multi-animal project's, its body parts the ``multianimalbodyparts``.
+    """
+    from .config import config_bodyparts, multianimal_config, read_config, write_config
 
     config = read_config(config_path)
+    if individuals is not None:
+        config = multianimal_config(config, individuals, config_bodyparts(config))
     config["project_path"] = str(project)
     prefix = str(built)
     config["video_sets"] = {
@@ -347,6 +473,13 @@ def _write_video_labels(item: ImportedVideo, project: Path, scorer: str, bodypar
     item.folder = extracted.folder
     item.images = list(extracted.paths)
     keys = [f"labeled-data/{extracted.folder.name}/{p.name}" for p in extracted.paths]
+    if item.individuals is not None:
+        from .multianimal_labels import MultiAnimalLabels, write_multianimal_labels
+
+        n = len(keys)
+        labels = MultiAnimalLabels(keys, item.individuals, bodyparts, [], item.xy, np.zeros((n, 0, 2)), scorer)
+        write_multianimal_labels(project, labels)
+        return
     df = arrays_to_collected(keys, bodyparts, item.xy, scorer, index_style="multi")
     write_collected(df, extracted.folder, scorer)
 
@@ -358,6 +491,8 @@ def iter_import_labels(
     video: str | os.PathLike | None = None,
     scorer: str = DEFAULT_SCORER,
     include_predicted: bool = False,
+    every: int = 1,
+    frames: Sequence[int] | None = None,
     date: _dt.date | None = None,
 ) -> Generator[float, None, SleapImport]:
     """Generator form of :func:`import_labels`: yields the fraction done, returns the :class:`SleapImport`.
@@ -368,7 +503,15 @@ def iter_import_labels(
 
     project = Path(project).expanduser().absolute()
     _check_destination(project)
-    bodyparts, edges, items = read_sources(label_files, video, include_predicted=include_predicted)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bodyparts, edges, items = read_sources(
+            label_files, video, include_predicted=include_predicted, every=every, frames=frames
+        )
+    notes = [str(w.message) for w in caught]
+    for w in caught:
+        warnings.warn(w.message, w.category, stacklevel=2)
+    individuals = items[0].individuals
     yield 0.05
     staging = Path(tempfile.mkdtemp(prefix=f".{project.name}.importing-", dir=project.parent))
     try:
@@ -379,7 +522,7 @@ def iter_import_labels(
         except ProjectError as err:
             raise LabelsImportError(err.path or project, err.reason) from err
         built = config.parent
-        _move_paths(config, built, project)
+        _move_paths(config, built, project, individuals)
         total = sum(len(i.frames) for i in items)
         done = 0
         for item in items:
@@ -403,6 +546,8 @@ def iter_import_labels(
         bodyparts=bodyparts,
         skeleton=edges,
         videos=items,
+        individuals=individuals,
+        warnings=notes,
     )
 
 
@@ -413,19 +558,32 @@ def import_labels(
     video: str | os.PathLike | None = None,
     scorer: str = DEFAULT_SCORER,
     include_predicted: bool = False,
+    every: int = 1,
+    frames: Sequence[int] | None = None,
     progress: Callable[[float], None] | None = None,
 ) -> SleapImport:
-    """Make the single-animal project ``project`` from SLEAP label files.
+    """Make the project ``project`` from SLEAP label files, multi-animal when the labels need it.
 
     ``project`` is the project folder itself (its name becomes the ``Task``);
     it must not exist, or be an empty folder, and its parent must exist.
     ``video`` names the video of a single labels file (else it is found as
     :func:`read_sources` says), ``scorer`` names the CollectedData files, and
     ``include_predicted`` imports a frame's predicted instance when it has no
-    user instance. ``progress`` gets the fraction done.
+    user instance. ``every`` keeps one labeled frame in ``every``, ``frames``
+    only those video frame numbers. ``progress`` gets the fraction done.
+    Labels of several animals make a multi-animal project (see the module's
+    notes); :attr:`SleapImport.warnings` repeats the warnings given.
 
     Raises :class:`LabelsImportError` (a ``ValueError``) naming the file and
     the reason; nothing is left on disk then.
     """
-    work = iter_import_labels(label_files, project, video=video, scorer=scorer, include_predicted=include_predicted)
+    work = iter_import_labels(
+        label_files,
+        project,
+        video=video,
+        scorer=scorer,
+        include_predicted=include_predicted,
+        every=every,
+        frames=frames,
+    )
     return drive(work, progress)
