@@ -109,10 +109,17 @@ def test_movement_reads_what_is_written(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds = load.from_dlc_file(h5)
+        from_csv = load.from_dlc_file(h5.with_suffix(".csv"))
+        write_tracks(tmp_path / "flies.slp", tracks)
+        from_slp = load.from_sleap_file(tmp_path / "flies.slp")
     assert list(ds.individuals.values) == ["female", "male"]
     assert list(ds.keypoints.values) == ["head", "thorax", "tail"]
-    position = ds.position.transpose("time", "individuals", "keypoints", "space").values
-    np.testing.assert_allclose(position, tracks.poses[..., :2], rtol=1e-6, equal_nan=True)
+    for data in (ds, from_csv):
+        position = data.position.transpose("time", "individuals", "keypoints", "space").values
+        np.testing.assert_allclose(position, tracks.poses[..., :2], rtol=1e-6, equal_nan=True)
+    assert list(from_slp.individuals.values) == ["female", "male"]
+    position = from_slp.position.transpose("time", "individuals", "keypoints", "space").values
+    np.testing.assert_allclose(position[tracks.frames], tracks.poses[..., :2], rtol=1e-6, equal_nan=True)
 
 
 def test_single_animal_table_gives_one_individual(tmp_path):
