@@ -100,6 +100,17 @@ def test_link_starts_a_new_tracklet_when_nothing_matches():
     assert link(det, max_distance=1000).shape[1] == 2
 
 
+def test_weak_detections_only_continue_tracklets():
+    truth = poses_on(circling_paths(40))
+    det = np.concatenate([truth, np.full_like(truth, np.nan)], axis=1)
+    det[10, 2, :1] = truth[10, 0, :1] + [[2.0, 2.0, 0.0]]  # a fragment (one part) beside animal 0
+    det[20:30, 0, 1:] = np.nan  # animal 0 seen by one part only for a while
+    det[25, 3, :1] = [[600.0, 600.0, 1.0]]  # a one-part ghost far away
+    tracklets = link(det)
+    assert tracklets.shape[1] == 2  # the fragment and the ghost start nothing
+    assert np.isfinite(tracklets[20:30, 0, 0, 0]).all() and np.isnan(tracklets[20:30, 0, 1:, 0]).all()
+
+
 # --------------------------------------------------------------------------- track and stitch
 def test_two_crossing_animals_keep_their_identities():
     truth = poses_on(crossing_paths(), np.full((80, 2), np.pi / 2))  # facing the same way: alike where they meet

@@ -15,12 +15,18 @@ of the bounding box of each pose's visible parts.
 
 ``link`` (frame to frame).  Each open tracklet predicts where it will be with a
 constant-velocity model: the velocity of its last two observations, decaying by
-``VELOCITY_DECAY`` per frame when it was not seen for a while.  Each frame, the
+``VELOCITY_DECAY`` per frame when it was not seen for a while; parts missing
+from its last detection move along with the parts seen.  Each frame, the
 detections are matched to the open tracklets by a global (Hungarian) assignment
-of the pose distances to those predictions; a pair further apart than
-``max_distance`` (default: half the animals' size) never matches.  An unmatched
-detection starts a new tracklet; a tracklet unmatched for more than
-``max_gap`` frames is closed.
+of the pose distances to those predictions, a tracklet unseen for f frames
+counting ``STALE_COST * max_distance * f`` further (a fresh tracklet is the
+better predictor); a pair further apart than ``max_distance`` (default: half
+the animals' size) never matches.  As in ByteTrack, the matching runs in two
+rounds: first the full detections, then the weak ones (fewer visible parts than
+``WEAK_FRACTION`` of the usual count: fragments and ghosts) for the tracklets
+left over.  An unmatched full detection starts a new tracklet, an unmatched
+weak one is left out; a tracklet unmatched for more than ``max_gap`` frames is
+closed.
 
 ``stitch`` (tracklets into ``n_animals`` tracks that never overlap in time).
 Tracklets are taken in order of their first frame.  At each decision point,
@@ -85,6 +91,8 @@ SHORT_COST = 1.0  # added as SHORT_COST / length: of two rivals, the longer trac
 DROP_COST = 3.0  # a tracklet of length L is dropped rather than joined at a cost above DROP_COST + L / 2
 TIME_COST = 0.1  # per log(frames) of a gap
 JOIN_FRAMES = 3  # frames after a join that carry the join's confidence
+WEAK_FRACTION = 0.5  # link: a detection with fewer parts than this fraction of the usual count is weak
+STALE_COST = 0.2  # link: a tracklet unseen for f frames matches as if max_distance * STALE_COST * f further
 _BIG = 1e9
 
 
@@ -160,37 +168,49 @@ def _link(det: np.ndarray, max_distance, max_gap: int) -> tuple[np.ndarray, list
         max_distance = 0.5 * animal_size(det)
     if not max_distance > 0:
         raise ValueError(f"max_distance must be a positive number of pixels, got {max_distance}")
-    present = _visible(det).any(-1)  # (T, N)
+    parts = _visible(det).sum(-1)  # (T, N)
+    typical = np.median(parts[parts > 0]) if (parts > 0).any() else 1
+    strong = parts >= max(1.0, WEAK_FRACTION * typical)
     owners: list[list[tuple[int, int]]] = []  # per tracklet: (frame, detection slot)
     open_: list[int] = []
     last: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}  # tracklet -> (frame, pose, velocity)
     for t in range(n_frames):
-        slots = np.flatnonzero(present[t])
         open_ = [m for m in open_ if t - last[m][0] <= max_gap + 1]
-        matched: dict[int, int] = {}
-        if open_ and len(slots):
-            preds = np.stack([_predict(last[m][1], last[m][2], t - last[m][0]) for m in open_])
-            cost = pose_distance(preds[:, None], det[t, slots][None, :, :, :2])
-            cost = np.where(np.isfinite(cost) & (cost <= max_distance), cost, _BIG)
-            rows, cols = linear_sum_assignment(cost)
-            matched = {int(slots[c]): open_[r] for r, c in zip(rows, cols) if cost[r, c] < _BIG}
-        for s in slots:
-            m = matched.get(int(s))
-            if m is None:
-                m = len(owners)
+        matched = _match(det[t], np.flatnonzero(strong[t]), open_, last, t, max_distance)
+        rest = [m for m in open_ if m not in matched.values()]
+        matched |= _match(det[t], np.flatnonzero((parts[t] > 0) & ~strong[t]), rest, last, t, max_distance)
+        for s in np.flatnonzero(strong[t]):
+            if s not in matched:  # a new tracklet (weak detections only continue tracklets)
+                matched[int(s)] = len(owners)
                 owners.append([])
-                open_.append(m)
-                velocity = np.zeros(2)
-            else:
+                open_.append(matched[int(s)])
+        for s, m in matched.items():
+            if owners[m]:
                 frame, pose, _ = last[m]
                 velocity = _velocity(det[t, s], pose, t - frame)
-            owners[m].append((t, int(s)))
-            last[m] = (t, det[t, s], velocity)
+                moved = pose + np.append(velocity * (t - frame), 0.0)  # parts unseen now move with the others
+                filled = np.where(_visible(det[t, s])[:, None], det[t, s], moved)
+            else:
+                velocity, filled = np.zeros(2), det[t, s]
+            owners[m].append((t, s))
+            last[m] = (t, filled, velocity)
     out = np.full((n_frames, len(owners), n_parts, 3), np.nan, np.float32)
     for m, seen in enumerate(owners):
-        frames, slots_ = np.array(seen).T
-        out[frames, m] = det[frames, slots_]
+        frames, slots = np.array(seen).T
+        out[frames, m] = det[frames, slots]
     return out, owners
+
+
+def _match(poses: np.ndarray, slots: np.ndarray, open_: list[int], last, t: int, max_distance: float) -> dict[int, int]:
+    """One frame's detections ``slots`` matched to the open tracklets: slot -> tracklet."""
+    if not open_ or not len(slots):
+        return {}
+    preds = np.stack([_predict(last[m][1], last[m][2], t - last[m][0]) for m in open_])
+    cost = pose_distance(preds[:, None], poses[slots][None, :, :, :2])
+    unseen = np.array([t - last[m][0] - 1 for m in open_], dtype=float)[:, None]
+    cost = np.where(np.isfinite(cost) & (cost <= max_distance), cost + STALE_COST * max_distance * unseen, _BIG)
+    rows, cols = linear_sum_assignment(cost)
+    return {int(slots[c]): open_[r] for r, c in zip(rows, cols) if cost[r, c] < _BIG}
 
 
 # --------------------------------------------------------------------------- stitch
