@@ -182,6 +182,14 @@ def test_slp_round_trip(tmp_path):
     assert inst.score == pytest.approx(float(np.mean(tracks.poses[0, 0, :, 2])), rel=1e-5)
 
 
+def test_slp_keeps_the_identity_confidence(tmp_path):
+    tracks = _tracks()
+    write_tracks(tmp_path / "flies.slp", tracks)
+    back = read_tracks(tmp_path / "flies.slp")
+    expected = np.where(np.isnan(tracks.poses[..., 0]).all(axis=2), np.nan, tracks.identity)  # absent: unknown
+    np.testing.assert_allclose(back.identity, expected, rtol=1e-6, equal_nan=True)
+
+
 def test_slp_needs_the_video(tmp_path):
     tracks = _tracks()
     tracks.video = None
@@ -219,6 +227,7 @@ def test_centered_pair_predictions_27_tracks():
     folder = require_shared("sleap_centered_pair_predictions")
     tracks = read_tracks(folder / "centered_pair_predictions.slp")
     assert tracks.poses.shape == (1100, 27, 24, 3)
+    assert tracks.identity is None  # SLEAP's tracking scores are not an identity confidence
     assert len(tracks.individuals) == 27
     assert tracks.video is not None and tracks.video.endswith("centered_pair_low_quality.mp4")
     present = np.isfinite(tracks.poses[..., 0]).any(axis=2)

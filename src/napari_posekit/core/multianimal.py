@@ -54,6 +54,8 @@ DEFAULT_INDIVIDUAL = "individual1"
 #: The key of the identity confidence in a table's ``_meta.json``.
 IDENTITY_KEY = "identity_confidence"
 _DEFAULT_SCORER = "DLC_posekit_tracks"
+#: Provenance key of SLEAP files whose tracking scores are the identity confidence.
+_SLP_IDENTITY = "posekit_identity_confidence"
 _TABLE_SUFFIXES = (".h5", ".hdf5", ".hdf", ".csv")
 
 
@@ -320,15 +322,49 @@ def _read_slp(path: Path) -> Tracks:
                 stacklevel=3,
             )
     video = labels.video_path if labels.video_path is not None else labels.video_stored_path
+    identity = _slp_identity(path, labels, len(individuals)) if labels.track_names else None
     return Tracks(
         poses=poses,
         individuals=individuals,
         bodyparts=labels.node_names,
         frames=labels.frame_indices,
         scorer="",
+        identity=identity,
         skeleton=labels.edges,
         video=None if video is None else os.fspath(video),
     )
+
+
+def _slp_identity(path: Path, labels, n_individuals: int) -> np.ndarray | None:
+    """The identity confidence :func:`write_tracks` keeps as tracking scores, or None.
+
+    Only files that say so (in their provenance) have one: other SLEAP files use
+    the tracking score for the tracker's own matching cost, often all zero.
+    """
+    import json
+
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            meta = json.loads(f["metadata"].attrs["json"])
+            if (meta.get("provenance") or {}).get(_SLP_IDENTITY) != "tracking_score":
+                return None
+            frames = f["frames"][:]
+            instances = f["instances"][:]
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
+    frames = frames[frames["video"] == labels.video_index]
+    row_of = {int(fi): r for r, fi in enumerate(labels.frame_indices)}
+    identity = np.full((len(labels.frame_indices), n_individuals), np.nan, np.float32)
+    for frame in frames:
+        r = row_of.get(int(frame["frame_idx"]))
+        if r is None:
+            continue
+        for inst in instances[frame["instance_id_start"] : frame["instance_id_end"]]:
+            if 0 <= inst["track"] < n_individuals:
+                identity[r, inst["track"]] = inst["tracking_score"]
+    return identity
 
 
 # --------------------------------------------------------------------------------------
@@ -446,6 +482,8 @@ def _write_slp(path: Path, tracks: Tracks, video: str | None) -> Path:
         if instances:
             frames.append(sio.LabeledFrame(video=sleap_video, frame_idx=int(tracks.frames[f]), instances=instances))
     labels = sio.Labels(labeled_frames=frames, videos=[sleap_video], skeletons=[skeleton], tracks=sleap_tracks)
+    if tracks.identity is not None:
+        labels.provenance[_SLP_IDENTITY] = "tracking_score"
 
     def write(tmp: Path) -> None:
         sio.save_slp(labels, os.fspath(tmp), verbose=False)
