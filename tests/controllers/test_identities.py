@@ -47,6 +47,8 @@ def test_next_crossing_lands_where_the_tracker_swapped_and_one_swap_fixes_it():
     assert text == "Swapped female and male from frame 43 on (1 edit)."
     np.testing.assert_array_equal(session.tracks.poses, truth.poses)
     assert session.crossing_views[0].reviewed  # the review survives the edit
+    assert session.crossing_views[0].focus == 43 and session.crossing_views[0].gain <= 0
+    assert session.next_crossing(43) is None  # the fixed crossing does not come round again
 
 
 def test_swap_range_merge_undo_redo_and_the_edit_count():

@@ -112,6 +112,7 @@ class IdentitySession:
         self._saved_version: Tracks | None = tracks if stitched_from is None else None
         self._history = _History()
         self._reviewed: set[tuple[int, int, tuple[int, int]]] = set()
+        self._focus: dict[tuple[int, int, tuple[int, int]], int] = {}
         self.crossings: list = []
         self._views: list[CrossingView] = []
         self._find_crossings()
@@ -176,6 +177,9 @@ class IdentitySession:
             a, b = (int(i) for i in c.individuals)
             focus, gain = edits.swap_frame(self.tracks, c.start - SEARCH_MARGIN, c.stop + SEARCH_MARGIN, a, b)
             key = (c.start, c.stop, (a, b))
+            # a crossing keeps the frame it first landed on: after a swap there the best frame moves,
+            # and the crossing must not come round again under Next
+            focus = self._focus.setdefault(key, focus)
             views.append(
                 CrossingView(
                     start=self.frame_of(c.start),
