@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+import pytest
+from mouse import click
+from PIL import Image
 
+from napari_posekit._napari._labeling import LabelingWidget
 from napari_posekit._napari.layers import individual_colors
+from napari_posekit.core.collected_data import write_collected
+from napari_posekit.core.config import write_config
 
 
 def test_individual_colours_are_distinct_and_stable():
@@ -15,3 +22,135 @@ def test_individual_colours_are_distinct_and_stable():
     assert len({tuple(np.round(c, 3)) for c in many}) == 20
     assert ((many >= 0) & (many <= 1)).all() and (many[:, 3] == 1).all()
     assert individual_colors([]).shape == (0, 4)
+
+
+# --------------------------------------------------------------------------- a tiny two-animal project
+
+INDIVIDUALS = ["female", "male"]
+PARTS = ["head", "thorax", "abdomen"]
+UNIQUE = ["food"]
+SCORER = "jo"
+
+
+def _labels_table(images: list[str]) -> pd.DataFrame:
+    """Both flies on image 0, the male absent from image 1, nothing on image 2; food on image 0."""
+    columns = pd.MultiIndex.from_tuples(
+        [(SCORER, ind, bp, c) for ind in INDIVIDUALS for bp in PARTS for c in "xy"]
+        + [(SCORER, "single", u, c) for u in UNIQUE for c in "xy"],
+        names=["scorer", "individuals", "bodyparts", "coords"],
+    )
+    values = np.full((2, len(columns)), np.nan)
+    values[0, :6] = [10, 12, 14, 16, 18, 20]  # female
+    values[0, 6:12] = [40, 42, 44, 46, 48, 50]  # male
+    values[0, 12:] = [30, 5]  # food
+    values[1, :6] = [11, 13, 15, 17, 19, 21]
+    index = pd.MultiIndex.from_tuples([tuple(i.split("/")) for i in images[:2]])
+    return pd.DataFrame(values, index=index, columns=columns)
+
+
+@pytest.fixture
+def multi_project(tmp_path):
+    project = tmp_path / "flies"
+    folder = project / "labeled-data" / "clip"
+    folder.mkdir(parents=True)
+    names = [f"img{i:03d}.png" for i in range(3)]
+    for name in names:
+        Image.fromarray(np.full((64, 80, 3), 90, np.uint8)).save(folder / name)
+    config = {
+        "Task": "flies",
+        "scorer": SCORER,
+        "multianimalproject": True,
+        "individuals": INDIVIDUALS,
+        "multianimalbodyparts": PARTS,
+        "uniquebodyparts": UNIQUE,
+        "bodyparts": "MULTI!",
+        "skeleton": [["head", "thorax"], ["thorax", "abdomen"]],
+        "project_path": str(project),
+    }
+    write_config(project / "config.yaml", config)
+    write_collected(_labels_table([f"labeled-data/clip/{n}" for n in names]), folder, SCORER)
+    return project
+
+
+def test_multianimal_project_opens_with_individuals_and_symbols(make_napari_viewer, multi_project):
+    viewer = make_napari_viewer()
+    image, points = viewer.open(str(multi_project / "config.yaml"), plugin="napari-posekit")
+    assert image.data.shape == (3, 64, 80, 3)
+    assert points.metadata["individuals"] == INDIVIDUALS and points.metadata["uniquebodyparts"] == UNIQUE
+    assert len(points.data) == 7 + 3
+    features = points.features
+    assert set(features["individual"].astype(str)) == {"female", "male", "single"}
+    female_head = points.data[((features["individual"] == "female") & (features["bodypart"] == "head")).to_numpy()]
+    assert female_head.tolist() == [[0, 12, 10], [1, 13, 11]]
+    colors = individual_colors(INDIVIDUALS)
+    male = (features["individual"] == "male").to_numpy()
+    assert np.allclose(points.face_color[male], colors[1])
+    assert {str(s) for s in points.symbol[male]} == {"disc", "square", "diamond"}
+
+
+def _open(viewer, project):
+    _image, points = viewer.open(str(project / "config.yaml"), plugin="napari-posekit")
+    widget = LabelingWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    return points, widget
+
+
+def test_label_copy_swap_undo_save_reopen(make_napari_viewer, multi_project):
+    folder = multi_project / "labeled-data" / "clip"
+    viewer = make_napari_viewer()
+    points, widget = _open(viewer, multi_project)
+    assert widget.layer is points and not widget.multi_box.isHidden()
+    assert [widget.individual_box.itemText(i) for i in range(2)] == ["● female", "● male"]
+    # image 1: the male is missing; pick the male's head, click, and the next click places his thorax
+    widget.go_to_frame(1)
+    widget.set_individual("male")
+    widget.parts.setCurrentRow(0)
+    assert widget.columns.pairs[widget.current] == ("male", "head")
+    click(points, 1, 41, 43)
+    assert widget.columns.pairs[widget.current] == ("male", "thorax")
+    assert widget.store.xy[1, widget.columns.index("male", "head")].tolist() == [41, 43]
+    added = points.features.iloc[-1]
+    assert (added["individual"], added["bodypart"]) == ("male", "head")
+    assert np.allclose(points.face_color[-1], individual_colors(INDIVIDUALS)[1])
+    # copy the male's other parts from image 0, then the food (unique) with "all"
+    widget.copy_previous(only_chosen=True)
+    male = widget.columns.of_individual("male")
+    assert widget.store.xy[1, male].tolist() == [[41, 43], [44, 46], [48, 50]]
+    assert np.isnan(widget.store.xy[1, widget.columns.index("", "food")]).all()
+    widget.copy_previous()
+    assert widget.store.xy[1, widget.columns.index("", "food")].tolist() == [30, 5]
+    # swap the two flies on image 1, undo it, redo it
+    before = np.array(widget.store.xy)
+    widget.swap_individuals()
+    female = widget.columns.of_individual("female")
+    assert np.array_equal(widget.store.xy[1, female], before[1, male])
+    widget.undo()
+    assert np.array_equal(widget.store.xy, before, equal_nan=True)
+    widget.redo()
+    assert np.array_equal(widget.store.xy[1, male], before[1, female])
+    journal = folder / ".CollectedData_jo.posekit-journal.jsonl"
+    assert journal.exists() and "swap male and female" in journal.read_text()
+    assert '"male/head"' in journal.read_text().splitlines()[0]  # one journal column per (individual, part)
+    # image 2 stays empty; save writes the 4-level table DeepLabCut reads
+    expected = np.array(widget.store.xy)
+    widget.save()
+    assert not journal.exists()
+    table = pd.read_hdf(folder / "CollectedData_jo.h5")
+    assert list(table.columns.names) == ["scorer", "individuals", "bodyparts", "coords"]
+    assert table.loc[("labeled-data", "clip", "img001.png"), (SCORER, "female", "head", "x")] == 41
+    assert len(table) == 2  # no row for the image nobody labeled
+    csv = pd.read_csv(folder / "CollectedData_jo.csv", header=[0, 1, 2, 3], index_col=[0, 1, 2])
+    assert np.allclose(csv.to_numpy(), table.to_numpy(), equal_nan=True)
+    # reopen: the same labels
+    viewer2 = make_napari_viewer()
+    _points2, widget2 = _open(viewer2, multi_project)
+    assert np.array_equal(widget2.store.xy, expected, equal_nan=True)
+
+
+def test_saving_keeps_rows_and_unknown_columns_and_individuals_may_be_absent(make_napari_viewer, multi_project):
+    folder = multi_project / "labeled-data" / "clip"
+    original = pd.read_hdf(folder / "CollectedData_jo.h5")
+    viewer = make_napari_viewer()
+    _points, widget = _open(viewer, multi_project)
+    widget.save()  # nothing changed: the same table back
+    pd.testing.assert_frame_equal(pd.read_hdf(folder / "CollectedData_jo.h5"), original, check_exact=True)

@@ -12,6 +12,12 @@ Keys on the keypoints layer: Down/Up next/previous body part, D/A next/previous
 frame, N next frame that is not fully labeled, C copy the labels of the previous
 labeled frame onto the missing body parts, Ctrl+Z undo, Ctrl+Shift+Z redo.
 
+Several animals (a layer listing ``individuals``: a multi-animal project, a SLEAP
+file): a click places the chosen (individual, body part), each individual in its
+colour and each part with its symbol, then moves to the next pair not placed.
+Copy previous takes each animal from where it was last labeled; Swap exchanges
+two individuals on this frame (I: next individual). Each command is one edit.
+
 A layer opened from a project folder knows each image's own width and height
 (``image_sizes`` in its metadata): the images of one folder may differ in size
 and are shown padded at the bottom/right to the largest one, with label
@@ -29,6 +35,7 @@ import numpy as np
 import pandas as pd
 from napari.layers import Points, Vectors
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import Qt
 from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
     QComboBox,
@@ -53,7 +60,19 @@ from napari_posekit._napari.label_session import (
     LabelSession,
     session_for,
 )
-from napari_posekit._napari.layers import Key, bodypart_colors, is_keypoints_layer, outside_image, skeleton_vectors
+from napari_posekit._napari.layers import (
+    BODYPART_SYMBOLS,
+    Key,
+    bodypart_colors,
+    individual_colors,
+    is_keypoints_layer,
+    multi_skeleton_vectors,
+    multi_style,
+    outside_image,
+    point_defaults,
+    skeleton_vectors,
+)
+from napari_posekit.controllers.labeling_multi import SINGLE, Columns, copy_previous, swap_individuals
 from napari_posekit.core.labels import LabelStore
 
 
@@ -69,12 +88,20 @@ class LabelingWidget(QWidget):
         self.layer: Points | None = None
         self.session: LabelSession | None = None
         self.skeleton_layer: Vectors | None = None
-        self.current = 0
+        self.current = 0  # the store's column: a body part, or an (individual, body part) pair
+        self.columns: Columns | None = None  # several animals: which column is which
 
         self.layer_box = QComboBox()
         self.layer_box.currentIndexChanged.connect(self._on_layer_chosen)
         self.parts = QListWidget()
         self.parts.currentRowChanged.connect(self._on_part_chosen)
+        self.individual_box = QComboBox()  # several animals only
+        self.individual_box.currentIndexChanged.connect(self.set_individual)
+        self.swap_box = QComboBox()  # the individual "Swap" exchanges the chosen one with
+        self.copy_one_button = QPushButton("Copy previous (this animal)")
+        self.copy_one_button.clicked.connect(lambda: self.copy_previous(only_chosen=True))
+        self.swap_button = QPushButton("Swap on this frame")
+        self.swap_button.clicked.connect(lambda: self.swap_individuals())
         self.progress = QLabel("No keypoints layer")
         self.current_label = QLabel("")
         self.frame_label = QLabel("")  # the image shown and its own size
@@ -104,11 +131,27 @@ class LabelingWidget(QWidget):
             button.clicked.connect(slot)
             buttons.addWidget(button)
 
+        self.multi_box = QWidget()  # the individual picker and the per-animal commands
+        multi = QVBoxLayout(self.multi_box)
+        multi.setContentsMargins(0, 0, 0, 0)
+        picker = QHBoxLayout()
+        picker.addWidget(QLabel("Individual:"))
+        picker.addWidget(self.individual_box, 1)
+        multi.addLayout(picker)
+        animal = QHBoxLayout()
+        animal.addWidget(self.copy_one_button)
+        animal.addWidget(self.swap_button)
+        animal.addWidget(QLabel("with"))
+        animal.addWidget(self.swap_box, 1)
+        multi.addLayout(animal)
+        self.multi_box.hide()
+
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel("Keypoints layer:"))
         layout.addWidget(self.layer_box)
         layout.addWidget(QLabel("Body parts (click places the highlighted one):"))
         layout.addWidget(self.current_label)
+        layout.addWidget(self.multi_box)
         layout.addWidget(self.parts)
         layout.addWidget(self.progress)
         layout.addWidget(self.frame_label)
@@ -119,7 +162,7 @@ class LabelingWidget(QWidget):
         layout.addWidget(
             QLabel(
                 "<small>↓/↑ body part · D/A frame · N next unlabeled · C copy previous · "
-                "Ctrl+Z / Ctrl+Shift+Z undo/redo</small>"
+                "I next individual · Ctrl+Z / Ctrl+Shift+Z undo/redo</small>"
             )
         )
 
@@ -141,17 +184,20 @@ class LabelingWidget(QWidget):
         session = session_for(layer, self.viewer)
         self.layer, self.session = layer, session
         session.subscribe(self._on_change)
-        bodyparts = session.bodyparts
+        self.columns = session.columns
+        bodyparts = session.bodyparts if self.columns is None else self.columns.all_bodyparts
         self.message.setText("")
         colors = layer.metadata.get(Key.COLORS) or bodypart_colors(bodyparts)
-        self.colors = {bp: tuple(c) for bp, c in colors.items()}
+        self.colors = {bp: tuple(colors.get(bp, (1.0, 1.0, 1.0, 1.0))) for bp in bodyparts}
         self.parts.blockSignals(True)
         self.parts.clear()
-        for bp in bodyparts:
-            item = QListWidgetItem(f"● {bp}")
+        for k, bp in enumerate(bodyparts):
+            symbol = f" ({BODYPART_SYMBOLS[k % len(BODYPART_SYMBOLS)].replace('_', ' ')})" if self.columns else ""
+            item = QListWidgetItem(f"● {bp}{symbol}")
             item.setForeground(QColor.fromRgbF(*self.colors[bp]))
             self.parts.addItem(item)
         self.parts.blockSignals(False)
+        self._fill_individuals()
         self._bind_keys(layer)
         layer.mode = "add"
         self._ensure_skeleton()
@@ -171,6 +217,8 @@ class LabelingWidget(QWidget):
             self.session.unsubscribe(self._on_change)
         self.layer = None
         self.session = None
+        self.columns = None
+        self.multi_box.hide()
 
     @property
     def store(self) -> LabelStore | None:
@@ -228,7 +276,13 @@ class LabelingWidget(QWidget):
             names = self.layer.features["bodypart"].astype(object)
             machine = self.session.machine_points()
             with self.session.syncing():
-                self.layer.face_color = np.array([self.colors.get(bp, (1, 1, 1, 1)) for bp in names]).reshape(-1, 4)
+                if self.columns is not None:  # colour by individual, symbol by body part
+                    face, symbols = multi_style(self.layer.features, self.columns)
+                    self.layer.face_color = face
+                    self.layer.symbol = symbols
+                else:
+                    face = np.array([self.colors.get(bp, (1, 1, 1, 1)) for bp in names]).reshape(-1, 4)
+                    self.layer.face_color = face
                 self.layer.border_color = np.where(machine[:, None], MACHINE_BORDER, HUMAN_BORDER).reshape(-1, 4)
                 self.layer.border_width = np.where(machine, MACHINE_BORDER_WIDTH, HUMAN_BORDER_WIDTH)
         self._update_skeleton()
@@ -250,7 +304,7 @@ class LabelingWidget(QWidget):
 
     def set_skeleton(self, edges) -> None:
         """Replace the skeleton (pairs of body-part names) and redraw it."""
-        bodyparts = self.store.bodyparts
+        bodyparts = self.store.bodyparts if self.columns is None else self.columns.all_bodyparts
         bad = [e for e in edges if e[0] not in bodyparts or e[1] not in bodyparts]
         if bad:
             raise ValueError(f"skeleton edges name unknown body parts: {bad}")
@@ -268,27 +322,38 @@ class LabelingWidget(QWidget):
             show_error(f"Skeleton not changed: {err}")
 
     def _update_skeleton(self) -> None:
-        if self.skeleton_layer is not None and self.store is not None:
-            self.skeleton_layer.data = skeleton_vectors(
-                np.asarray(self.store.xy), self.store.bodyparts, self._skeleton()
-            )
+        if self.skeleton_layer is None or self.store is None:
+            return
+        if self.columns is not None:
+            vectors, owner = multi_skeleton_vectors(np.asarray(self.store.xy), self.columns, self._skeleton())
+            self.skeleton_layer.data = vectors
+            if len(vectors):
+                self.skeleton_layer.edge_color = individual_colors(self.columns.individuals)[owner]
+            return
+        self.skeleton_layer.data = skeleton_vectors(np.asarray(self.store.xy), self.store.bodyparts, self._skeleton())
 
     # -- commands --------------------------------------------------------------
     def set_current(self, index: int) -> None:
         if self.store is None:
             return
         self.current = int(index) % len(self.store.bodyparts)
-        self.parts.blockSignals(True)
-        self.parts.setCurrentRow(self.current)
-        self.parts.blockSignals(False)
-        bp = self.store.bodyparts[self.current]
-        self.current_label.setText(
-            f"Next click places: <b style='color:{QColor.fromRgbF(*self.colors[bp]).name()}'>{bp}</b>"
-        )
+        if self.columns is not None:
+            self._show_current_pair()
+        else:
+            self.parts.blockSignals(True)
+            self.parts.setCurrentRow(self.current)
+            self.parts.blockSignals(False)
+            bp = self.store.bodyparts[self.current]
+            self.current_label.setText(
+                f"Next click places: <b style='color:{QColor.fromRgbF(*self.colors[bp]).name()}'>{bp}</b>"
+            )
         self._set_defaults()
 
     def _set_defaults(self) -> None:
         """New points get the highlighted body part and its colour."""
+        if self.columns is not None:
+            self._set_pair_defaults()
+            return
         bp = self.store.bodyparts[self.current]
         with self.session.syncing():
             self.layer.feature_defaults = pd.DataFrame(
@@ -301,8 +366,15 @@ class LabelingWidget(QWidget):
             self.layer.current_face_color = QColor.fromRgbF(*self.colors[bp]).name()
 
     def _on_part_chosen(self, row: int) -> None:
-        if row >= 0:
+        if row < 0:
+            return
+        if self.columns is None:
             self.set_current(row)
+            return
+        individual, _ = self.columns.pairs[self.current]
+        if individual == SINGLE:
+            individual = self.columns.individuals[max(self.individual_box.currentIndex(), 0)]
+        self.set_current(self.columns.index(individual, self.columns.all_bodyparts[row]))
 
     def go_to_frame(self, frame: int) -> None:
         step = list(self.viewer.dims.current_step)
@@ -321,8 +393,16 @@ class LabelingWidget(QWidget):
         else:
             self.go_to_frame(frame)
 
-    def copy_previous(self) -> None:
+    def copy_previous(self, only_chosen: bool = False) -> None:
+        """Copy the previous labeled frame's labels onto the missing body parts of this frame.
+
+        Several animals: each individual is copied from the last frame where it
+        was labeled; ``only_chosen`` copies just the individual chosen in the picker.
+        """
         if self.store is None:
+            return
+        if self.columns is not None:
+            self._copy_previous_animals(only_chosen)
             return
         source = self.store.previous_labeled_image(self.frame)
         if source is None:
@@ -370,6 +450,98 @@ class LabelingWidget(QWidget):
             return
         self.session.mark_saved()
 
+    # -- several animals -----------------------------------------------------------
+    def _fill_individuals(self) -> None:
+        """The Individual picker and the Swap choice, each individual in its own colour."""
+        self.multi_box.setVisible(self.columns is not None)
+        names = list(self.columns.individuals) if self.columns is not None else []
+        self.individual_box.blockSignals(True)  # the Swap box has no listener
+        for box in (self.individual_box, self.swap_box):
+            box.clear()
+            for name, rgba in zip(names, individual_colors(names)):
+                box.addItem(f"● {name}")
+                box.setItemData(box.count() - 1, QColor.fromRgbF(*rgba), Qt.ForegroundRole)
+        self.swap_box.setCurrentIndex(min(1, self.swap_box.count() - 1))
+        self.individual_box.blockSignals(False)
+
+    @property
+    def individual(self) -> str | None:
+        """The individual chosen in the picker (None for a single-animal layer)."""
+        if self.columns is None:
+            return None
+        return self.columns.individuals[max(self.individual_box.currentIndex(), 0)]
+
+    def set_individual(self, individual: str | int) -> None:
+        """Choose the individual the next click labels (its name or position, wrapping); the body part stays."""
+        if self.columns is None or self.store is None or individual == -1:
+            return
+        names = self.columns.individuals
+        i = individual % len(names) if isinstance(individual, int) else names.index(individual)
+        _, bp = self.columns.pairs[self.current]
+        if bp in self.columns.unique:  # a unique part has no individual: go to the animal's first part
+            bp = self.columns.bodyparts[0] if self.columns.bodyparts else bp
+        self.individual_box.blockSignals(True)
+        self.individual_box.setCurrentIndex(i)
+        self.individual_box.blockSignals(False)
+        self.set_current(self.columns.index(names[i], bp))
+
+    def _show_current_pair(self) -> None:
+        individual, bp = self.columns.pairs[self.current]
+        self.parts.blockSignals(True)
+        self.parts.setCurrentRow(self.columns.all_bodyparts.index(bp))
+        self.parts.blockSignals(False)
+        if individual != SINGLE:
+            self.individual_box.blockSignals(True)
+            self.individual_box.setCurrentIndex(self.columns.individuals.index(individual))
+            self.individual_box.blockSignals(False)
+            color = QColor.fromRgbF(*individual_colors(self.columns.individuals)[self.individual_box.currentIndex()])
+            who = f"<b style='color:{color.name()}'>{individual}</b> · "
+        else:
+            who = "<b>unique</b> · "
+        self.current_label.setText(f"Next click places: {who}<b>{bp}</b>")
+
+    def _set_pair_defaults(self) -> None:
+        individual, bp = self.columns.pairs[self.current]
+        defaults = point_defaults(self.layer.features, {"bodypart": bp, "individual": individual, "likelihood": 1.0})
+        face, symbols = multi_style(defaults, self.columns)
+        with self.session.syncing():
+            self.layer.feature_defaults = defaults
+            self.layer.current_face_color = QColor.fromRgbF(*face[0]).name()
+            self.layer.current_symbol = str(symbols[0])
+
+    def _copy_previous_animals(self, only_chosen: bool) -> None:
+        target = self.frame
+        chosen = [self.individual] if only_chosen else None
+        new, sources = copy_previous(self.store.xy, self.columns, target, chosen)
+        if not sources:
+            who = f"{self.individual} has" if only_chosen else "no animal has"
+            show_info(f"Nothing to copy: {who} labels on an earlier frame that this frame lacks.")
+            return
+        if self.sizes is not None:  # labels that would land outside this (smaller) image are not copied
+            outside = outside_image(new[target : target + 1], self.sizes[target : target + 1])[0]
+            new[target, outside & np.isnan(self.store.xy[target]).any(axis=1)] = np.nan
+        names = ", ".join(f"{ind} from {self.store.images[f].split('/')[-1]}" for ind, f in sources.items())
+        self.session.apply(new, label=f"copy previous: {names}")
+        self._update_status()
+
+    def swap_individuals(self, a: str | None = None, b: str | None = None) -> None:
+        """Exchange two individuals' labels on the frame shown.
+
+        Default: the chosen individual and the one in the Swap box (the next individual when they are the same).
+        """
+        if self.columns is None or self.store is None:
+            return
+        names = self.columns.individuals
+        a = a or self.individual
+        b = b or names[max(self.swap_box.currentIndex(), 0)]
+        if a == b:  # the chosen one with the next one
+            b = names[(names.index(a) + 1) % len(names)]
+        if a == b:
+            return
+        new = swap_individuals(self.store.xy, self.columns, self.frame, a, b)
+        self.session.apply(new, label=f"swap {a} and {b} on {self.store.images[self.frame]}")
+        self._update_status()
+
     def _update_status(self) -> None:
         if self.store is None:
             self.progress.setText("No keypoints layer")
@@ -402,6 +574,7 @@ class LabelingWidget(QWidget):
             "a": lambda _l: self.go_to_frame(self.frame - 1),
             "n": lambda _l: self.next_unlabeled(),
             "c": lambda _l: self.copy_previous(),
+            "i": lambda _l: self.set_individual(self.individual_box.currentIndex() + 1),
             "Control-z": lambda _l: self.undo(),
             "Control-Shift-z": lambda _l: self.redo(),
         }

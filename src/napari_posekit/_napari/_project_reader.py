@@ -16,8 +16,23 @@ import dask.array as da
 import numpy as np
 from dask import delayed
 
-from napari_posekit._napari.layers import Key, colormap_colors, keypoints_layer_data, outside_image
-from napari_posekit.core.collected_data import collected_to_arrays, read_collected, update_collected
+from napari_posekit._napari.layers import (
+    Key,
+    colormap_colors,
+    keypoints_layer_data,
+    label_columns,
+    multianimal_layer_data,
+    outside_image,
+)
+from napari_posekit.controllers.labeling_multi import SINGLE, Columns
+from napari_posekit.core.collected_data import (
+    arrays_to_collected,
+    collected_to_arrays,
+    read_collected,
+    to_string_index,
+    update_collected,
+    write_collected,
+)
 from napari_posekit.core.collected_data import index_style as collected_index_style
 from napari_posekit.core.config import config_bodyparts, read_config, write_config
 from napari_posekit.core.labeled_images import image_sizes
@@ -153,6 +168,54 @@ def _outside_warning(folder: Path, files: list[str], sizes: list[tuple[int, int]
     )
 
 
+def _multianimal_columns(config, df, labels_file) -> Columns | None:
+    """The ``(individual, body part)`` columns of a multi-animal folder, or None for one animal.
+
+    The config's ``individuals``, ``multianimalbodyparts`` and ``uniquebodyparts``
+    come first; individuals and parts only the labels file has are added (with a
+    warning) so that nothing is lost on saving. A 4-level CollectedData without a
+    multi-animal config is read from its own columns.
+    """
+    multi = bool((config or {}).get("multianimalproject"))
+    if not multi and (df is None or df.columns.nlevels != 4):
+        return None
+    individuals, parts, unique = [], [], []
+    if multi:
+        individuals = [str(i) for i in config.get("individuals") or []]
+        parts = [str(b) for b in config.get("multianimalbodyparts") or []]
+        unique = [str(u) for u in config.get("uniquebodyparts") or []]
+    if df is not None and df.columns.nlevels == 4:
+        found = df.columns.droplevel(["scorer", "coords"]).unique()
+        extra = [(i, b) for i, b in found if (i == SINGLE and b not in unique) or (i != SINGLE and b not in parts)]
+        extra += [(i, b) for i, b in found if i != SINGLE and i not in individuals]
+        if multi and extra:
+            warnings.warn(
+                f"{labels_file}: individuals or body parts {sorted(set(extra))} are not in the config; "
+                "they are shown and kept",
+                stacklevel=3,
+            )
+        individuals += [i for i in dict.fromkeys(i for i, _ in found) if i != SINGLE and i not in individuals]
+        parts += [b for b in dict.fromkeys(b for i, b in found if i != SINGLE) if b not in parts]
+        unique += [b for b in dict.fromkeys(b for i, b in found if i == SINGLE) if b not in unique]
+    if not individuals:
+        raise ProjectError("a multi-animal project lists no individuals in its config.yaml", labels_file)
+    try:
+        return Columns(tuple(individuals), tuple(parts), tuple(unique))
+    except ValueError as err:
+        raise ProjectError(f"{err}; fix the config's individuals and body parts", labels_file) from err
+
+
+def _multianimal_arrays(df, columns: Columns) -> tuple[list[str], list[str], np.ndarray]:
+    """``(image paths, column names, (n, C, 2) xy)`` of a 4-level CollectedData; absent cells are NaN."""
+    import pandas as pd
+
+    scorer = df.columns.get_level_values("scorer")[0]
+    wanted = [(scorer, ind, bp, c) for ind, bp in columns.pairs for c in ("x", "y")]
+    values = df.reindex(columns=pd.MultiIndex.from_tuples(wanted, names=df.columns.names)).to_numpy(np.float64)
+    images = [str(i) for i in to_string_index(df).index]
+    return images, columns.names, values.reshape(len(df), len(columns), 2)
+
+
 def folder_layers(folder: Path) -> list[tuple]:
     """Image stack + keypoints layer data for one ``labeled-data/<video>`` folder."""
     folder = Path(folder)
@@ -164,10 +227,14 @@ def folder_layers(folder: Path) -> list[tuple]:
     collected = sorted(folder.glob("CollectedData_*.h5")) or sorted(folder.glob("CollectedData_*.csv"))
     labels_file = collected[0] if collected else None
     xy_by_image, file_bodyparts, index_style = {}, [], "multi"
-    if labels_file is not None:
-        df = read_collected(labels_file)
+    df = read_collected(labels_file) if labels_file is not None else None
+    columns = _multianimal_columns(config, df, labels_file)
+    if df is not None:
         index_style = collected_index_style(df)
-        names, file_bodyparts, xy = collected_to_arrays(df)
+        if columns is not None:
+            names, file_bodyparts, xy = _multianimal_arrays(df, columns)
+        else:
+            names, file_bodyparts, xy = collected_to_arrays(df)
         xy_by_image = {name.replace("\\", "/").split("/")[-1]: v for name, v in zip(names, xy)}
         missing = sorted(set(xy_by_image) - set(files))
         if missing:
@@ -178,11 +245,15 @@ def folder_layers(folder: Path) -> list[tuple]:
             )
 
     machine_xy, machine_bodyparts, machine_file = {}, [], _latest_machine_labels(folder)
+    if columns is not None:  # one column per (individual, body part); machine labels are single-animal here
+        file_bodyparts = bodyparts = columns.names
+        machine_file = None
     if machine_file is not None:
         mnames, machine_bodyparts, mxy = collected_to_arrays(read_collected(machine_file, likelihood=True))
         machine_xy = {name.replace("\\", "/").split("/")[-1]: v for name, v in zip(mnames, mxy)}
 
-    bodyparts = config_bodyparts(config) if config else list(file_bodyparts or machine_bodyparts)
+    if columns is None:
+        bodyparts = config_bodyparts(config) if config else list(file_bodyparts or machine_bodyparts)
     extra = [bp for bp in file_bodyparts if bp not in bodyparts]
     if extra:
         warnings.warn(
@@ -230,14 +301,14 @@ def folder_layers(folder: Path) -> list[tuple]:
         Key.MACHINE_CELLS: machine_cells,  # (image, body part) shown from machine labels, not yet reviewed
         Key.IMAGE_SIZES: [[int(w), int(h)] for w, h in sizes],  # each image's own (width, height)
     }
-    points = keypoints_layer_data(
-        xy,
-        bodyparts,
-        name=f"{folder.name} keypoints",
-        size=max(4.0, float((config or {}).get("dotsize", 8))),
-        metadata=metadata,
-        colors=colormap_colors(str((config or {}).get("colormap") or "rainbow"), bodyparts),
-    )
+    size = max(4.0, float((config or {}).get("dotsize", 8)))
+    if columns is not None:
+        points = multianimal_layer_data(xy, columns, name=f"{folder.name} keypoints", size=size, metadata=metadata)
+    else:
+        colors = colormap_colors(str((config or {}).get("colormap") or "rainbow"), bodyparts)
+        points = keypoints_layer_data(
+            xy, bodyparts, name=f"{folder.name} keypoints", size=size, metadata=metadata, colors=colors
+        )
     image_meta = {Key.FOLDER: str(folder), Key.IMAGE_SIZES: metadata[Key.IMAGE_SIZES]}
     image = (stack, {"name": folder.name, "rgb": True, "metadata": image_meta}, "image")
     return [image, points]
@@ -254,9 +325,18 @@ def save_labels(store: LabelStore, layer) -> tuple[Path, Path]:
     if not meta.get(Key.LABELS_FILE) or not meta.get(Key.SCORER):
         raise ProjectError("this keypoints layer was not opened from a DeepLabCut project folder")
     xy = np.asarray(store.xy)
-    h5, csv = update_collected(
-        meta[Key.LABELS_FILE], store.images, store.bodyparts, xy, meta[Key.SCORER], index_style=meta[Key.INDEX_STYLE]
-    )
+    columns = label_columns(meta)
+    if columns is not None:
+        h5, csv = save_multianimal(meta[Key.LABELS_FILE], store.images, columns, xy, meta[Key.SCORER], meta)
+    else:
+        h5, csv = update_collected(
+            meta[Key.LABELS_FILE],
+            store.images,
+            store.bodyparts,
+            xy,
+            meta[Key.SCORER],
+            index_style=meta[Key.INDEX_STYLE],
+        )
     if meta.get(Key.CONFIG):  # the skeleton is edited in the widget and belongs to the project
         config = read_config(meta[Key.CONFIG])
         skeleton = [list(e) for e in meta.get(Key.SKELETON, [])]
@@ -266,3 +346,39 @@ def save_labels(store: LabelStore, layer) -> tuple[Path, Path]:
     labeled = {name.split("/")[-1] for name, placed in zip(store.images, (~np.isnan(xy)).any(axis=(1, 2))) if placed}
     meta[Key.KEPT_ROWS] = sorted(set(meta.get(Key.KEPT_ROWS, [])) | labeled)
     return h5, csv
+
+
+def save_multianimal(
+    target, images: list[str], columns: Columns, xy: np.ndarray, scorer: str, meta
+) -> tuple[Path, Path]:
+    """Write ``(n, C, 2)`` multi-animal labels as DeepLabCut's 4-level CollectedData (.h5 + .csv), atomically.
+
+    Columns are ``scorer/individuals/bodyparts/coords``, the unique parts
+    under ``single``. As for one animal, an image gets a row when it has a
+    label or had a row in the file, and rows and columns only the file has
+    (images missing from the folder, individuals no longer in the config) are kept.
+    """
+    import pandas as pd
+
+    from napari_posekit.core.collected_data import _with_rows_of
+
+    target = Path(target)
+    old = None
+    for path in (target.with_suffix(".h5"), target.with_suffix(".csv")):
+        if path.is_file():
+            old = read_collected(path)
+            break
+    if old is not None and old.columns.nlevels != 4:
+        raise ProjectError("holds single-animal labels; save the multi-animal labels elsewhere", target)
+    had = {str(i).replace("\\", "/").split("/")[-1] for i in to_string_index(old).index} if old is not None else set()
+    placed = ~np.isnan(xy).any(axis=2)
+    rows = [i for i, image in enumerate(images) if image.split("/")[-1] in had or placed[i].any()]
+    style = meta.get(Key.INDEX_STYLE, "multi") if old is None else collected_index_style(old)
+    df = arrays_to_collected([images[i] for i in rows], columns.names, xy[rows], scorer, index_style=style)
+    df.columns = pd.MultiIndex.from_tuples(
+        [(scorer, ind, bp, c) for ind, bp in columns.pairs for c in ("x", "y")],
+        names=["scorer", "individuals", "bodyparts", "coords"],
+    )
+    if old is not None:
+        df = _with_rows_of(df, old)
+    return write_collected(df, target, scorer)

@@ -35,7 +35,14 @@ import pandas as pd
 from napari.layers import Points
 from napari.utils.notifications import show_error, show_warning
 
-from napari_posekit._napari.layers import Key, layer_to_xy, outside_image
+from napari_posekit._napari.layers import (
+    Key,
+    label_columns,
+    layer_to_xy,
+    multi_points,
+    multi_style,
+    outside_image,
+)
 from napari_posekit.core.labels import Edit, JournalError, LabelStore
 
 __all__ = [
@@ -82,12 +89,25 @@ class Change:
 
 
 def point_cells(layer: Points, bodyparts: list[str]) -> list[tuple[int, int]]:
-    """``(image, body part index)`` of every point of a keypoints layer (-1 for an unknown body part)."""
+    """``(image, body part index)`` of every point of a keypoints layer (-1 for an unknown body part).
+
+    On a multi-animal layer the index is the ``(individual, body part)`` column's.
+    """
     if not len(layer.data):
         return []
     names = layer.features["bodypart"].astype(object)
-    index = {bp: k for k, bp in enumerate(bodyparts)}
     frames = np.round(np.asarray(layer.data)[:, 0]).astype(int).tolist()
+    columns = label_columns(layer.metadata)
+    if columns is not None:
+        owners = layer.features["individual"].astype(object)
+        cells = []
+        for f, ind, bp in zip(frames, owners, names):
+            try:
+                cells.append((f, columns.index(ind, bp)))
+            except (KeyError, ValueError):
+                cells.append((f, -1))
+        return cells
+    index = {bp: k for k, bp in enumerate(bodyparts)}
     return [(f, index.get(bp, -1)) for f, bp in zip(frames, names)]
 
 
@@ -100,7 +120,9 @@ class LabelSession:
 
     def __init__(self, layer: Points, n_frames: int):
         meta = layer.metadata
-        bodyparts = list(meta[Key.BODYPARTS])
+        # several animals: one store column per (individual, body part), named "individual/bodypart"
+        self.columns = label_columns(meta)
+        bodyparts = self.columns.names if self.columns is not None else list(meta[Key.BODYPARTS])
         images = list(meta.get(Key.IMAGES) or range(n_frames))
         xy, duplicates = layer_to_xy(layer, len(images), bodyparts)
         self._layer = weakref.ref(layer)
@@ -235,6 +257,9 @@ class LabelSession:
         if layer is None:
             return
         xy = self.store.xy
+        if self.columns is not None:
+            self._rebuild_multi(layer)
+            return
         frame, part = np.nonzero(~np.isnan(xy).any(axis=2))
         data = np.column_stack([frame, xy[frame, part, 1], xy[frame, part, 0]]) if len(frame) else np.empty((0, 3))
         names = np.asarray(self.bodyparts, dtype=object)[part]
@@ -245,6 +270,18 @@ class LabelSession:
             layer.selected_data = set()
             layer.data = data
             layer.features = features
+
+    def _rebuild_multi(self, layer: Points) -> None:
+        """A multi-animal layer rebuilt: each point's individual and body part, colour and symbol."""
+        data, features = multi_points(self.store.xy, self.columns)
+        with self.syncing():
+            layer.selected_data = set()
+            layer.data = data
+            layer.features = features
+            if len(data):
+                face, symbols = multi_style(features, self.columns)
+                layer.face_color = face
+                layer.symbol = symbols
 
     # -- commands --------------------------------------------------------------------
     def apply(self, xy: np.ndarray, label: str) -> Edit | None:

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 from napari.layers import Points
 
+from napari_posekit.controllers.labeling_multi import SINGLE, Columns
 from napari_posekit.core.options import PCUTOFF
 
 
@@ -54,6 +55,7 @@ class Key:
     PCUTOFF: Final = "pcutoff"
     PREDICTIONS: Final = "posekit_predictions"
     READONLY: Final = "readonly"
+    UNIQUE_BODYPARTS: Final = "uniquebodyparts"
 
 
 class LayerMetadata(TypedDict, total=False):
@@ -79,6 +81,7 @@ class LayerMetadata(TypedDict, total=False):
     pcutoff: float  # likelihood below which predictions are hidden
     posekit_predictions: bool  # a predictions layer (not labels)
     readonly: bool  # not editable (ground truth, predictions)
+    uniquebodyparts: list[str]  # multi-animal labels: parts of no individual (under "single")
 
 
 def is_keypoints_layer(layer) -> bool:
@@ -231,17 +234,23 @@ def points_to_arrays(
     duplicates (when one body part has several points on a frame, the last
     one wins).
     """
+    index = {bp: k for k, bp in enumerate(bodyparts)}
+    names = features["bodypart"].astype(object).to_numpy() if len(data) else []
+    return _cells_to_arrays(data, features, [index.get(bp) for bp in names], len(bodyparts), n_frames)
+
+
+def _cells_to_arrays(
+    data: np.ndarray, features: pd.DataFrame, column_of_row: list, n_columns: int, n_frames: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     data = np.asarray(data, dtype=float).reshape(-1, 3) if len(data) else np.zeros((0, 3))
-    xy = np.full((n_frames, len(bodyparts), 2), np.nan)
-    likelihood = np.zeros((n_frames, len(bodyparts)))
+    xy = np.full((n_frames, n_columns, 2), np.nan)
+    likelihood = np.zeros((n_frames, n_columns))
     if not len(data):
         return xy, likelihood, np.zeros(0, dtype=int)
-    names = features["bodypart"].astype(object).to_numpy()
     p = features["likelihood"].to_numpy(dtype=float) if "likelihood" in features else np.ones(len(data))
-    index = {bp: k for k, bp in enumerate(bodyparts)}
     unused, seen = [], {}
-    for row, ((frame, y, x), bp, value) in enumerate(zip(data, names, p)):
-        f, k = round(frame), index.get(bp)
+    for row, ((frame, y, x), k, value) in enumerate(zip(data, column_of_row, p)):
+        f = round(frame)
         if k is None or not 0 <= f < n_frames:
             unused.append(row)
             continue
@@ -253,8 +262,147 @@ def points_to_arrays(
     return xy, likelihood, np.asarray(sorted(unused), dtype=int)
 
 
+# --------------------------------------------------------------------------- several animals
+#: Symbols of successive body parts on multi-animal layers (colour tells the individual).
+BODYPART_SYMBOLS: Final = (
+    "disc", "square", "diamond", "triangle_up", "star", "cross", "x",
+    "triangle_down", "ring", "hbar", "vbar", "clobber", "arrow", "tailed_arrow",
+)  # fmt: skip
+
+
+def label_columns(metadata) -> Columns | None:
+    """The ``(individual, body part)`` columns of a multi-animal keypoints layer, None for one animal.
+
+    A layer is multi-animal when its metadata lists ``individuals``; its
+    ``bodyparts`` are the individuals' parts then the ``uniquebodyparts``.
+    """
+    meta = metadata or {}
+    individuals = [str(i) for i in meta.get(Key.INDIVIDUALS) or []]
+    if not individuals:
+        return None
+    unique = [str(u) for u in meta.get(Key.UNIQUE_BODYPARTS) or []]
+    parts = [str(bp) for bp in meta.get(Key.BODYPARTS) or [] if bp not in unique]
+    return Columns(tuple(individuals), tuple(parts), tuple(unique))
+
+
+def individual_names(columns: Columns) -> list[str]:
+    """The ``individual`` categories of a multi-animal layer: the individuals, then ``single`` for unique parts."""
+    return [*columns.individuals, *([SINGLE] if columns.unique else [])]
+
+
+def multi_points(xy: np.ndarray, columns: Columns) -> tuple[np.ndarray, pd.DataFrame]:
+    """Points data ``(M, 3)`` (frame, y, x) and features of ``(n_frames, C, 2)`` multi-animal labels."""
+    xy = np.asarray(xy, dtype=float)
+    frame, col = np.nonzero(~np.isnan(xy).any(axis=2))
+    data = np.column_stack([frame, xy[frame, col, 1], xy[frame, col, 0]]).astype(float).reshape(-1, 3)
+    pairs = np.asarray(columns.pairs, dtype=object).reshape(-1, 2)
+    features = pd.DataFrame(
+        {
+            "bodypart": pd.Categorical(pairs[col, 1], categories=columns.all_bodyparts),
+            "individual": pd.Categorical(pairs[col, 0], categories=individual_names(columns)),
+            "likelihood": np.ones(len(col)),
+        }
+    )
+    return data, features
+
+
+def multi_points_to_arrays(
+    data: np.ndarray, features: pd.DataFrame, columns: Columns, n_frames: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(n_frames, C, 2)`` labels of multi-animal points and the rows not used (see :func:`points_to_arrays`)."""
+    index = {pair: k for k, pair in enumerate(columns.pairs)}
+    unique = set(columns.unique)
+    rows = []
+    if len(data):
+        parts = features["bodypart"].astype(object).to_numpy()
+        owners = features["individual"].astype(object).to_numpy() if "individual" in features else [""] * len(parts)
+        rows = [index.get((SINGLE if bp in unique else ind, bp)) for ind, bp in zip(owners, parts)]
+    xy, _likelihood, unused = _cells_to_arrays(data, features, rows, len(columns), n_frames)
+    return xy, unused
+
+
+def multi_style(features: pd.DataFrame, columns: Columns) -> tuple[np.ndarray, np.ndarray]:
+    """Face colours ``(M, 4)`` by individual and symbols ``(M,)`` by body part of multi-animal points."""
+    names = individual_names(columns)
+    palette = np.vstack([individual_colors(columns.individuals), [[1.0, 1.0, 1.0, 1.0]]])  # unique parts: white
+    owners = features["individual"].astype(object).to_numpy()
+    code = np.array([names.index(i) if i in names else len(palette) - 1 for i in owners], dtype=int)
+    code = np.minimum(code, len(palette) - 1)
+    parts = columns.all_bodyparts
+    symbols = np.array(
+        [
+            BODYPART_SYMBOLS[parts.index(bp) % len(BODYPART_SYMBOLS)] if bp in parts else "disc"
+            for bp in features["bodypart"].astype(object)
+        ],
+        dtype=object,
+    )
+    return palette[code].reshape(-1, 4), symbols
+
+
+def multi_skeleton_vectors(xy: np.ndarray, columns: Columns, skeleton) -> tuple[np.ndarray, np.ndarray]:
+    """Skeleton vectors ``(n, 2, 3)`` of every individual of ``(frames, C, 2)`` labels, and each vector's individual."""
+    per, _unique = columns.split(xy)
+    parts, owners = [], []
+    for i in range(len(columns.individuals)):
+        vectors = skeleton_vectors(per[:, i], columns.bodyparts, skeleton)
+        parts.append(vectors)
+        owners.append(np.full(len(vectors), i, dtype=int))
+    if not parts:
+        return np.empty((0, 2, 3)), np.zeros(0, dtype=int)
+    return np.concatenate(parts), np.concatenate(owners)
+
+
+def point_defaults(features: pd.DataFrame, values: dict) -> pd.DataFrame:
+    """One row of features for the next new point: ``values``, every column of ``features`` with its own dtype.
+
+    Categorical columns keep their categories (a value they lack is added);
+    columns ``values`` does not name get ``1.0`` (numbers) or ``"user"``/``""``.
+    """
+    row = {}
+    for name in features.columns:
+        column = features[name]
+        if name in values:
+            value = values[name]
+        elif pd.api.types.is_numeric_dtype(column.dtype):
+            value = 1.0
+        else:
+            value = "user" if name == "kind" else ""
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            categories = list(column.cat.categories)
+            row[name] = pd.Categorical([value], categories=categories + ([value] if value not in categories else []))
+        else:
+            row[name] = [value]
+    for name, value in values.items():
+        row.setdefault(name, [value])
+    return pd.DataFrame(row)
+
+
+def multianimal_layer_data(xy: np.ndarray, columns: Columns, *, name: str, size: float = 8.0, metadata=None) -> tuple:
+    """Points layer data tuple of ``(n_frames, C, 2)`` multi-animal labels: colour by individual, symbol by part."""
+    data, features = multi_points(xy, columns)
+    face, symbols = multi_style(features, columns)
+    meta = {
+        Key.BODYPARTS: columns.all_bodyparts,
+        Key.INDIVIDUALS: list(columns.individuals),
+        Key.UNIQUE_BODYPARTS: list(columns.unique),
+        Key.COLORS: bodypart_colors(columns.all_bodyparts),
+        **(metadata or {}),
+    }
+    kwargs = points_kwargs(name, features, face, size, meta)
+    if len(symbols):
+        kwargs["symbol"] = symbols
+    return data, kwargs, "points"
+
+
 def layer_to_xy(layer: Points, n_frames: int, bodyparts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """``(n_frames, K, 2)`` labels of a keypoints layer, and the rows to drop (see :func:`points_to_arrays`)."""
+    """``(n_frames, K, 2)`` labels of a keypoints layer, and the rows to drop (see :func:`points_to_arrays`).
+
+    A multi-animal layer (see :func:`label_columns`) gives ``(n_frames, C, 2)``, one column per
+    ``(individual, body part)``; ``bodyparts`` is then not used.
+    """
+    columns = label_columns(layer.metadata)
+    if columns is not None:
+        return multi_points_to_arrays(layer.data, layer.features, columns, n_frames)
     xy, _likelihood, unused = points_to_arrays(layer.data, layer.features, bodyparts, n_frames)
     return xy, unused
 
