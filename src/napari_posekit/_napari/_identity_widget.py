@@ -23,6 +23,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from napari.utils.notifications import show_error
+from qtpy.QtCore import Qt
+from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -209,14 +211,18 @@ class IdentityWidget(QWidget):
         if self.layers.points is not None:
             self.layers.points.bind_key("Control-z", lambda _layer: self.undo(), overwrite=True)
             self.layers.points.bind_key("Control-Shift-z", lambda _layer: self.redo(), overwrite=True)
+        colors = individual_colors(session.individuals)
         for box in (self.first_box, self.second_box):
             box.blockSignals(True)
             box.clear()
-            box.addItems(session.individuals)
+            for k, name in enumerate(session.individuals):
+                box.addItem(name)
+                box.setItemData(k, QColor.fromRgbF(*(float(c) for c in colors[k])), Qt.ItemDataRole.DecorationRole)
             box.blockSignals(False)
         first, last = session.frame_of(0), session.frame_of(len(session.frames) - 1)
         for box in (self.range_first, self.range_last):
             box.setRange(first, last)
+            box.setValue(self._frame())
         self.summary.setText(session.summary())
         self.status.setText(f"Opened {session.path.name if session.path else 'the tracks'}.")
         self._choose_pair(self._frame())
@@ -288,7 +294,7 @@ class IdentityWidget(QWidget):
         hint = (
             f" They look swapped from frame {view.focus}: press Swap if so."
             if view.gain > 0
-            else f" Shown where they are closest (frame {view.focus})."
+            else f" No swap shows in their motion; shown where they are closest (frame {view.focus})."
         )
         self.crossing.setText(
             f"Crossing {k} of {len(self.session.crossing_views)}: {names[view.pair[0]]} and "

@@ -40,9 +40,18 @@ def identity_points(tracks: PoseTracks, colors: np.ndarray) -> tuple[np.ndarray,
             "bodypart": pd.Categorical.from_codes(k, categories=list(dict.fromkeys(tracks.bodyparts))),
             "individual": pd.Categorical.from_codes(i, categories=list(tracks.individuals)),
             "likelihood": np.nan_to_num(tracks.poses[t, i, k, 2].astype(float), nan=0.0),
+            "label": _name_once(t, i, tracks.individuals),
         }
     )
     return data, features, np.asarray(colors, dtype=float).reshape(-1, 4)[i]
+
+
+def _name_once(t: np.ndarray, i: np.ndarray, individuals: list[str]) -> np.ndarray:
+    """The individual's name on its first placed body part of each frame, "" on the others (one label per animal)."""
+    first = np.ones(len(t), bool)
+    first[1:] = (t[1:] != t[:-1]) | (i[1:] != i[:-1])
+    names = np.asarray(list(individuals) + [""], dtype=object)
+    return names[np.where(first, i, len(individuals))]
 
 
 def identity_skeleton(tracks: PoseTracks, colors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -123,6 +132,7 @@ class IdentityLayers:
                 face_color=face,
                 border_width=0,
                 size=self.size,
+                text={"string": "{label}", "color": "white", "size": 9, "anchor": "upper_left"},
                 ndim=3,
                 metadata={ROLE: self.name, "individuals": list(tracks.individuals)},
             )

@@ -75,7 +75,7 @@ class IdentityTimeline(QWidget):
         self.colors = np.zeros((0, 4))
         self.crossings: list = []
         self.current: int | None = None
-        self.setMinimumHeight(130)
+        self.setMinimumHeight(150)
         self.setMaximumHeight(190)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.setToolTip(
@@ -106,12 +106,20 @@ class IdentityTimeline(QWidget):
     def _rects(self) -> tuple[QRectF, QRectF]:
         """The confidence plot and the presence bars below it."""
         metrics = QFontMetrics(self._font())
-        left = max([metrics.horizontalAdvance("0.5")] + [metrics.horizontalAdvance(n[:10]) for n in self.names]) + 8
+        labels = [n[:10] for n in self.names] if len(self.names) <= 6 else ["tracks"]
+        left = max([metrics.horizontalAdvance("0.5")] + [metrics.horizontalAdvance(n) for n in labels]) + 8
         width = max(self.width() - left - 8, 10)
-        bars = len(self.names) * (self.BAR + 2)
+        bars = len(self.names) * (self._bar() + self._gap())
         bottom = self.height() - metrics.height() - 4
         plot = QRectF(left, 6, width, max(bottom - bars - 6 - 6, 10))
         return plot, QRectF(left, plot.bottom() + 6, width, bars)
+
+    def _bar(self) -> float:
+        """Height of one individual's bar: thinner when there are many (fragments before merging)."""
+        return float(self.BAR) if len(self.names) <= 6 else max(1.5, 60.0 / len(self.names) - 0.5)
+
+    def _gap(self) -> float:
+        return 2.0 if len(self.names) <= 6 else 0.5
 
     def _x_range(self) -> tuple[float, float]:
         if not len(self.frames):
@@ -206,16 +214,24 @@ class IdentityTimeline(QWidget):
     def _draw_presence(self, painter, bars, px) -> None:
         painter.setPen(Qt.PenStyle.NoPen)
         fh = painter.fontMetrics().height()
+        bar, step = self._bar(), self._bar() + self._gap()
+        named = len(self.names) <= 6
         for i, name in enumerate(self.names):
-            top = bars.top() + i * (self.BAR + 2)
+            top = bars.top() + i * step
             colour = self._colour(i)
             painter.setBrush(colour)
             for a, b in _runs(self.present[:, i]):
                 left, right = float(px(self.frames[a])), float(px(self.frames[b - 1] + 1))
-                painter.drawRect(QRectF(left, top, max(right - left, 1.0), self.BAR))
-            painter.setPen(colour)
-            painter.drawText(QRectF(0, top + self.BAR / 2 - fh / 2, bars.left() - 4, fh), _RIGHT, name[:10])
-            painter.setPen(Qt.PenStyle.NoPen)
+                painter.drawRect(QRectF(left, top, max(right - left, 1.0), bar))
+            if named:
+                painter.setPen(colour)
+                painter.drawText(QRectF(0, top + bar / 2 - fh / 2, bars.left() - 4, fh), _RIGHT, name[:10])
+                painter.setPen(Qt.PenStyle.NoPen)
+        if not named and self.names:
+            painter.setPen(self.palette().color(self.foregroundRole()))
+            painter.drawText(
+                QRectF(0, bars.top(), bars.left() - 4, bars.height()), _RIGHT, f"{len(self.names)}\ntracks"
+            )
         painter.setBrush(Qt.BrushStyle.NoBrush)
 
     def frame_at(self, x: float) -> int | None:

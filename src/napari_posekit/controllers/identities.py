@@ -339,7 +339,9 @@ class IdentitySession:
     def summary(self) -> str:
         """One line about the tracks: animals, frames, stitching, crossings."""
         t = self.tracks
-        text = f"{t.n_individuals} animals ({', '.join(t.individuals)}), {t.n_frames} frames"
+        names = t.individuals if t.n_individuals <= 6 else [*t.individuals[:3], "…", t.individuals[-1]]
+        what = "animals" if self.stitched_from is not None or t.n_individuals <= 6 else "tracks"
+        text = f"{t.n_individuals} {what} ({', '.join(names)}), {t.n_frames} frames"
         if self.stitched_from is not None:
             text += f"; stitched from {self.stitched_from} tracks"
         n = len(self._views)
