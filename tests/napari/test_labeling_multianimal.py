@@ -154,3 +154,95 @@ def test_saving_keeps_rows_and_unknown_columns_and_individuals_may_be_absent(mak
     _points, widget = _open(viewer, multi_project)
     widget.save()  # nothing changed: the same table back
     pd.testing.assert_frame_equal(pd.read_hdf(folder / "CollectedData_jo.h5"), original, check_exact=True)
+
+
+def test_multianimal_layer_saved_by_the_writer(tmp_path, multi_project):
+    from napari_posekit._napari._project_reader import folder_layers
+    from napari_posekit._napari._writer import write_keypoints
+
+    folder = multi_project / "labeled-data" / "clip"
+    original = pd.read_hdf(folder / "CollectedData_jo.h5")
+    _image, (data, kwargs, _) = folder_layers(folder)
+    (folder / "CollectedData_jo.h5").unlink()
+    (folder / "CollectedData_jo.csv").unlink()
+    written = write_keypoints(str(folder / "CollectedData_jo.h5"), data, kwargs)
+    assert written == [str(folder / "CollectedData_jo.h5"), str(folder / "CollectedData_jo.csv")]
+    pd.testing.assert_frame_equal(pd.read_hdf(written[0]), original, check_exact=True)
+    bad = kwargs["features"].copy()
+    bad["individual"] = bad["individual"].cat.add_categories(["ghost"])
+    bad.loc[0, "individual"] = "ghost"
+    with pytest.raises(ValueError, match="1 points have a body part or individual the layer does not list"):
+        write_keypoints(str(tmp_path / "CollectedData_jo.h5"), data, {**kwargs, "features": bad})
+    assert not (tmp_path / "CollectedData_jo.h5").exists()
+
+
+# --------------------------------------------------------------------------- SLEAP layers are editable
+def _two_fly_slp(path):
+    """Frames 0 and 2: a user 'a' and a predicted 'b'; frame 1: 'a' only."""
+    import sleap_io as sio
+
+    skeleton = sio.Skeleton(["head", "tail"], edges=[("head", "tail")])
+    video = sio.Video(filename=str(path.with_suffix(".mp4")), open_backend=False)
+    a, b = sio.Track(name="a"), sio.Track(name="b")
+    frames = []
+    for f in (0, 1, 2):
+        instances = [sio.Instance.from_numpy(np.array([[10.0 + f, 20], [12 + f, 30]]), skeleton=skeleton, track=a)]
+        if f != 1:
+            instances.append(
+                sio.PredictedInstance.from_numpy(
+                    np.array([[50.0, 60 + f], [52, 70]]), skeleton=skeleton, point_scores=np.array([0.9, 0.8]), track=b
+                )
+            )
+        frames.append(sio.LabeledFrame(video=video, frame_idx=f, instances=instances))
+    sio.save_slp(sio.Labels(frames, videos=[video], skeletons=[skeleton], tracks=[a, b]), str(path))
+    return path
+
+
+def test_sleap_layer_is_labeled_and_saved_beside_the_file(make_napari_viewer, tmp_path):
+    import sleap_io as sio
+
+    from napari_posekit._napari._sleap_reader import napari_get_reader
+    from napari_posekit.core.sleap import load_slp
+
+    path = _two_fly_slp(tmp_path / "two.slp")
+    original = path.read_bytes()
+    with pytest.warns(UserWarning, match="without their video"):
+        layers = napari_get_reader(str(path))(str(path))
+    viewer = make_napari_viewer()
+    for layer in layers:
+        viewer._add_layer_from_data(*layer)
+    points = viewer.layers["two.slp"]
+    widget = LabelingWidget(viewer)
+    assert widget.layer is points and widget.columns.individuals == ("a", "b")
+    assert np.allclose(points.face_color[points.features["individual"] == "b"], individual_colors(["a", "b"])[1])
+    # frame 1: place b's head, swap a and b on frame 2, move a's tail on frame 0
+    widget.go_to_frame(1)
+    widget.set_individual("b")
+    assert widget.columns.pairs[widget.current] == ("b", "head")
+    click(points, 1, 55, 65)
+    widget.go_to_frame(2)
+    widget.swap_individuals("a", "b")
+    widget.save()
+    edited = tmp_path / "two.edited.slp"
+    assert path.read_bytes() == original and edited.exists()
+    back = load_slp(edited)
+    names = back.individual_names()
+    user = back.instance_kind == "user"
+    f1 = np.flatnonzero(back.frame_indices == 1)[0]
+    b_on_1 = np.flatnonzero(user[f1] & (names[f1] == "b"))[0]
+    assert back.xy[f1, b_on_1, 0].tolist() == [55, 65] and np.isnan(back.xy[f1, b_on_1, 1]).all()
+    f2 = np.flatnonzero(back.frame_indices == 2)[0]
+    a_on_2 = np.flatnonzero(user[f2] & (names[f2] == "a"))[0]
+    assert back.xy[f2, a_on_2].tolist() == [[50, 62], [52, 70]]  # a now has what b had
+    # the corrected prediction stays in the file, linked to the user instance that replaced it
+    labels = sio.load_slp(str(edited))
+    frame2 = next(lf for lf in labels.labeled_frames if lf.frame_idx == 2)
+    assert sum(isinstance(i, sio.PredictedInstance) for i in frame2.instances) == 1
+    # reopening the edited file shows the same labels (a person's instance wins over a prediction)
+    viewer2 = make_napari_viewer()
+    with pytest.warns(UserWarning, match="without their video"):
+        layers = napari_get_reader(str(edited))(str(edited))
+    for layer in layers:
+        viewer2._add_layer_from_data(*layer)
+    widget2 = LabelingWidget(viewer2)
+    assert np.array_equal(widget2.store.xy, widget.store.xy, equal_nan=True)

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import require_shared
 from napari_posekit._napari._sleap_reader import napari_get_reader
-from napari_posekit._napari.layers import bodypart_colors
+from napari_posekit._napari.layers import BODYPART_SYMBOLS, individual_colors
 
 
 def read_layers(path):
@@ -54,9 +54,12 @@ def test_fly_layer_data(fly_layers, fly_path):
     assert (features["likelihood"] == 1.0).all() and (features["kind"] == "user").all()
     assert pkw["metadata"]["source"] == str(fly_path)
     assert ["thorax", "head"] in pkw["metadata"]["skeleton"] and len(pkw["metadata"]["skeleton"]) == 12
-    colors = bodypart_colors(nodes)
-    expected = np.array([colors[bp] for bp in features["bodypart"]])
-    assert np.allclose(pkw["face_color"], expected)
+    # colour by individual, symbol by body part; edited through the Labeling widget, saved beside the file
+    male = (features["individual"] == "male").to_numpy()
+    assert np.allclose(pkw["face_color"][male], individual_colors(["female", "male"])[1])
+    assert {str(s) for s in pkw["symbol"][male]} == set(BODYPART_SYMBOLS[:13])
+    assert not pkw["metadata"].get("readonly") and pkw["metadata"]["individuals"] == ["female", "male"]
+    assert pkw["metadata"]["labels_file"] == str(fly_path.with_name("clip.edited.slp"))
 
     # frame 0, female head, as in the flat CSV: (x, y) = (435.25, 415.75) -> (frame, y, x)
     head = (features["bodypart"] == "head") & (features["individual"] == "female")
@@ -111,7 +114,7 @@ def test_fly_clip_in_the_viewer(make_napari_viewer, fly_layers, tmp_path):
     video, skeleton, points = viewer.layers
     assert len(points.data) == 38363
     assert len(skeleton.data) == len(fly_layers[1][0])
-    assert points.metadata["readonly"] and list(points.features.columns)[:3] == ["bodypart", "individual", "likelihood"]
+    assert list(points.features.columns)[:3] == ["bodypart", "individual", "likelihood"]
 
     frame = 100
     viewer.dims.current_step = (frame, 0, 0)
@@ -125,9 +128,10 @@ def test_fly_clip_in_the_viewer(make_napari_viewer, fly_layers, tmp_path):
     shot = viewer.screenshot(path=str(tmp_path / "sleap_reader.png"), canvas_only=True, flash=False)
     rgb = shot[..., :3].astype(int)
     assert rgb.max() > 200  # the video and the labels are drawn, not a black canvas
-    # the female's skeleton is white, the male's yellow: both are on screen
-    yellow = (rgb[..., 0] > 200) & (rgb[..., 1] > 170) & (rgb[..., 2] < 80)
-    assert yellow.sum() > 50
+    # the female's skeleton is orange, the male's sky blue: both are on screen
+    orange = (rgb[..., 0] > 190) & (rgb[..., 1] > 110) & (rgb[..., 1] < 200) & (rgb[..., 2] < 80)
+    blue = (rgb[..., 0] < 130) & (rgb[..., 1] > 140) & (rgb[..., 2] > 190)
+    assert orange.sum() > 50 and blue.sum() > 50
     # the head and thorax points sit on the bright flies, not on the dark floor
     frame_img = np.asarray(video.data[frame]).mean(axis=-1)
     body = points.features["bodypart"].isin(["head", "thorax"]).to_numpy() & (points.data[:, 0] == frame)

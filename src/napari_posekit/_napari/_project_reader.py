@@ -322,6 +322,11 @@ def save_labels(store: LabelStore, layer) -> tuple[Path, Path]:
     style of the existing file is kept.
     """
     meta = layer.metadata
+    if str(meta.get("source", "")).lower().endswith(".slp"):  # a SLEAP file's layer: a SLEAP file beside it
+        from napari_posekit._napari._sleap_reader import save_sleap_labels
+
+        path = save_sleap_labels(store, layer)
+        return path, path
     if not meta.get(Key.LABELS_FILE) or not meta.get(Key.SCORER):
         raise ProjectError("this keypoints layer was not opened from a DeepLabCut project folder")
     xy = np.asarray(store.xy)

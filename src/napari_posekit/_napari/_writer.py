@@ -1,4 +1,9 @@
-"""npe2 writer: a keypoints Points layer saved as DeepLabCut CollectedData (.h5 + .csv)."""
+"""npe2 writer: a keypoints Points layer saved as DeepLabCut CollectedData (.h5 + .csv).
+
+A layer of several animals (its metadata lists ``individuals``: a multi-animal
+project's, a SLEAP file's) is saved in DeepLabCut's multi-animal layout,
+columns ``scorer/individuals/bodyparts/coords`` with unique parts under ``single``.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_posekit._napari.layers import Key, points_to_arrays
+from napari_posekit._napari.layers import Key, label_columns, multi_points_to_arrays, points_to_arrays
 from napari_posekit.core.collected_data import update_collected
 
 
@@ -35,11 +40,23 @@ def write_keypoints(path: str, data, attributes: dict) -> list[str]:
     images = list(meta.get(Key.IMAGES) or [f"img{i:0{len(str(max(n - 1, 0)))}d}.png" for i in range(n)])
     frames = np.rint(data[:, 0]).astype(int)
     placeable = np.asarray(features["bodypart"].isin(bodyparts)) & (frames >= 0) & (frames < len(images))
+    columns = label_columns(meta)
+    if columns is not None:
+        xy, _unused = multi_points_to_arrays(data, features, columns, len(images))  # the last point wins
+        owners = features["individual"].astype(object) if "individual" in features else [""] * len(data)
+        pairs = zip(owners, features["bodypart"].astype(object))
+        placeable &= [bp in columns.unique or (ind, bp) in columns.pairs for ind, bp in pairs]
     if not placeable.all():
         raise ValueError(
-            f"{int((~placeable).sum())} points have a body part the layer does not list or no image to be on; "
-            "nothing was written"
+            f"{int((~placeable).sum())} points have a body part or individual the layer does not list, or no image "
+            "to be on; nothing was written"
         )
+    if columns is not None:
+        from napari_posekit._napari._project_reader import save_multianimal
+
+        target = target.with_name(f"CollectedData_{scorer}.h5")
+        h5, csv = save_multianimal(target, images, columns, xy, scorer, meta)
+        return [str(h5), str(csv)]
     xy, _likelihood, _duplicates = points_to_arrays(data, features, bodyparts, len(images))  # the last point wins
     h5, csv = update_collected(
         target.with_name(f"CollectedData_{scorer}.h5"),
