@@ -132,7 +132,7 @@ class IdentityLayers:
                 face_color=face,
                 border_width=0,
                 size=self.size,
-                text={"string": "{label}", "color": "white", "size": 9, "anchor": "upper_left"},
+                text={"string": "label", "color": "white", "size": 9, "anchor": "upper_left"},
                 ndim=3,
                 metadata={ROLE: self.name, "individuals": list(tracks.individuals)},
             )
@@ -173,6 +173,8 @@ class IdentityLayers:
             values = {"individual": np.full(len(data), 0.5)}
             colormap = _single_colour(colors[i], f"posekit-identity-{id(self)}-{i}")
             layer = self.tracks.get(individual)
+            if layer is not None and layer in self.viewer.layers and np.array_equal(layer.data, data):
+                continue  # untouched by the edit
             if layer is None or layer not in self.viewer.layers:
                 self.tracks[individual] = self.viewer.add_tracks(
                     data,

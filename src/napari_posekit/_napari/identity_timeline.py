@@ -75,6 +75,7 @@ class IdentityTimeline(QWidget):
         self.colors = np.zeros((0, 4))
         self.crossings: list = []
         self.current: int | None = None
+        self._cache: tuple | None = None
         self.setMinimumHeight(150)
         self.setMaximumHeight(190)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
@@ -91,6 +92,7 @@ class IdentityTimeline(QWidget):
         self.names = list(names)
         self.colors = np.asarray(colors, dtype=float).reshape(-1, 4)
         self.crossings = list(crossings)
+        self._cache = None
         self.update()
 
     def set_current(self, frame: int | None) -> None:
@@ -193,23 +195,32 @@ class IdentityTimeline(QWidget):
             painter.setPen(text)
             painter.drawText(plot, Qt.AlignmentFlag.AlignCenter, "No identity confidence in this file")
             return
-        bins = max(int(plot.width()), 2)
         painter.save()
         painter.setClipRect(plot.adjusted(-1, -2, 1, 2))
+        for i, polygon in self._curves(plot, px):
+            painter.setPen(QPen(self._colour(i), 1.5))
+            if polygon.size() == 1:
+                painter.drawPoint(polygon[0])
+            else:
+                painter.drawPolyline(polygon)
+        painter.restore()
+
+    def _curves(self, plot: QRectF, px) -> list[tuple[int, QPolygonF]]:
+        """The confidence lines as polygons, kept until the data or the size changes (scrubbing only moves a line)."""
+        key = (plot.left(), plot.top(), plot.width(), plot.height())
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        bins = max(int(plot.width()), 2)
+        curves = []
         for i in range(self.confidence.shape[1]):
             values = np.where(self.present[:, i], self.confidence[:, i], np.nan)
-            painter.setPen(QPen(self._colour(i), 1.5))
             for a, b in _runs(np.isfinite(values)):
                 xs, ys = _decimated(values[a:b], max(int(bins * (b - a) / len(values)), 1))
-                points = [
-                    QPointF(float(x), plot.bottom() - float(y) * plot.height())
-                    for x, y in zip(px(self.frames[a + xs.astype(int)]), ys)
-                ]
-                if len(points) == 1:
-                    painter.drawPoint(points[0])
-                else:
-                    painter.drawPolyline(QPolygonF(points))
-        painter.restore()
+                x = px(self.frames[a + xs.astype(int)])
+                y = plot.bottom() - ys * plot.height()
+                curves.append((i, QPolygonF([QPointF(float(u), float(v)) for u, v in zip(x, y)])))
+        self._cache = (key, curves)
+        return curves
 
     def _draw_presence(self, painter, bars, px) -> None:
         painter.setPen(Qt.PenStyle.NoPen)

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 __all__ = ["merge", "present", "swap_frame", "swap_from", "swap_range"]
 
+HISTORY = 50  # frames before a crossing from which :func:`swap_frame` carries a body part's last position
+
 
 def _check_individual(tracks: Tracks, i: int, role: str) -> int:
     n = tracks.poses.shape[1]
@@ -141,8 +143,9 @@ def swap_frame(tracks: Tracks, start: int, stop: int, a: int, b: int) -> tuple[i
     lo, hi = max(int(start), 2), min(int(stop), n - 1)
     if hi < lo:
         return min(max(int(start), 0), n - 1), 0.0
-    pa, pb = _carried(tracks.poses[:, a]), _carried(tracks.poses[:, b])
-    frames = np.arange(lo, hi + 1)
+    first = max(lo - HISTORY, 0)  # a body part unseen for longer than this is not carried into the window
+    pa, pb = _carried(tracks.poses[first : hi + 1, a]), _carried(tracks.poses[first : hi + 1, b])
+    frames = np.arange(lo, hi + 1) - first
 
     def ahead(p: np.ndarray) -> np.ndarray:
         step = p[frames - 1] - p[frames - 2]
@@ -154,8 +157,8 @@ def swap_frame(tracks: Tracks, start: int, stop: int, a: int, b: int) -> tuple[i
     gain = kept - swapped
     if np.isfinite(gain).any() and np.nanmax(gain) > 0:
         k = int(np.nanargmax(gain))
-        return int(frames[k]), float(gain[k])
+        return int(frames[k]) + first, float(gain[k])
     apart = _pose_distance(pa[frames], pb[frames])
     k = int(np.nanargmin(apart)) if np.isfinite(apart).any() else len(frames) // 2
     best = float(np.nanmax(gain)) if np.isfinite(gain).any() else 0.0
-    return int(frames[k]), min(best, 0.0)
+    return int(frames[k]) + first, min(best, 0.0)
