@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import require_shared
+from napari_posekit._napari import _identity_widget
 from napari_posekit._napari._identity_widget import IdentityWidget
 from napari_posekit.core.identity_edits import swap_from
 from napari_posekit.core.multianimal import Tracks, read_tracks, write_tracks
@@ -78,7 +79,7 @@ def test_open_step_swap_undo_save(make_napari_viewer, swapped):
     assert viewer.dims.current_step[0] == 12
 
 
-def test_centered_pair_opens_stitched_with_its_video(make_napari_viewer, tmp_path):
+def test_centered_pair_opens_stitched_with_its_video(make_napari_viewer, tmp_path, monkeypatch):
     folder = require_shared("sleap_centered_pair_predictions")
     viewer = make_napari_viewer()
     viewer.open(str(folder / "centered_pair_predictions.slp"), plugin="napari-posekit")
@@ -91,3 +92,18 @@ def test_centered_pair_opens_stitched_with_its_video(make_napari_viewer, tmp_pat
     assert not viewer.layers["centered_pair_predictions.slp"].visible  # the raw fragments are hidden
     widget.next_crossing()
     assert widget.crossing.text().startswith("Crossing ")
+
+    # the shared data is read-only: saving asks where instead (the folder is made to look read-only everywhere)
+    asked = []
+    monkeypatch.setattr(_identity_widget.os, "access", lambda *_args: False)
+    monkeypatch.setattr(
+        _identity_widget.QFileDialog,
+        "getSaveFileName",
+        lambda *args: (asked.append(args[1]) or str(tmp_path / "pair_corrected.slp"), ""),
+    )
+    widget.swap_from()
+    widget.save()
+    assert asked and "read-only" in asked[0]
+    assert "Saved pair_corrected.slp apart from centered_pair_predictions.slp" in widget.status.text()
+    again = read_tracks(tmp_path / "pair_corrected.slp")
+    assert again.individuals == ["animal1", "animal2"] and again.n_frames == 1100

@@ -20,6 +20,7 @@ that was opened, never over it. The logic lives in
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from napari.utils.notifications import show_error
@@ -349,18 +350,32 @@ class IdentityWidget(QWidget):
     def redo(self) -> None:
         self._edit(lambda s: s.redo())
 
-    def save(self) -> None:
+    def save(self, path=None) -> None:
+        """Write the corrected file beside the opened one (or to ``path``); asks where when that folder is read-only."""
         if self.session is None:
             return
+        target = Path(path) if path is not None else self.session.target
+        if path is None and target is not None and not os.access(target.parent, os.W_OK):
+            chosen, _ = QFileDialog.getSaveFileName(
+                self,
+                f"{target.parent} is read-only: save the corrected tracks as",
+                str(Path.home() / target.name),
+                f"Predictions (*{target.suffix})",
+            )
+            if not chosen:
+                self.status.setText(f"Not saved: {target.parent} is read-only and no other place was chosen.")
+                return
+            target = Path(chosen)
         try:
-            written = self.session.save()
+            written = self.session.save(target)
         except (ValueError, OSError) as err:
             self.status.setText(f"Not saved: {err}")
             show_error(f"Not saved: {error_message(err)}")
             return
         n = self.session.n_edits
+        where = "beside" if written[0].parent == self.session.path.parent else "apart from"
         self.status.setText(
-            f"Saved {written[0].name} beside {self.session.path.name} ({n} edit{'s' if n != 1 else ''}); "
+            f"Saved {written[0].name} {where} {self.session.path.name} ({n} edit{'s' if n != 1 else ''}); "
             "the opened file is unchanged."
         )
         self._update_controls()
