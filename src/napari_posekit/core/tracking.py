@@ -18,13 +18,14 @@ constant-velocity model: the velocity of its last two observations, decaying by
 ``VELOCITY_DECAY`` per frame when it was not seen for a while; parts missing
 from its last detection move along with the parts seen.  Each frame, the
 detections are matched to the open tracklets by a global (Hungarian) assignment
-of the pose distances to those predictions, a tracklet unseen for f frames
-counting ``STALE_COST * max_distance * f`` further (a fresh tracklet is the
-better predictor); a pair further apart than ``max_distance`` (default: half
-the animals' size) never matches.  As in ByteTrack, the matching runs in two
-rounds: first the full detections, then the weak ones (fewer visible parts than
-``WEAK_FRACTION`` of the usual count: fragments and ghosts) for the tracklets
-left over.  An unmatched full detection starts a new tracklet, an unmatched
+of the pose distances to those predictions; a pair further apart than
+``max_distance`` (default: half the animals' size) never matches.  As in
+DeepSORT and ByteTrack, the matching runs in rounds: the full detections go
+first to the confirmed tracklets (seen ``CONFIRMED`` times or more) seen in the
+previous frame, then to those unseen for one frame, and so on (a fresh
+tracklet is the better predictor), then likewise to the newer tracklets; then the weak
+detections (fewer visible parts than ``WEAK_FRACTION`` of the usual count:
+fragments and ghosts) to the tracklets left over.  An unmatched full detection starts a new tracklet, an unmatched
 weak one is left out; a tracklet unmatched for more than ``max_gap`` frames is
 closed.
 
@@ -86,13 +87,18 @@ __all__ = [
 ]
 
 VELOCITY_DECAY = 0.8  # per frame without an observation: how much of the velocity carries on
-NEW_ANIMAL_COST = 2.0  # joining a gap costs more than this -> an animal without a track takes the tracklet
+# stitching costs are negative log-likelihoods (nats)
+STEP_FRACTION = 0.05  # sigma of the motion model: this fraction of the animals' size per frame
+NEW_ANIMAL_COST = 8.0  # joining a gap costs more than this -> an animal without a track takes the tracklet
 SHORT_COST = 1.0  # added as SHORT_COST / length: of two rivals, the longer tracklet wins a tie
-DROP_COST = 3.0  # a tracklet of length L is dropped rather than joined at a cost above DROP_COST + L / 2
-TIME_COST = 0.1  # per log(frames) of a gap
+DROP_COST = 1.0  # a tracklet of length L is dropped rather than joined at a cost above DROP_COST + 2 L
+CUT_COST = 2.0  # per frame cut from the head of a tracklet that overlaps the end of an animal's track
+MAX_CUT = 0.5  # ... at most this fraction of the tracklet
+LOOKAHEAD = 100  # frames: how far ahead a decision looks for rival tracklets ...
+MIN_RIVAL = 5  # ... of at least this many frames
 JOIN_FRAMES = 3  # frames after a join that carry the join's confidence
+CONFIRMED = 3  # link: a tracklet seen this many times is matched before newer ones
 WEAK_FRACTION = 0.5  # link: a detection with fewer parts than this fraction of the usual count is weak
-STALE_COST = 0.2  # link: a tracklet unseen for f frames matches as if max_distance * STALE_COST * f further
 _BIG = 1e9
 
 
@@ -176,7 +182,11 @@ def _link(det: np.ndarray, max_distance, max_gap: int) -> tuple[np.ndarray, list
     last: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}  # tracklet -> (frame, pose, velocity)
     for t in range(n_frames):
         open_ = [m for m in open_ if t - last[m][0] <= max_gap + 1]
-        matched = _match(det[t], np.flatnonzero(strong[t]), open_, last, t, max_distance)
+        matched: dict[int, int] = {}
+        rank = {m: (len(owners[m]) < CONFIRMED, t - last[m][0]) for m in open_}
+        for key in sorted(set(rank.values())):  # confirmed tracklets first, the ones seen last first
+            slots = np.array([s for s in np.flatnonzero(strong[t]) if s not in matched], dtype=int)
+            matched |= _match(det[t], slots, [m for m in open_ if rank[m] == key], last, t, max_distance)
         rest = [m for m in open_ if m not in matched.values()]
         matched |= _match(det[t], np.flatnonzero((parts[t] > 0) & ~strong[t]), rest, last, t, max_distance)
         for s in np.flatnonzero(strong[t]):
@@ -207,14 +217,13 @@ def _match(poses: np.ndarray, slots: np.ndarray, open_: list[int], last, t: int,
         return {}
     preds = np.stack([_predict(last[m][1], last[m][2], t - last[m][0]) for m in open_])
     cost = pose_distance(preds[:, None], poses[slots][None, :, :, :2])
-    unseen = np.array([t - last[m][0] - 1 for m in open_], dtype=float)[:, None]
-    cost = np.where(np.isfinite(cost) & (cost <= max_distance), cost + STALE_COST * max_distance * unseen, _BIG)
+    cost = np.where(np.isfinite(cost) & (cost <= max_distance), cost, _BIG)
     rows, cols = linear_sum_assignment(cost)
     return {int(slots[c]): open_[r] for r, c in zip(rows, cols) if cost[r, c] < _BIG}
 
 
 # --------------------------------------------------------------------------- stitch
-@dataclass
+@dataclass(eq=False)
 class _Piece:
     """The part of a tracklet still to place: its observed frames from ``frames[0]`` on."""
 
@@ -263,34 +272,48 @@ def _identity_costs(identity, tracklets: np.ndarray, n_animals: int) -> np.ndarr
     return -np.log(np.clip(ident, 1e-3, 1.0))  # (T, M, n)
 
 
-def _join_costs(tracklets, pieces, animals, scale, id_nll) -> np.ndarray:
-    """(pieces, animals) cost of each piece continuing each animal; _BIG where they overlap."""
+def _join_costs(tracklets, pieces, animals, sigma, id_nll) -> np.ndarray:
+    """(pieces, animals) cost of each piece continuing each animal (its head cut where they overlap)."""
     cost = np.full((len(pieces), len(animals)), _BIG)
     for i, piece in enumerate(pieces):
-        first, _ = _ends(tracklets, piece, at_start=True)
         extra = np.full(len(animals), SHORT_COST / len(piece.frames))
         if id_nll is not None:
             nll = id_nll[piece.frames, piece.index].sum(0)
             extra += nll - nll.min()
         for a, animal in enumerate(animals):
-            if animal.end >= piece.start:
-                continue
             if animal.pose is None:
                 cost[i, a] = NEW_ANIMAL_COST + extra[a]
                 continue
-            gap = piece.start - animal.end
+            rest = _after(piece, animal.end)
+            cut = len(piece.frames) - (0 if rest is None else len(rest.frames))
+            if rest is None or cut > MAX_CUT * len(piece.frames):
+                continue
+            first, _ = _ends(tracklets, rest, at_start=True)
+            gap = rest.start - animal.end
             d = float(pose_distance(_predict(animal.pose, animal.velocity, gap), first[:, :2]))
-            d = d if np.isfinite(d) else 4 * scale
-            join = d / (scale * np.sqrt(gap)) + TIME_COST * np.log(gap)
-            cost[i, a] = join + extra[a]
+            # a heavy-tailed (Laplace) random walk of sigma px per frame around the constant-velocity prediction
+            join = d / (sigma * np.sqrt(gap)) + np.log(gap) if np.isfinite(d) else NEW_ANIMAL_COST + np.log(gap)
+            cost[i, a] = join + extra[a] + CUT_COST * cut
     return cost
+
+
+def _after(piece: _Piece, frame: int) -> _Piece | None:
+    """The piece from after ``frame`` on (None when nothing is left)."""
+    if frame < piece.start:
+        return piece
+    frames = piece.frames[piece.frames > frame]
+    return _Piece(piece.index, frames) if len(frames) else None
+
+
+def _drop_cost(piece: _Piece) -> float:
+    return DROP_COST + 2.0 * len(piece.frames)
 
 
 def _decide(cost: np.ndarray, pieces, animals) -> tuple[dict[int, int], dict[int, float]]:
     """One assignment of pieces to animals (or to dropping); returns piece -> animal, piece -> join confidence."""
     n_p, n_a = cost.shape
     drop = np.full((n_p, n_p), _BIG)
-    np.fill_diagonal(drop, [DROP_COST + len(p.frames) / 2 for p in pieces])
+    np.fill_diagonal(drop, [_drop_cost(p) for p in pieces])
     full = np.concatenate([cost, drop], axis=1)
     rows, cols = linear_sum_assignment(full)
     chosen, confidence = {}, {}
@@ -301,8 +324,8 @@ def _decide(cost: np.ndarray, pieces, animals) -> tuple[dict[int, int], dict[int
             if animals[c].pose is None and not rivals:
                 confidence[r] = 1.0
             else:
-                margin = min(rivals + [DROP_COST + len(pieces[r].frames) / 2]) - cost[r, c]
-                confidence[r] = float(1 - np.exp(-max(margin, 0.0)))
+                margin = min([*rivals, _drop_cost(pieces[r])]) - cost[r, c]
+                confidence[r] = float(np.tanh(max(margin, 0.0) / 2))  # 2 P(chosen) - 1 for two options
     return chosen, confidence
 
 
@@ -325,6 +348,7 @@ def stitch(tracklets, n_animals: int, *, identity=None, window: int = 3) -> Stit
     n_frames, n_tracklets, n_parts, _ = trk.shape
     id_nll = _identity_costs(identity, trk, n_animals)
     scale = 0.5 * animal_size(trk)
+    sigma = 2 * STEP_FRACTION * scale
     seen = _visible(trk).any(-1)  # (T, M)
     pending = [_Piece(m, np.flatnonzero(seen[:, m])) for m in range(n_tracklets) if seen[:, m].any()]
     animals = [_Animal() for _ in range(n_animals)]
@@ -335,10 +359,11 @@ def stitch(tracklets, n_animals: int, *, identity=None, window: int = 3) -> Stit
         pending.sort(key=lambda p: (p.start, -len(p.frames)))
         first = pending[0].start
         group = [p for p in pending if p.start < first + max(window, 1)]
-        pending = [p for p in pending if p.start >= first + max(window, 1)]
-        chosen, join_conf = _decide(_join_costs(trk, group, animals, scale, id_nll), group, animals)
+        group += _rivals_ahead(pending, group, sum(animal.end < first for animal in animals))
+        pending = [p for p in pending if all(p is not g for g in group)]
+        chosen, join_conf = _decide(_join_costs(trk, group, animals, sigma, id_nll), group, animals)
         for i, a in chosen.items():
-            _place(trk, group[i], a, animals, poses, confidence, join_conf[i])
+            _place(trk, _after(group[i], animals[a].end), a, animals, poses, confidence, join_conf[i])
             assignment[group[i].index] = a
         for i, piece in enumerate(group):
             if i in chosen:
@@ -354,11 +379,27 @@ def stitch(tracklets, n_animals: int, *, identity=None, window: int = 3) -> Stit
     return StitchResult(poses=poses, assignment=assignment, confidence=confidence)
 
 
+def _rivals_ahead(pending: list[_Piece], group: list[_Piece], n_free: int) -> list[_Piece]:
+    """Later pieces to decide with ``group``: while animals are free, the next long pieces that overlap all of it.
+
+    Such a piece must go to another animal than every piece of the group, so deciding them together
+    lets the one that fits an animal better take it.
+    """
+    ahead: list[_Piece] = []
+    horizon = group[0].start + LOOKAHEAD
+    for p in pending:
+        if len(group) + len(ahead) >= n_free or p.start >= horizon:
+            break
+        if p in group or len(p.frames) < MIN_RIVAL:
+            continue
+        if all(p.start <= g.end and g.start <= p.end for g in group + ahead):
+            ahead.append(p)
+    return ahead
+
+
 def _after_first_free(piece: _Piece, animals) -> _Piece | None:
     """What is left of a piece from the frame the first animal becomes free, if any."""
-    free = min(animal.end for animal in animals) + 1
-    frames = piece.frames[piece.frames >= free]
-    return _Piece(piece.index, frames) if len(frames) else None
+    return _after(piece, min(animal.end for animal in animals))
 
 
 def _place(trk, piece: _Piece, a: int, animals, poses, confidence, join_conf: float) -> None:
