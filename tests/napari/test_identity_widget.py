@@ -49,7 +49,7 @@ def test_open_step_swap_undo_save(make_napari_viewer, swapped):
     female_face = points.face_color[np.asarray(points.features["individual"]) == "female"][0].copy()
 
     widget.go_to(0)
-    widget.next_crossing()
+    viewer.keymap[next(k for k in viewer.keymap if str(k) == "N")](viewer)  # the N shortcut
     assert viewer.dims.current_step[0] == 33  # the frame where the swap happened
     assert "female and male came close" in widget.crossing.text()
     assert widget.timeline.current == 33

@@ -21,6 +21,7 @@ that was opened, never over it. The logic lives in
 from __future__ import annotations
 
 import os
+import weakref
 from pathlib import Path
 
 from napari.utils.notifications import show_error
@@ -66,6 +67,20 @@ def layer_file(layer) -> Path | None:
     return None
 
 
+def _shortcut(ref: weakref.ref, name: str):
+    """A viewer key binding calling the widget's ``name`` while the widget lives (a closed dock ignores it)."""
+
+    def press(_viewer) -> None:
+        widget = ref()
+        if widget is not None:
+            try:
+                getattr(widget, name)()
+            except RuntimeError:  # the Qt side of the widget is gone
+                pass
+
+    return press
+
+
 class IdentityWidget(QWidget):
     """Crossings of several animals on a timeline, with swap, merge, undo and save of the corrected file."""
 
@@ -79,8 +94,8 @@ class IdentityWidget(QWidget):
         self.viewer.layers.events.inserted.connect(self._refresh_files)
         self.viewer.layers.events.removed.connect(self._refresh_files)
         self.viewer.dims.events.current_step.connect(self._on_step)
-        for key, slot in (("n", self.next_crossing), ("b", self.previous_crossing), ("x", self.swap_from)):
-            self.viewer.bind_key(key, lambda _viewer, slot=slot: slot(), overwrite=True)
+        for key, name in (("n", "next_crossing"), ("b", "previous_crossing"), ("x", "swap_from")):
+            self.viewer.bind_key(key, _shortcut(weakref.ref(self), name), overwrite=True)
         self._refresh_files()
         self._update_controls()
 
