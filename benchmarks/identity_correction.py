@@ -2,7 +2,7 @@
 
 Two parts::
 
-    python benchmarks/identity_correction.py            # fly clip (5 seeds x 4 planted swaps) + centered pair
+    python benchmarks/identity_correction.py            # fly clip (5 seeds x 3 planted swaps) + centered pair
     python benchmarks/identity_correction.py --seeds 1 --swaps 6
 
 **Fly clip** (``sleap_fly_clip``: 2 flies, 1500 frames, proofread tracks).
@@ -190,7 +190,7 @@ def centered_pair() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--swaps", type=int, default=4, help="identity swaps planted per seed")
+    parser.add_argument("--swaps", type=int, default=3, help="identity swaps planted per seed")
     args = parser.parse_args()
     print(f"{cpu_model()} ({os.cpu_count()} CPUs), Python {platform.python_version()}, numpy {np.__version__}")
     if FLY.exists():
