@@ -108,6 +108,10 @@ def test_label_copy_swap_undo_save_reopen(make_napari_viewer, multi_project):
     assert widget.columns.pairs[widget.current] == ("male", "head")
     click(points, 1, 41, 43)
     assert widget.columns.pairs[widget.current] == ("male", "thorax")
+    widget.key_bindings["i"](points)  # next individual, same body part
+    assert widget.columns.pairs[widget.current] == ("female", "thorax") and widget.individual == "female"
+    assert widget.swap_box.currentText() == "● male"  # swap the chosen one with another
+    widget.key_bindings["i"](points)
     assert widget.store.xy[1, widget.columns.index("male", "head")].tolist() == [41, 43]
     added = points.features.iloc[-1]
     assert (added["individual"], added["bodypart"]) == ("male", "head")
@@ -126,6 +130,9 @@ def test_label_copy_swap_undo_save_reopen(make_napari_viewer, multi_project):
     assert np.array_equal(widget.store.xy[1, female], before[1, male])
     widget.undo()
     assert np.array_equal(widget.store.xy, before, equal_nan=True)
+    male_points = (points.features["individual"] == "male").to_numpy()
+    assert np.allclose(points.face_color[male_points], individual_colors(INDIVIDUALS)[1])  # restyled on rebuild
+    assert str(points.symbol[np.flatnonzero((points.features["bodypart"] == "thorax").to_numpy())[0]]) == "square"
     widget.redo()
     assert np.array_equal(widget.store.xy[1, male], before[1, female])
     journal = folder / ".CollectedData_jo.posekit-journal.jsonl"
@@ -246,3 +253,15 @@ def test_sleap_layer_is_labeled_and_saved_beside_the_file(make_napari_viewer, tm
         viewer2._add_layer_from_data(*layer)
     widget2 = LabelingWidget(viewer2)
     assert np.array_equal(widget2.store.xy, widget.store.xy, equal_nan=True)
+
+
+def test_single_animal_layers_show_no_individual_picker(make_napari_viewer):
+    from napari_posekit._napari.layers import keypoints_layer_data
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((2, 20, 20), np.uint8))
+    data, kwargs, _ = keypoints_layer_data(np.full((2, 2, 2), np.nan), ["snout", "tail"], name="keypoints")
+    layer = viewer.add_points(data, **kwargs)
+    widget = LabelingWidget(viewer, save=lambda store, lyr: None)
+    assert widget.layer is layer and widget.columns is None and widget.multi_box.isHidden()
+    assert widget.session.bodyparts == ["snout", "tail"] and widget.individual is None

@@ -194,7 +194,8 @@ class LabelingWidget(QWidget):
         for k, bp in enumerate(bodyparts):
             symbol = f" ({BODYPART_SYMBOLS[k % len(BODYPART_SYMBOLS)].replace('_', ' ')})" if self.columns else ""
             item = QListWidgetItem(f"● {bp}{symbol}")
-            item.setForeground(QColor.fromRgbF(*self.colors[bp]))
+            if self.columns is None:  # several animals: the colour tells the individual, not the part
+                item.setForeground(QColor.fromRgbF(*self.colors[bp]))
             self.parts.addItem(item)
         self.parts.blockSignals(False)
         self._fill_individuals()
@@ -259,7 +260,7 @@ class LabelingWidget(QWidget):
             self.message.setText("")
         elif change.kind == "recovered":
             self.recover_button.hide()
-        self._refresh_view()
+        self._refresh_view(restyle=False)
         if change.kind == "edit" and change.action == "added" and change.edit is not None:
             nxt = self.store.next_unplaced(self.frame, after=self.current)
             if nxt is not None:
@@ -271,16 +272,17 @@ class LabelingWidget(QWidget):
         self.session.rebuild()
         self._refresh_view()
 
-    def _refresh_view(self) -> None:
+    def _refresh_view(self, restyle: bool = True) -> None:
+        """Redraw colours, borders and skeleton (several animals: the session restyles what it rebuilds)."""
         if self.layer is not None and len(self.layer.data):
             names = self.layer.features["bodypart"].astype(object)
             machine = self.session.machine_points()
             with self.session.syncing():
-                if self.columns is not None:  # colour by individual, symbol by body part
+                if self.columns is not None and restyle:  # colour by individual, symbol by body part
                     face, symbols = multi_style(self.layer.features, self.columns)
                     self.layer.face_color = face
                     self.layer.symbol = symbols
-                else:
+                elif self.columns is None:
                     face = np.array([self.colors.get(bp, (1, 1, 1, 1)) for bp in names]).reshape(-1, 4)
                     self.layer.face_color = face
                 self.layer.border_color = np.where(machine[:, None], MACHINE_BORDER, HUMAN_BORDER).reshape(-1, 4)
@@ -467,9 +469,7 @@ class LabelingWidget(QWidget):
     @property
     def individual(self) -> str | None:
         """The individual chosen in the picker (None for a single-animal layer)."""
-        if self.columns is None:
-            return None
-        return self.columns.individuals[max(self.individual_box.currentIndex(), 0)]
+        return None if self.columns is None else self.columns.individuals[max(self.individual_box.currentIndex(), 0)]
 
     def set_individual(self, individual: str | int) -> None:
         """Choose the individual the next click labels (its name or position, wrapping); the body part stays."""
@@ -491,9 +491,12 @@ class LabelingWidget(QWidget):
         self.parts.setCurrentRow(self.columns.all_bodyparts.index(bp))
         self.parts.blockSignals(False)
         if individual != SINGLE:
+            i = self.columns.individuals.index(individual)
             self.individual_box.blockSignals(True)
-            self.individual_box.setCurrentIndex(self.columns.individuals.index(individual))
+            self.individual_box.setCurrentIndex(i)
             self.individual_box.blockSignals(False)
+            if self.swap_box.currentIndex() == i:  # swap with another one than the chosen
+                self.swap_box.setCurrentIndex((i + 1) % self.swap_box.count())
             color = QColor.fromRgbF(*individual_colors(self.columns.individuals)[self.individual_box.currentIndex()])
             who = f"<b style='color:{color.name()}'>{individual}</b> · "
         else:

@@ -42,6 +42,7 @@ from napari_posekit._napari.layers import (
     multi_points,
     multi_style,
     outside_image,
+    pair_codes,
 )
 from napari_posekit.core.labels import Edit, JournalError, LabelStore
 
@@ -99,14 +100,7 @@ def point_cells(layer: Points, bodyparts: list[str]) -> list[tuple[int, int]]:
     frames = np.round(np.asarray(layer.data)[:, 0]).astype(int).tolist()
     columns = label_columns(layer.metadata)
     if columns is not None:
-        owners = layer.features["individual"].astype(object)
-        cells = []
-        for f, ind, bp in zip(frames, owners, names):
-            try:
-                cells.append((f, columns.index(ind, bp)))
-            except (KeyError, ValueError):
-                cells.append((f, -1))
-        return cells
+        return list(zip(frames, pair_codes(layer.features, columns).tolist()))
     index = {bp: k for k, bp in enumerate(bodyparts)}
     return [(f, index.get(bp, -1)) for f, bp in zip(frames, names)]
 

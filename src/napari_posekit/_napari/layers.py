@@ -234,13 +234,20 @@ def points_to_arrays(
     duplicates (when one body part has several points on a frame, the last
     one wins).
     """
-    index = {bp: k for k, bp in enumerate(bodyparts)}
-    names = features["bodypart"].astype(object).to_numpy() if len(data) else []
-    return _cells_to_arrays(data, features, [index.get(bp) for bp in names], len(bodyparts), n_frames)
+    codes = _codes(features["bodypart"], bodyparts) if len(data) else np.zeros(0, dtype=int)
+    return _cells_to_arrays(data, features, codes, len(bodyparts), n_frames)
+
+
+def _codes(values: pd.Series, names: Sequence[str]) -> np.ndarray:
+    """``(M,)`` position of each value in ``names``, -1 for a value not there (vectorized through categories)."""
+    cat = values.astype("category") if not isinstance(values.dtype, pd.CategoricalDtype) else values
+    position = {name: k for k, name in enumerate(names)}
+    lookup = np.array([position.get(c, -1) for c in cat.cat.categories] + [-1], dtype=int)
+    return lookup[cat.cat.codes.to_numpy()]  # code -1 (missing) picks the trailing -1
 
 
 def _cells_to_arrays(
-    data: np.ndarray, features: pd.DataFrame, column_of_row: list, n_columns: int, n_frames: int
+    data: np.ndarray, features: pd.DataFrame, column_of_row: np.ndarray, n_columns: int, n_frames: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     data = np.asarray(data, dtype=float).reshape(-1, 3) if len(data) else np.zeros((0, 3))
     xy = np.full((n_frames, n_columns, 2), np.nan)
@@ -248,18 +255,18 @@ def _cells_to_arrays(
     if not len(data):
         return xy, likelihood, np.zeros(0, dtype=int)
     p = features["likelihood"].to_numpy(dtype=float) if "likelihood" in features else np.ones(len(data))
-    unused, seen = [], {}
-    for row, ((frame, y, x), k, value) in enumerate(zip(data, column_of_row, p)):
-        f = round(frame)
-        if k is None or not 0 <= f < n_frames:
-            unused.append(row)
-            continue
-        if (f, k) in seen:
-            unused.append(seen[f, k])
-        seen[f, k] = row
-        xy[f, k] = (x, y)
-        likelihood[f, k] = value
-    return xy, likelihood, np.asarray(sorted(unused), dtype=int)
+    f = np.round(data[:, 0]).astype(int)  # halves to even, as round()
+    k = np.asarray(column_of_row, dtype=int)
+    ok = (k >= 0) & (f >= 0) & (f < n_frames)
+    rows = np.flatnonzero(ok)
+    key = f[rows] * n_columns + k[rows]
+    _, last = np.unique(key[::-1], return_index=True)  # the last point of each cell wins
+    kept = np.zeros(len(data), bool)
+    kept[rows[len(rows) - 1 - last]] = True
+    r = np.flatnonzero(kept)
+    xy[f[r], k[r]] = data[r][:, [2, 1]]
+    likelihood[f[r], k[r]] = p[r]
+    return xy, likelihood, np.flatnonzero(~kept)
 
 
 # --------------------------------------------------------------------------- several animals
@@ -310,33 +317,31 @@ def multi_points_to_arrays(
     data: np.ndarray, features: pd.DataFrame, columns: Columns, n_frames: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(n_frames, C, 2)`` labels of multi-animal points and the rows not used (see :func:`points_to_arrays`)."""
-    index = {pair: k for k, pair in enumerate(columns.pairs)}
-    unique = set(columns.unique)
-    rows = []
-    if len(data):
-        parts = features["bodypart"].astype(object).to_numpy()
-        owners = features["individual"].astype(object).to_numpy() if "individual" in features else [""] * len(parts)
-        rows = [index.get((SINGLE if bp in unique else ind, bp)) for ind, bp in zip(owners, parts)]
-    xy, _likelihood, unused = _cells_to_arrays(data, features, rows, len(columns), n_frames)
+    codes = pair_codes(features, columns) if len(data) else np.zeros(0, dtype=int)
+    xy, _likelihood, unused = _cells_to_arrays(data, features, codes, len(columns), n_frames)
     return xy, unused
+
+
+def pair_codes(features: pd.DataFrame, columns: Columns) -> np.ndarray:
+    """``(M,)`` column of each point's ``(individual, body part)`` (any individual for a unique part), -1 if none."""
+    parts = _codes(features["bodypart"], columns.all_bodyparts)
+    if "individual" in features:
+        owners = _codes(features["individual"], columns.individuals)
+    else:
+        owners = np.full(len(parts), -1)
+    n_ind, n_parts = len(columns.individuals), len(columns.bodyparts)
+    code = np.where((owners >= 0) & (parts >= 0) & (parts < n_parts), owners * n_parts + parts, -1)
+    return np.where(parts >= n_parts, n_ind * n_parts + parts - n_parts, code)  # unique parts
 
 
 def multi_style(features: pd.DataFrame, columns: Columns) -> tuple[np.ndarray, np.ndarray]:
     """Face colours ``(M, 4)`` by individual and symbols ``(M,)`` by body part of multi-animal points."""
-    names = individual_names(columns)
-    palette = np.vstack([individual_colors(columns.individuals), [[1.0, 1.0, 1.0, 1.0]]])  # unique parts: white
-    owners = features["individual"].astype(object).to_numpy()
-    code = np.array([names.index(i) if i in names else len(palette) - 1 for i in owners], dtype=int)
-    code = np.minimum(code, len(palette) - 1)
-    parts = columns.all_bodyparts
-    symbols = np.array(
-        [
-            BODYPART_SYMBOLS[parts.index(bp) % len(BODYPART_SYMBOLS)] if bp in parts else "disc"
-            for bp in features["bodypart"].astype(object)
-        ],
-        dtype=object,
-    )
-    return palette[code].reshape(-1, 4), symbols
+    palette = np.vstack([individual_colors(columns.individuals), [[1.0, 1.0, 1.0, 1.0]]])  # others: white
+    owners = _codes(features["individual"], columns.individuals)
+    parts = _codes(features["bodypart"], columns.all_bodyparts)
+    shapes = np.array([*BODYPART_SYMBOLS, "disc"], dtype=object)
+    symbols = shapes[np.where(parts >= 0, parts % len(BODYPART_SYMBOLS), len(BODYPART_SYMBOLS))]
+    return palette[owners].reshape(-1, 4), symbols
 
 
 def multi_skeleton_vectors(xy: np.ndarray, columns: Columns, skeleton) -> tuple[np.ndarray, np.ndarray]:
