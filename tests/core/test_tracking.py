@@ -15,6 +15,7 @@ from napari_posekit.core.tracking import (
     stitch,
     track,
 )
+from napari_posekit.core.tracking_motion import MotionScale
 
 # a small body: head, neck, centre, tail base, tail tip (about 40 px long)
 BODY = np.array([[20.0, 0.0], [10.0, 0.0], [0.0, 0.0], [-10.0, 0.0], [-20.0, 3.0]])
@@ -78,6 +79,21 @@ def test_animal_size_is_the_median_pose_extent():
     poses = poses_on(circling_paths(10))
     assert animal_size(poses) == pytest.approx(np.hypot(40, 3), abs=3)
     assert animal_size(np.full((3, 2, 5, 3), np.nan)) > 0  # a fallback, not NaN
+
+
+def test_motion_scale_is_measured_on_the_tracklets():
+    rng = np.random.default_rng(0)
+    walkers = poses_on(circling_paths(200))  # steady turning: the prediction drifts off with the gap
+    walkers[..., :2] += rng.normal(0, 0.5, walkers[..., :2].shape)
+    walk = MotionScale(walkers, animal_size(walkers))
+    assert walk(1) < 2 and walk(30) > 3 * walk(1)
+    sitters = poses_on(np.full((200, 2, 2), 100.0) + [[0.0, 0.0], [200.0, 0.0]], np.zeros((200, 2)))
+    sitters[..., :2] += rng.normal(0, 0.5, sitters[..., :2].shape)
+    sit = MotionScale(sitters, animal_size(sitters))
+    assert sit(30) < walk(30)
+    assert sit.cost(0.0, 1) == 0 and sit.cost(5.0, 1) > sit.cost(5.0, 20) > sit.cost(1.0, 20)
+    blind = MotionScale(np.full((5, 1, 5, 3), np.nan), 40.0)  # nothing to measure: a fallback
+    assert blind(4) == pytest.approx(2 * blind(1))
 
 
 # --------------------------------------------------------------------------- link

@@ -30,31 +30,44 @@ weak one is left out; a tracklet unmatched for more than ``max_gap`` frames is
 closed.
 
 ``stitch`` (tracklets into ``n_animals`` tracks that never overlap in time).
-Tracklets are taken in order of their first frame.  At each decision point,
-the tracklets that start within ``window`` frames are assigned together, by one
-Hungarian assignment, to the animals that are free by then (whose track ended
-before the tracklet starts).  Joining a tracklet to an animal costs the gap:
-the distance between the animal's predicted pose (constant velocity from the
-end of its track) and the tracklet's first pose, in units of half the animal's
-size and growing with the square root of the frames in between, plus a little
-for the time gap itself and for a short tracklet (the longer of two rivals
-wins a tie).  An animal that has no track yet takes a tracklet at a fixed cost
-(so a tracklet continues a nearby track rather than open a new animal), and a
-short tracklet may be dropped when every join costs more than its length is
-worth.  A tracklet that overlaps every animal is cut where the first animal
-becomes free, and the rest waits for the next decision; a tracklet with no
-free animal before its end is dropped (``assignment`` -1).  With identity
-evidence ``identity`` (T, M, n) -- per frame the probability that tracklet m
-is animal a -- animal a is identity a, and the negative log-likelihood of the
-tracklet's frames under each identity is added to the join costs.
+A greedy pass in time order with a global assignment at each decision point,
+rather than DeepLabCut's min-cost flow over the whole tracklet graph: simple,
+fast, and it keeps the state of every animal at hand for the costs.  All costs
+are negative log-likelihoods (nats), so motion and identity evidence add up.
+
+* Decision points: the pending tracklets that start within ``window`` frames
+  of the earliest, plus, while more animals are free than tracklets in hand,
+  the next long tracklets (``MIN_RIVAL`` frames, within ``LOOKAHEAD``) that
+  overlap all of them: those must go to other animals, so deciding together
+  lets the tracklet that fits an animal better take it.  One Hungarian
+  assignment of tracklets to animals (or to dropping) per decision point.
+* Joining tracklet j to animal a costs the gap: the distance between a's
+  predicted pose (constant, decaying velocity from the end of its track) and
+  j's first pose, scored by the motion model of
+  :mod:`~napari_posekit.core.tracking_motion` (a heavy-tailed distribution
+  whose scale is measured on the tracklets themselves and grows with the gap),
+  plus ``SHORT_COST / length`` (the longer of two rivals wins a tie).
+* An animal with no track yet takes a tracklet at ``NEW_ANIMAL_COST``, so a
+  tracklet continues a nearby track rather than open a new animal.  Dropping a
+  tracklet costs ``DROP_COST + 2 * length``: ghosts of a frame or two go,
+  long tracklets stay.
+* A tracklet whose first frames overlap the end of an animal's track may
+  still join it, its overlapping head cut at ``CUT_COST`` per frame (at most
+  ``MAX_CUT`` of it); a tracklet left without an animal is cut where the first
+  animal becomes free and waits for the next decision; with nothing left it is
+  dropped (``assignment`` -1).
+* Identity evidence ``identity`` (T, M, n), per frame the probability that
+  tracklet m is animal a, makes animal a identity a: the negative
+  log-likelihood of the tracklet's frames under each identity joins the cost.
 
 Identity confidence (T, n), in [0, 1], NaN where the animal has no pose: the
 lower of two measures.  At a join, how much cheaper the chosen animal was than
-the next-best free animal (``1 - exp(-margin)``), for the first frames of the
-joined piece.  In every frame, how much the motion supports the kept identities
-over a swap with another animal: the distances from each animal's pose in the
-previous frame to both animals' poses now; near 1 while animals are apart,
-near 0 where they overlap.  :func:`find_crossings` turns close approaches and
+the next-best free animal or dropping (``tanh(margin / 2)``, 2 P - 1 for two
+options), for the first ``JOIN_FRAMES`` frames of the joined piece.  In every
+frame, how much the motion supports the kept identities over a swap with
+another animal: the distances from each animal's pose in the previous frame to
+both animals' poses now, against half the animals' size; near 1 while animals
+are apart, near 0 where they overlap.  :func:`find_crossings` turns close approaches and
 low confidence into intervals to review; :func:`identity_metrics` scores a
 result against true tracks (IDF1, identity switches).
 """
@@ -73,6 +86,8 @@ from napari_posekit.core.tracking_metrics import (
     identity_metrics,
     pose_distance,
 )
+from napari_posekit.core.tracking_motion import MotionScale, predict
+from napari_posekit.core.tracking_motion import velocity as _velocity
 
 __all__ = [
     "Crossing",
@@ -86,9 +101,7 @@ __all__ = [
     "track",
 ]
 
-VELOCITY_DECAY = 0.8  # per frame without an observation: how much of the velocity carries on
 # stitching costs are negative log-likelihoods (nats)
-STEP_FRACTION = 0.05  # sigma of the motion model: this fraction of the animals' size per frame
 NEW_ANIMAL_COST = 8.0  # joining a gap costs more than this -> an animal without a track takes the tracklet
 SHORT_COST = 1.0  # added as SHORT_COST / length: of two rivals, the longer tracklet wins a tie
 DROP_COST = 1.0  # a tracklet of length L is dropped rather than joined at a cost above DROP_COST + 2 L
@@ -136,19 +149,6 @@ def _check_poses(poses, name: str) -> np.ndarray:
 def _visible(poses: np.ndarray) -> np.ndarray:
     """(..., K) bool: x and y known."""
     return np.isfinite(poses[..., 0]) & np.isfinite(poses[..., 1])
-
-
-def _velocity(p_last: np.ndarray, p_prev: np.ndarray, frames: float) -> np.ndarray:
-    """(2,) mean displacement per frame of the parts visible in both poses (0 when none)."""
-    step = (p_last[:, :2] - p_prev[:, :2]) / max(frames, 1.0)
-    ok = np.isfinite(step).all(-1)
-    return step[ok].mean(0) if ok.any() else np.zeros(2)
-
-
-def _predict(pose: np.ndarray, velocity: np.ndarray, frames: int) -> np.ndarray:
-    """(K, 2) where a pose will be ``frames`` later, the velocity decaying per frame."""
-    travel = (1 - VELOCITY_DECAY**frames) / (1 - VELOCITY_DECAY)
-    return pose[:, :2] + velocity * travel
 
 
 # --------------------------------------------------------------------------- link
@@ -215,7 +215,7 @@ def _match(poses: np.ndarray, slots: np.ndarray, open_: list[int], last, t: int,
     """One frame's detections ``slots`` matched to the open tracklets: slot -> tracklet."""
     if not open_ or not len(slots):
         return {}
-    preds = np.stack([_predict(last[m][1], last[m][2], t - last[m][0]) for m in open_])
+    preds = np.stack([predict(last[m][1], last[m][2], t - last[m][0]) for m in open_])
     cost = pose_distance(preds[:, None], poses[slots][None, :, :, :2])
     cost = np.where(np.isfinite(cost) & (cost <= max_distance), cost, _BIG)
     rows, cols = linear_sum_assignment(cost)
@@ -272,7 +272,7 @@ def _identity_costs(identity, tracklets: np.ndarray, n_animals: int) -> np.ndarr
     return -np.log(np.clip(ident, 1e-3, 1.0))  # (T, M, n)
 
 
-def _join_costs(tracklets, pieces, animals, sigma, id_nll) -> np.ndarray:
+def _join_costs(tracklets, pieces, animals, motion: MotionScale, id_nll) -> np.ndarray:
     """(pieces, animals) cost of each piece continuing each animal (its head cut where they overlap)."""
     cost = np.full((len(pieces), len(animals)), _BIG)
     for i, piece in enumerate(pieces):
@@ -290,9 +290,8 @@ def _join_costs(tracklets, pieces, animals, sigma, id_nll) -> np.ndarray:
                 continue
             first, _ = _ends(tracklets, rest, at_start=True)
             gap = rest.start - animal.end
-            d = float(pose_distance(_predict(animal.pose, animal.velocity, gap), first[:, :2]))
-            # a heavy-tailed (Laplace) random walk of sigma px per frame around the constant-velocity prediction
-            join = d / (sigma * np.sqrt(gap)) + np.log(gap) if np.isfinite(d) else NEW_ANIMAL_COST + np.log(gap)
+            d = float(pose_distance(predict(animal.pose, animal.velocity, gap), first[:, :2]))
+            join = motion.cost(d, gap) if np.isfinite(d) else NEW_ANIMAL_COST
             cost[i, a] = join + extra[a] + CUT_COST * cut
     return cost
 
@@ -348,7 +347,7 @@ def stitch(tracklets, n_animals: int, *, identity=None, window: int = 3) -> Stit
     n_frames, n_tracklets, n_parts, _ = trk.shape
     id_nll = _identity_costs(identity, trk, n_animals)
     scale = 0.5 * animal_size(trk)
-    sigma = 2 * STEP_FRACTION * scale
+    motion = MotionScale(trk, 2 * scale)
     seen = _visible(trk).any(-1)  # (T, M)
     pending = [_Piece(m, np.flatnonzero(seen[:, m])) for m in range(n_tracklets) if seen[:, m].any()]
     animals = [_Animal() for _ in range(n_animals)]
@@ -361,7 +360,7 @@ def stitch(tracklets, n_animals: int, *, identity=None, window: int = 3) -> Stit
         group = [p for p in pending if p.start < first + max(window, 1)]
         group += _rivals_ahead(pending, group, sum(animal.end < first for animal in animals))
         pending = [p for p in pending if all(p is not g for g in group)]
-        chosen, join_conf = _decide(_join_costs(trk, group, animals, sigma, id_nll), group, animals)
+        chosen, join_conf = _decide(_join_costs(trk, group, animals, motion, id_nll), group, animals)
         for i, a in chosen.items():
             _place(trk, _after(group[i], animals[a].end), a, animals, poses, confidence, join_conf[i])
             assignment[group[i].index] = a
