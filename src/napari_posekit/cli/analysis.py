@@ -61,6 +61,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="what runs the network (default auto: the fastest that keeps the accuracy, measured once per model "
         "and machine and remembered)",
     )
+    p.add_argument(
+        "--format",
+        choices=["h5", "slp"],
+        default="h5",
+        help="multi-animal models: DeepLabCut's tracked .h5 with its .csv (default), or a SLEAP .slp",
+    )
     p.set_defaults(func=_analyze)
 
     p = sub.add_parser("label-video", help="draw a model's predictions over a video (<stem><scorer>_labeled.mp4)")
@@ -237,9 +243,91 @@ def _analyze(args) -> int:
     if args.workers is not None and args.workers < 1:
         print(f"error: --workers must be at least 1, got {args.workers}", file=sys.stderr)
         return 1
+    if _is_multianimal_model(args.model):
+        return _analyze_multianimal(args, videos)
     if args.scheduler is None and (args.local or len(videos) == 1):
         return _analyze_here(args, videos)
     return _analyze_on_dask(args, videos)
+
+
+def _is_multianimal_model(model: str) -> bool:
+    """Whether ``model`` is a multi-animal model, one of its checkpoints, or a multi-animal project."""
+    from napari_posekit.core.topdown_train import MULTIANIMAL_FILE
+
+    path = Path(model)
+    if path.name == MULTIANIMAL_FILE or path.is_dir() and (path / MULTIANIMAL_FILE).is_file():
+        return True
+    if path.suffix == ".pt":
+        return any((parent / MULTIANIMAL_FILE).is_file() for parent in path.parents[:2])
+    if path.is_dir() and (path / "config.yaml").is_file() or path.suffix in (".yaml", ".yml") and path.is_file():
+        from napari_posekit.core.config import read_config
+
+        try:
+            return read_config(path).multianimal
+        except (OSError, ValueError):
+            return False
+    return False
+
+
+def _analyze_multianimal(args, videos: list[Path]) -> int:
+    """``posekit analyze`` with a multi-animal model: tracked poses of every individual, one video after another."""
+    from tqdm import tqdm
+
+    from napari_posekit.core.inference import probe_frames
+    from napari_posekit.core.multianimal import TracksFileError
+    from napari_posekit.core.topdown import MultiAnimalModel, analyze_multianimal, tracks_output_path
+    from napari_posekit.core.video import VideoError
+
+    problem = _device_problem(args.device)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
+    if args.scheduler is not None:
+        print("note: multi-animal videos are analysed here, one after another, not on the scheduler", file=sys.stderr)
+    first = next((v for v in videos if v.is_file()), None)
+    try:
+        model = MultiAnimalModel.load(
+            args.model,
+            device=args.device or "cpu",
+            backend=args.backend,
+            probe_frames=probe_frames(first) if first is not None else None,
+            report=lambda line: print(line, file=sys.stderr),
+        )
+    except _model_errors() as err:
+        print(f"error: cannot use the model {args.model}: {err}", file=sys.stderr)
+        return 1
+    print(f"backends: {model.backend}", file=sys.stderr)
+    status = 0
+    for video in videos:
+        if not video.is_file():
+            print(f"error: {video}: no such video file", file=sys.stderr)
+            status = 1
+            continue
+        out = tracks_output_path(video, model.scorer, args.output_dir).with_suffix(f".{args.format}")
+        if out.is_file() and not args.overwrite:
+            print(f"kept (exists, --overwrite to redo): {out}")
+            continue
+        bar = tqdm(unit="frame", desc=video.name, file=sys.stderr, mininterval=0.5)
+
+        def progress(done: int, total: int, bar=bar) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        try:
+            analyze_multianimal(model, video, output=out, batch_size=args.batch_size, progress=progress)
+        except KeyboardInterrupt:
+            bar.close()
+            print(f"interrupted: {video} not written", file=sys.stderr)
+            return 130
+        except (VideoError, TracksFileError, OSError, ValueError) as err:
+            bar.close()
+            print(f"error: {_name_reason(video, str(err))}", file=sys.stderr)
+            status = 1
+            continue
+        bar.close()
+        print(f"written: {out}")
+    return status
 
 
 def _analyze_here(args, videos: list[Path]) -> int:

@@ -18,9 +18,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=None, help="number of epochs (default: no limit with a time budget)")
     p.add_argument(
         "--max-minutes",
+        "--minutes",
         type=float,
         default=None,
-        help=f"time budget; stops with a checkpoint (default {TRAIN_MINUTES:g} when --epochs is not given)",
+        help=f"time budget; stops with a checkpoint (default {TRAIN_MINUTES:g} when --epochs is not given); "
+        "a multi-animal project's two networks share it",
     )
     p.add_argument(
         "--batch-size",
@@ -78,8 +80,21 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_evaluate)
 
 
+def _is_multianimal(project: str) -> bool:
+    from napari_posekit.core.config import read_config
+    from napari_posekit.core.project import ProjectError
+
+    try:
+        return read_config(project).multianimal
+    except (ProjectError, OSError, ValueError):
+        return False  # the single-animal path reports what is wrong with the project
+
+
 def _train(args) -> int:
     from tqdm import tqdm
+
+    if _is_multianimal(args.project):
+        return _train_multianimal(args)
 
     from napari_posekit.core.model import PretrainedWeightsError, UnknownBackboneError
     from napari_posekit.core.project import ProjectError
@@ -157,6 +172,91 @@ def _train(args) -> int:
     print(f"model saved: {checkpoint}")
     evaluation = evaluate_project(args.project, checkpoint)
     print(format_evaluation(evaluation))
+    return 0
+
+
+def _multianimal_options(args) -> dict:
+    options = {
+        key: value
+        for key, value in {"lr": args.lr, "head_stride": args.head_stride, "frozen_stride": args.frozen_stride}.items()
+        if value is not None
+    }
+    if args.train_batchnorm:
+        options["frozen_bn"] = False
+    if args.split != "random":
+        options["split"] = args.split
+    return options
+
+
+def _train_multianimal(args) -> int:
+    """``posekit train`` on a multi-animal project: the animal finder, then the pose network on crops."""
+    from tqdm import tqdm
+
+    from napari_posekit.core.model import PretrainedWeightsError, UnknownBackboneError
+    from napari_posekit.core.project import ProjectError
+    from napari_posekit.core.topdown import iter_train_multianimal
+    from napari_posekit.core.train import CheckpointError, TrainingMemoryError
+
+    if args.resume or args.input_scale is not None or args.crop:
+        print(
+            "error: --resume, --input-scale and --crop are for single-animal projects; a multi-animal model "
+            "takes its scales and crops from the labels",
+            file=sys.stderr,
+        )
+        return 2
+    minutes = args.max_minutes
+    if args.epochs is None and minutes is None:
+        minutes = TRAIN_MINUTES
+    bar = tqdm(total=1000, unit="", bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}", file=sys.stderr)
+    gen = None
+    try:
+        gen = iter_train_multianimal(
+            args.project,
+            minutes=minutes,
+            epochs=args.epochs,
+            shuffle=args.shuffle,
+            train_fraction=args.train_fraction,
+            backbone=args.backbone,
+            pretrained=not args.no_pretrained,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            device=args.device,
+            precision=args.precision,
+            **_multianimal_options(args),
+        )
+        while True:
+            try:
+                p = next(gen)
+            except StopIteration as done:
+                folder = done.value
+                break
+            bar.n = int(1000 * p["overall"])
+            bar.set_description(f"{p['stage']} epoch {p['epoch']}", refresh=False)
+            if p.get("event") == "evaluated":
+                bar.set_postfix_str(f"loss {p['loss']:.4f} test error {p['test_error_px']:.2f} px")
+            bar.refresh()
+    except KeyboardInterrupt:
+        if gen is not None:
+            gen.close()  # saves the checkpoint of the network in training
+        bar.close()
+        print(
+            "interrupted: the network in training saved its checkpoint; train again for a whole model", file=sys.stderr
+        )
+        return 130
+    except (
+        ProjectError,
+        CheckpointError,
+        PretrainedWeightsError,
+        UnknownBackboneError,
+        TrainingMemoryError,
+        FileNotFoundError,
+        ValueError,
+    ) as err:
+        bar.close()
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    bar.close()
+    print(f"multi-animal model saved: {folder} (finder/, pose/, multianimal.json)")
     return 0
 
 
