@@ -9,6 +9,7 @@ from mouse import click
 from PIL import Image
 
 from napari_posekit._napari._labeling import LabelingWidget
+from napari_posekit._napari._project_reader import napari_get_reader
 from napari_posekit._napari.layers import individual_colors
 from napari_posekit.core.collected_data import write_collected
 from napari_posekit.core.config import write_config
@@ -155,12 +156,57 @@ def test_label_copy_swap_undo_save_reopen(make_napari_viewer, multi_project):
 
 
 def test_saving_keeps_rows_and_unknown_columns_and_individuals_may_be_absent(make_napari_viewer, multi_project):
+    from napari_posekit.core.multianimal import read_multianimal_labels
+
     folder = multi_project / "labeled-data" / "clip"
     original = pd.read_hdf(folder / "CollectedData_jo.h5")
     viewer = make_napari_viewer()
     _points, widget = _open(viewer, multi_project)
     widget.save()  # nothing changed: the same table back
     pd.testing.assert_frame_equal(pd.read_hdf(folder / "CollectedData_jo.h5"), original, check_exact=True)
+    core = read_multianimal_labels(multi_project)  # the project's own reader agrees
+    per, unique = widget.columns.split(widget.store.xy)
+    assert np.array_equal(core.xy, per[:2], equal_nan=True) and np.array_equal(
+        core.unique_xy, unique[:2], equal_nan=True
+    )
+
+    # a row for an image no longer in the folder and an individual the config lacks: shown (or kept) and saved back
+    extra = original.copy()
+    extra[(SCORER, "ghost", "head", "x")] = [1.0, np.nan]
+    extra[(SCORER, "ghost", "head", "y")] = [2.0, np.nan]
+    extra.loc[("labeled-data", "clip", "img999.png"), :] = 7.0
+    write_collected(extra, folder, SCORER)
+    viewer2 = make_napari_viewer()
+    with pytest.warns(UserWarning, match=r"individuals or body parts \[\('ghost', 'head'\)\] are not in the config"):
+        points2, widget2 = _open(viewer2, multi_project)
+    assert widget2.columns.individuals == ("female", "male", "ghost")
+    widget2.go_to_frame(2)
+    click(points2, 2, 5, 6)  # female head on the empty image 2
+    widget2.save()
+    saved = pd.read_hdf(folder / "CollectedData_jo.h5")
+    assert saved.loc[("labeled-data", "clip", "img999.png"), (SCORER, "male", "head", "x")] == 7
+    assert saved.loc[("labeled-data", "clip", "img000.png"), (SCORER, "ghost", "head", "y")] == 2
+    assert saved.loc[("labeled-data", "clip", "img002.png"), (SCORER, "female", "head", "x")] == 5
+
+
+@pytest.mark.filterwarnings("ignore:.*are not in the config")
+def test_new_multianimal_folder_and_bad_individuals(make_napari_viewer, multi_project):
+    folder = multi_project / "labeled-data" / "clip"
+    for suffix in (".h5", ".csv"):
+        (folder / f"CollectedData_jo{suffix}").unlink()
+    viewer = make_napari_viewer()
+    points, widget = _open(viewer, multi_project)
+    assert len(points.data) == 0 and widget.columns.individuals == ("female", "male")
+    click(points, 0, 3, 4)
+    widget.save()
+    saved = pd.read_hdf(folder / "CollectedData_jo.h5")
+    assert saved.shape == (1, 14) and saved.iloc[0, 0] == 3
+    # duplicate individual names: the project is not opened, and the message says why
+    config = (multi_project / "config.yaml").read_text()
+    (multi_project / "config.yaml").write_text(config.replace("- male", "- female"))
+    read = napari_get_reader(str(multi_project / "config.yaml"))
+    with pytest.warns(UserWarning, match=r"individuals listed twice: \['female'\]"):
+        assert read(str(multi_project)) is None
 
 
 def test_multianimal_layer_saved_by_the_writer(tmp_path, multi_project):
