@@ -212,6 +212,16 @@ def test_identity_evidence_decides_what_motion_cannot():
     # with identity evidence, animal a is identity a: no relabelling needed
     assert pose_distance(informed.poses[0, 0], truth[0, 0]) < 1 and scores["best_on_first_kept"] == 1.0
 
+    # the same through track(), the evidence given per detection and the detections shuffled
+    order = np.stack([rng.permutation(2) for _ in range(100)])
+    detections = np.take_along_axis(hidden, order[:, :, None, None], axis=1)
+    per_detection = np.stack([np.eye(2)[order[t]] * 0.4 + 0.3 for t in range(100)]).astype(np.float32)
+    tracked = track(detections, 2, identity=per_detection)
+    assert_same_identities(tracked, truth)
+    assert pose_distance(tracked.poses[0, 1], truth[0, 1]) < 1
+    with pytest.raises(ValueError, match=r"identity: expected shape \(frames, detections, animals\)"):
+        track(detections, 2, identity=per_detection[:, :, :1])
+
 
 def test_tracklets_overlapping_every_animal_are_dropped_or_cut():
     truth = poses_on(circling_paths(60))
@@ -226,6 +236,11 @@ def test_tracklets_overlapping_every_animal_are_dropped_or_cut():
     assert result.assignment[3] == result.assignment[1]
     covered = np.isfinite(result.poses[..., 0, 0]).sum(1)
     assert (covered[:40] == 2).all() and (covered[45:] == 2).all()
+    assert result.kept.sum(0).tolist() == [60, 40, 0, 15]
+    # the frames kept are those in the tracks, each tracklet in its animal
+    for m, a in enumerate(result.assignment):
+        frames = np.flatnonzero(result.kept[:, m])
+        assert np.array_equal(result.poses[frames, a], tracklets[frames, m])
 
 
 # --------------------------------------------------------------------------- edge cases

@@ -36,6 +36,7 @@ def test_the_27_fragments_of_the_centered_pair_become_two_tracks():
     assert (kept >= np.minimum(seen.sum(1), 2)).all()
     n_dropped = int(seen[:, result.assignment < 0].sum())
     assert n_dropped == int(seen.sum()) - int(kept.sum()) == 2274 - 2200
+    assert int(result.kept.sum()) == 2200 and not (result.kept & ~seen).any()
     assert np.nanmin(result.confidence) >= 0 and np.nanmax(result.confidence) <= 1
 
     # linking the untracked instances from scratch finds the same two animals

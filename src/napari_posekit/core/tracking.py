@@ -121,13 +121,16 @@ class StitchResult:
 
     Attributes:
         poses: ``(T, n, K, 3)`` float32, NaN where an animal has no pose.
-        assignment: ``(M,)`` int, the animal of each input tracklet; -1 where dropped.
+        assignment: ``(M,)`` int, the animal of each input tracklet; -1 where dropped.  A tracklet
+            may have lost its first frames (where they overlapped another): see ``kept``.
         confidence: ``(T, n)`` float32 identity confidence in [0, 1]; NaN where the animal has no pose.
+        kept: ``(T, M)`` bool, the frames of each tracklet that are in ``poses`` (None when not known).
     """
 
     poses: np.ndarray
     assignment: np.ndarray
     confidence: np.ndarray
+    kept: np.ndarray | None = None
 
     @property
     def n_animals(self) -> int:
@@ -354,6 +357,7 @@ def stitch(tracklets, n_animals: int, *, identity=None, window: int = 3) -> Stit
     assignment = np.full(n_tracklets, -1, np.int64)
     poses = np.full((n_frames, n_animals, n_parts, 3), np.nan, np.float32)
     confidence = np.full((n_frames, n_animals), np.nan, np.float32)
+    kept = np.zeros((n_frames, n_tracklets), bool)
     while pending:
         pending.sort(key=lambda p: (p.start, -len(p.frames)))
         first = pending[0].start
@@ -362,7 +366,9 @@ def stitch(tracklets, n_animals: int, *, identity=None, window: int = 3) -> Stit
         pending = [p for p in pending if all(p is not g for g in group)]
         chosen, join_conf = _decide(_join_costs(trk, group, animals, motion, id_nll), group, animals)
         for i, a in chosen.items():
-            _place(trk, _after(group[i], animals[a].end), a, animals, poses, confidence, join_conf[i])
+            piece = _after(group[i], animals[a].end)
+            _place(trk, piece, a, animals, poses, confidence, join_conf[i])
+            kept[piece.frames, piece.index] = True
             assignment[group[i].index] = a
         for i, piece in enumerate(group):
             if i in chosen:
@@ -375,7 +381,7 @@ def stitch(tracklets, n_animals: int, *, identity=None, window: int = 3) -> Stit
                     pending.append(rest)
     _motion_confidence(poses, confidence, scale)
     confidence[~_visible(poses).any(-1)] = np.nan
-    return StitchResult(poses=poses, assignment=assignment, confidence=confidence)
+    return StitchResult(poses=poses, assignment=assignment, confidence=confidence, kept=kept)
 
 
 def _rivals_ahead(pending: list[_Piece], group: list[_Piece], n_free: int) -> list[_Piece]:
