@@ -155,6 +155,7 @@ def test_label_copy_swap_undo_save_reopen(make_napari_viewer, multi_project):
     assert np.array_equal(widget2.store.xy, expected, equal_nan=True)
 
 
+@pytest.mark.filterwarnings("ignore:.*labeled images are not in")
 def test_saving_keeps_rows_and_unknown_columns_and_individuals_may_be_absent(make_napari_viewer, multi_project):
     from napari_posekit.core.multianimal import read_multianimal_labels
 
