@@ -281,6 +281,7 @@ def test_identity_metrics_count_switches_and_the_first_assignment():
     assert identity_metrics(truth, truth) | {} == {
         "idf1": 1.0,
         "switches": 0,
+        "switch_frames": [],
         "best_on_first_kept": 1.0,
         "idtp": 200,
         "n_pred": 200,
@@ -291,6 +292,7 @@ def test_identity_metrics_count_switches_and_the_first_assignment():
     pred[50:] = pred[50:, ::-1]  # swapped half-way
     scores = identity_metrics(pred, truth)
     assert scores["switches"] == 2 and scores["best_on_first_kept"] == 0.5 and scores["idf1"] == 0.5
+    assert scores["switch_frames"] == [50, 50]
     pred[70:] = np.nan
     assert identity_metrics(pred, truth)["idf1"] == pytest.approx(2 * 100 / (140 + 200))
     with pytest.raises(ValueError, match="same frames and body parts"):

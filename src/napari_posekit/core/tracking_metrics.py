@@ -175,8 +175,9 @@ def identity_metrics(pred, truth, *, threshold: float | None = None) -> dict:
 
     Returns:
         ``idf1``, ``switches``, ``best_on_first_kept`` (fraction of the frames with a match
-        where the per-frame best assignment agrees with the first such frame's), and the
-        counts behind them: ``idtp``, ``n_pred``, ``n_true``, ``frames``.
+        where the per-frame best assignment agrees with the first such frame's),
+        ``switch_frames`` (the frame of each switch, once per true animal), and the counts
+        behind them: ``idtp``, ``n_pred``, ``n_true``, ``frames``.
     """
     p = np.asarray(pred, dtype=np.float64)
     g = np.asarray(truth, dtype=np.float64)
@@ -196,7 +197,8 @@ def identity_metrics(pred, truth, *, threshold: float | None = None) -> dict:
     else:
         idtp = 0
     total = n_pred + n_true
-    switches, kept, frames = 0, 0, 0
+    switch_frames: list[int] = []
+    kept, frames = 0, 0
     last: dict[int, int] = {}
     reference: set[tuple[int, int]] | None = None
     for t in range(p.shape[0]):
@@ -204,7 +206,8 @@ def identity_metrics(pred, truth, *, threshold: float | None = None) -> dict:
         if not pairs:
             continue
         for i, j in pairs:
-            switches += int(j in last and last[j] != i)
+            if j in last and last[j] != i:
+                switch_frames.append(t)
             last[j] = i
         frames += 1
         if reference is None:
@@ -214,7 +217,8 @@ def identity_metrics(pred, truth, *, threshold: float | None = None) -> dict:
         kept += all((i, j) in reference or (i not in ref_pred and j not in ref_true) for i, j in pairs)
     return {
         "idf1": 2 * idtp / total if total else float("nan"),
-        "switches": switches,
+        "switches": len(switch_frames),
+        "switch_frames": switch_frames,
         "best_on_first_kept": kept / frames if frames else float("nan"),
         "idtp": idtp,
         "n_pred": n_pred,
