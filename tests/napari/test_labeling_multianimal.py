@@ -8,6 +8,7 @@ import pytest
 from mouse import click
 from PIL import Image
 
+from conftest import require_shared
 from napari_posekit._napari._labeling import LabelingWidget
 from napari_posekit._napari._project_reader import napari_get_reader
 from napari_posekit._napari.layers import individual_colors
@@ -312,3 +313,44 @@ def test_single_animal_layers_show_no_individual_picker(make_napari_viewer):
     widget = LabelingWidget(viewer, save=lambda store, lyr: None)
     assert widget.layer is layer and widget.columns is None and widget.multi_box.isHidden()
     assert widget.session.bodyparts == ["snout", "tail"] and widget.individual is None
+
+
+def test_unsaved_multianimal_edits_are_recovered(make_napari_viewer, multi_project):
+    viewer = make_napari_viewer()
+    points, widget = _open(viewer, multi_project)
+    widget.go_to_frame(1)
+    widget.swap_individuals("female", "male")
+    expected = np.array(widget.store.xy)
+    viewer.layers.remove(points)  # the session ends unsaved: the journal keeps the swap
+    viewer2 = make_napari_viewer()
+    _points2, widget2 = _open(viewer2, multi_project)
+    assert widget2.session.pending == 1 and widget2.recover_button.isVisibleTo(widget2)
+    widget2.recover()
+    assert np.array_equal(widget2.store.xy, expected, equal_nan=True)
+
+
+def test_fly_clip_sleap_labels_edited_and_saved(make_napari_viewer, tmp_path):
+    import shutil
+
+    from napari_posekit.core.sleap import load_slp
+
+    source = require_shared("sleap_fly_clip")
+    for name in ("clip.slp", "clip.mp4"):  # a copy: the shared data stay untouched (journal, edited file)
+        shutil.copy(source / name, tmp_path / name)
+    viewer = make_napari_viewer()
+    viewer.open(str(tmp_path / "clip.slp"), plugin="napari-posekit")
+    widget = LabelingWidget(viewer)
+    assert widget.layer.name == "clip.slp" and widget.store.xy.shape == (1500, 26, 2)
+    widget.go_to_frame(1200)
+    widget.swap_individuals("female", "male")
+    widget.save()
+    back = load_slp(tmp_path / "clip.edited.slp")
+    names = back.individual_names()
+    user = back.instance_kind == "user"
+    f = np.flatnonzero(back.frame_indices == 1200)[0]
+    first = load_slp(tmp_path / "clip.slp")
+    g = np.flatnonzero(first.frame_indices == 1200)[0]
+    female_now = back.xy[f, np.flatnonzero(user[f] & (names[f] == "female"))[0]]
+    male_before = first.xy[g, np.flatnonzero(first.individual_names()[g] == "male")[0]]
+    assert np.array_equal(female_now, male_before, equal_nan=True)
+    assert np.array_equal(back.xy[back.frame_indices != 1200], first.xy[first.frame_indices != 1200], equal_nan=True)
