@@ -127,6 +127,19 @@ def test_weak_detections_only_continue_tracklets():
     assert np.isfinite(tracklets[20:30, 0, 0, 0]).all() and np.isnan(tracklets[20:30, 0, 1:, 0]).all()
 
 
+def test_duplicate_detections_do_not_become_another_animal():
+    truth = poses_on(circling_paths(100))
+    det = np.concatenate([truth, np.full_like(truth[:, :1], np.nan)], axis=1)
+    det[20:60, 2] = truth[20:60, 0] + [[[1.5, -1.0, 0.0]]]  # the detector sees animal 0 twice
+    det[20:60, 2, 0, 2] = 0.5  # a little less sure of the copy
+    det[30:50, 1] = np.nan  # while animal 1 is unseen
+    result = track(shuffled(det, seed=4), 2)
+    expected = truth.copy()
+    expected[30:50, 1] = np.nan
+    scores = assert_same_identities(result, expected)
+    assert scores["n_pred"] == scores["n_true"] == 180
+
+
 # --------------------------------------------------------------------------- track and stitch
 def test_two_crossing_animals_keep_their_identities():
     truth = poses_on(crossing_paths(), np.full((80, 2), np.pi / 2))  # facing the same way: alike where they meet

@@ -25,7 +25,10 @@ first to the confirmed tracklets (seen ``CONFIRMED`` times or more) seen in the
 previous frame, then to those unseen for one frame, and so on (a fresh
 tracklet is the better predictor), then likewise to the newer tracklets; then the weak
 detections (fewer visible parts than ``WEAK_FRACTION`` of the usual count:
-fragments and ghosts) to the tracklets left over.  An unmatched full detection starts a new tracklet, an unmatched
+fragments and ghosts) to the tracklets left over.  Before that, a detection
+closer than ``DUPLICATE_FRACTION`` of the animals' size (mean body-part
+distance) to a better one in the same frame (more parts, then likelier) is a
+duplicate of it and is left out: two animals never share every body part.  An unmatched full detection starts a new tracklet, an unmatched
 weak one is left out; a tracklet unmatched for more than ``max_gap`` frames is
 closed.
 
@@ -111,6 +114,7 @@ LOOKAHEAD = 100  # frames: how far ahead a decision looks for rival tracklets ..
 MIN_RIVAL = 5  # ... of at least this many frames
 JOIN_FRAMES = 3  # frames after a join that carry the join's confidence
 CONFIRMED = 3  # link: a tracklet seen this many times is matched before newer ones
+DUPLICATE_FRACTION = 0.1  # link: a detection this close (fraction of the size) to a better one is a duplicate
 WEAK_FRACTION = 0.5  # link: a detection with fewer parts than this fraction of the usual count is weak
 _BIG = 1e9
 
@@ -177,6 +181,7 @@ def _link(det: np.ndarray, max_distance, max_gap: int) -> tuple[np.ndarray, list
         max_distance = 0.5 * animal_size(det)
     if not max_distance > 0:
         raise ValueError(f"max_distance must be a positive number of pixels, got {max_distance}")
+    det = np.where(_duplicates(det, DUPLICATE_FRACTION * animal_size(det))[..., None, None], np.nan, det)
     parts = _visible(det).sum(-1)  # (T, N)
     typical = np.median(parts[parts > 0]) if (parts > 0).any() else 1
     strong = parts >= max(1.0, WEAK_FRACTION * typical)
@@ -212,6 +217,26 @@ def _link(det: np.ndarray, max_distance, max_gap: int) -> tuple[np.ndarray, list
         frames, slots = np.array(seen).T
         out[frames, m] = det[frames, slots]
     return out, owners
+
+
+def _duplicates(det: np.ndarray, radius: float, chunk: int = 4096) -> np.ndarray:
+    """(T, N) bool: detections within ``radius`` of a better one in the same frame (more parts, then likelier)."""
+    n_frames, n = det.shape[:2]
+    drop = np.zeros((n_frames, n), bool)
+    if n < 2:
+        return drop
+    seen = _visible(det)
+    like = np.where(seen, np.nan_to_num(det[..., 2], nan=0.0), 0.0).sum(-1) / np.maximum(seen.sum(-1), 1)
+    quality = seen.sum(-1) + 0.5 * np.tanh(like)  # parts first, likelihood breaks ties
+    for lo in range(0, n_frames, chunk):
+        hi = min(lo + chunk, n_frames)
+        d = pose_distance(det[lo:hi, :, None, :, :2], det[lo:hi, None, :, :, :2])  # (t, i, j)
+        q = quality[lo:hi]
+        better = (q[:, :, None] > q[:, None, :]) | (
+            (q[:, :, None] == q[:, None, :]) & (np.arange(n)[:, None] < np.arange(n)[None, :])
+        )
+        drop[lo:hi] = ((d < radius) & better).any(1)
+    return drop
 
 
 def _match(poses: np.ndarray, slots: np.ndarray, open_: list[int], last, t: int, max_distance: float) -> dict[int, int]:
