@@ -9,6 +9,7 @@ from napari_posekit.core.tracking import (
     StitchResult,
     animal_size,
     find_crossings,
+    identity_from_slots,
     identity_metrics,
     link,
     pose_distance,
@@ -234,6 +235,26 @@ def test_identity_evidence_decides_what_motion_cannot():
     assert pose_distance(tracked.poses[0, 1], truth[0, 1]) < 1
     with pytest.raises(ValueError, match=r"identity: expected shape \(frames, detections, animals\)"):
         track(detections, 2, identity=per_detection[:, :, :1])
+
+
+def test_identity_from_a_model_that_orders_poses_by_individual():
+    evidence = identity_from_slots(np.array([[0.9, 0.6, np.nan]]))
+    assert evidence.shape == (1, 3, 3)
+    assert np.allclose(evidence[0, 0], [0.9, 0.05, 0.05]) and np.allclose(evidence[0, 1], [0.2, 0.6, 0.2])
+    assert np.allclose(evidence[0, 2], 1 / 3) and np.allclose(evidence.sum(-1), 1)
+    assert identity_from_slots(np.zeros((4, 1))).shape == (4, 1, 1)
+    # a model that gets the individuals right 3 times in 4 keeps them right through a crossing
+    rng = np.random.default_rng(1)
+    truth = poses_on(crossing_paths(), np.full((80, 2), np.pi / 2))
+    hidden = truth.copy()
+    hidden[36:45] = np.nan  # the meeting itself unseen
+    right = rng.random(80) < 0.75
+    slots = np.where(right[:, None], [0, 1], [1, 0])
+    detections = np.take_along_axis(hidden, slots[:, :, None, None], axis=1)
+    result = track(detections, 2, identity=identity_from_slots(np.full((80, 2), 0.75)))
+    truth[36:45] = np.nan
+    scores = assert_same_identities(result, truth)
+    assert pose_distance(result.poses[0, 0], truth[0, 0]) < 1 and scores["best_on_first_kept"] == 1.0
 
 
 def test_tracklets_overlapping_every_animal_are_dropped_or_cut():

@@ -97,6 +97,7 @@ __all__ = [
     "StitchResult",
     "animal_size",
     "find_crossings",
+    "identity_from_slots",
     "identity_metrics",
     "link",
     "pose_distance",
@@ -480,3 +481,25 @@ def track(detections, n_animals: int, *, identity=None, max_distance: float | No
             frames, slots = np.array(seen).T
             ident[frames, m] = per_det[frames, slots]
     return stitch(tracklets, n_animals, identity=ident)
+
+
+def identity_from_slots(confidence) -> np.ndarray:
+    """Identity evidence for :func:`track` from a model that orders its poses by individual.
+
+    Args:
+        confidence: ``(T, n)`` the model's confidence that its pose slot i is individual i (NaN = none).
+
+    Returns:
+        ``(T, n, n)`` float32: slot i is individual i with that probability, any other equally
+        likely; uniform where the confidence is unknown.
+    """
+    conf = np.asarray(confidence, dtype=np.float32)
+    if conf.ndim != 2:
+        raise ValueError(f"confidence: expected an array (frames, individuals), got shape {conf.shape}")
+    n = conf.shape[1]
+    if n == 1:
+        return np.ones((*conf.shape, 1), np.float32)
+    known = np.isfinite(conf)
+    c = np.where(known, np.clip(conf, 0.0, 1.0), 1.0 / n)[..., None]
+    eye = np.eye(n, dtype=bool)
+    return np.where(eye, c, (1 - c) / (n - 1)).astype(np.float32)
