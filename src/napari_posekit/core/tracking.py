@@ -16,21 +16,21 @@ of the bounding box of each pose's visible parts.
 ``link`` (frame to frame).  Each open tracklet predicts where it will be with a
 constant-velocity model: the velocity of its last two observations, decaying by
 ``VELOCITY_DECAY`` per frame when it was not seen for a while; parts missing
-from its last detection move along with the parts seen.  Each frame, the
-detections are matched to the open tracklets by a global (Hungarian) assignment
-of the pose distances to those predictions; a pair further apart than
-``max_distance`` (default: half the animals' size) never matches.  As in
-DeepSORT and ByteTrack, the matching runs in rounds: the full detections go
-first to the confirmed tracklets (seen ``CONFIRMED`` times or more) seen in the
-previous frame, then to those unseen for one frame, and so on (a fresh
-tracklet is the better predictor), then likewise to the newer tracklets; then the weak
-detections (fewer visible parts than ``WEAK_FRACTION`` of the usual count:
-fragments and ghosts) to the tracklets left over.  Before that, a detection
+from its last detection move along with the parts seen.  First, a detection
 closer than ``DUPLICATE_FRACTION`` of the animals' size (mean body-part
-distance) to a better one in the same frame (more parts, then likelier) is a
-duplicate of it and is left out: two animals never share every body part.  An unmatched full detection starts a new tracklet, an unmatched
-weak one is left out; a tracklet unmatched for more than ``max_gap`` frames is
-closed.
+distance) to a better one of the same frame (more parts, then likelier) is a
+duplicate and is left out: two animals never share every body part.  Then,
+each frame, detections are matched to open tracklets by global (Hungarian)
+assignments of the pose distances to the predictions; a pair further apart
+than ``max_distance`` (default: half the animals' size) never matches.  As in
+DeepSORT and ByteTrack, the matching runs in rounds: the full detections go
+first to the confirmed tracklets (seen ``CONFIRMED`` times or more) seen in
+the previous frame, then to those unseen for one frame, and so on (a fresh
+tracklet is the better predictor), then likewise to the newer tracklets;
+last, the weak detections (fewer visible parts than ``WEAK_FRACTION`` of the
+usual count: fragments and ghosts) to the tracklets left over.  An unmatched
+full detection starts a new tracklet, an unmatched weak one is left out; a
+tracklet unmatched for more than ``max_gap`` frames is closed.
 
 ``stitch`` (tracklets into ``n_animals`` tracks that never overlap in time).
 A greedy pass in time order with a global assignment at each decision point,
@@ -70,9 +70,14 @@ options), for the first ``JOIN_FRAMES`` frames of the joined piece.  In every
 frame, how much the motion supports the kept identities over a swap with
 another animal: the distances from each animal's pose in the previous frame to
 both animals' poses now, against half the animals' size; near 1 while animals
-are apart, near 0 where they overlap.  :func:`find_crossings` turns close approaches and
-low confidence into intervals to review; :func:`identity_metrics` scores a
-result against true tracks (IDF1, identity switches).
+are apart, near 0 where they overlap.
+
+:func:`track` takes identity evidence per detection, ``(T, N, n)``;
+:func:`identity_from_slots` makes it from a model that orders its poses by
+individual with a confidence each.  :func:`find_crossings` turns close
+approaches and low confidence into intervals to review;
+:func:`identity_metrics` scores a result against true tracks (IDF1, identity
+switches).
 """
 
 from __future__ import annotations

@@ -5,13 +5,14 @@ decaying by ``VELOCITY_DECAY`` per frame (an animal unseen for long is not
 assumed to walk on for ever).  How far the true pose lands from that
 prediction after a gap of g frames is measured on the tracklets themselves
 (:class:`MotionScale`): at lags 1, 2, 3, 5, 8, ... frames, the median
-prediction error inside tracklets.  Animals that mostly sit still get a
-scale that grows slowly with the gap, animals that walk one that grows with
-it; never less than a random walk of the one-frame scale (which grows with the
-square root of the gap: the median hides the rare long walks), and beyond the
-longest lag measured, growing with the square root of the gap.  Stitching scores a gap of g frames and a prediction error d as the
-negative log-likelihood of d under a heavy-tailed (Student t) distribution of
-that scale: animals do turn, stop and run.
+prediction error inside tracklets.  Animals that mostly sit still get a scale
+that grows slowly with the gap, animals that walk one that grows with it.  The
+scale is never less than a random walk of the one-frame scale (growing with
+the square root of the gap: the median hides the rare long walks), and beyond
+the longest lag measured it grows with the square root of the gap.  Stitching
+scores a gap of g frames and a prediction error d as the negative
+log-likelihood of d under a heavy-tailed (Student t) distribution of that
+scale: animals do turn, stop and run.
 """
 
 from __future__ import annotations
