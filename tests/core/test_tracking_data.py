@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from conftest import require_shared
+from napari_posekit.core.multianimal import read_tracks
 from napari_posekit.core.sleap import load_slp
 from napari_posekit.core.tracking import find_crossings, identity_metrics, pose_distance, stitch, track
 
@@ -71,3 +72,11 @@ def test_fly_clip_identities_survive_shuffling_and_the_closest_approach_is_a_cro
     result = track(shuffled, 2)
     scores = identity_metrics(result.poses, truth)
     assert scores["idf1"] == 1.0 and scores["switches"] == 0 and scores["best_on_first_kept"] == 1.0
+
+
+def test_tracks_read_from_the_file_stitch_the_same_way():
+    folder = require_shared("sleap_centered_pair_predictions")
+    tracks = read_tracks(folder / "centered_pair_predictions.slp")
+    result = stitch(tracks.poses, 2)
+    assert list(result.assignment[:2]) in ([0, 1], [1, 0]) and (result.assignment[2:] == -1).all()
+    assert np.isfinite(result.poses[..., 0]).any(-1).all()
