@@ -349,3 +349,14 @@ def test_crossings_are_where_animals_come_close_or_confidence_is_low():
     ]
     assert found[0].score == pytest.approx(0.8)
     assert find_crossings(truth, distance=1.0) == []
+    # an animal without a pose: its confidence (0 or NaN) is no crossing
+    gone = truth.copy()
+    gone[60:70, 1] = np.nan
+    confidence = np.ones((80, 2))
+    confidence[60:70, 1] = 0.0
+    assert [c.start for c in find_crossings(gone, confidence)] == [close[0].start]
+    three = np.concatenate([truth, poses_on(circling_paths(80, n=1))], axis=1)
+    confidence = np.ones((80, 3))
+    confidence[10:12, 2] = 0.1
+    found = find_crossings(three, confidence)
+    assert [(c.start, c.individuals, c.kind) for c in found if c.kind == "ambiguous"] == [(10, (1, 2), "ambiguous")]

@@ -114,7 +114,8 @@ def find_crossings(
 
     Args:
         poses: ``(T, n, K, 2 or 3)`` tracks of n animals.
-        confidence: Optional ``(T, n)`` identity confidence in [0, 1] (NaN = unknown).
+        confidence: Optional ``(T, n)`` identity confidence in [0, 1] (NaN = unknown); where an
+            animal has no pose its confidence is not looked at.
         distance: Pixels (mean over body parts) under which two animals count as close;
             default three quarters of the animals' size (:func:`animal_size`).
         min_confidence: Identity confidence under which a frame is ambiguous.
@@ -135,8 +136,12 @@ def find_crossings(
     d = pose_distance(arr[:, :, None], arr[:, None, :])  # (T, n, n)
     near = np.where(np.isfinite(d), d, np.inf)
     near[:, np.arange(n), np.arange(n)] = np.inf
-    nearest = near.argmin(-1)  # (T, n): the partner of a doubtful frame
-    low = np.zeros((n_frames, n), bool) if confidence is None else confidence < min_confidence
+    # the partner of a doubtful frame: the nearest animal seen then (with two animals, the other one)
+    nearest = np.where(np.isfinite(near).any(-1), near.argmin(-1), -1)
+    if n == 2:
+        nearest = np.broadcast_to(np.array([1, 0]), (n_frames, 2))
+    # the confidence of an animal without a pose says nothing
+    low = np.zeros((n_frames, n), bool) if confidence is None else (confidence < min_confidence) & _present(arr)
     found = []
     for a in range(n):
         for b in range(a + 1, n):
