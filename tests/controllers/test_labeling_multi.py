@@ -74,3 +74,20 @@ def test_next_unplaced_moves_on_to_the_next_individual():
     assert next_unplaced(placed, after=2) == 4
     assert next_unplaced(placed, after=4) == 2  # wraps
     assert next_unplaced(np.ones(5, bool)) is None
+
+
+def test_an_absent_animal_leaves_an_image_complete():
+    from napari_posekit.controllers.labeling_multi import complete_images, next_incomplete, progress
+
+    columns = Columns(("female", "male"), ("head", "thorax"))
+    xy = np.full((4, 4, 2), np.nan)
+    xy[0] = 1.0  # both flies, every part
+    xy[1, :2] = 1.0  # the female alone, complete
+    xy[2, 0] = 1.0  # the female's head only
+    assert complete_images(xy, columns).tolist() == [True, True, False, False]
+    assert progress(xy, columns) == (2, 1, 4)
+    assert next_incomplete(xy, columns, 0) == 2 and next_incomplete(xy, columns, 3) == 2
+    assert next_incomplete(xy, columns, 2, step=-1) == 3  # backward, wrapping
+    with_food = Columns(("female",), ("head",), ("food",))
+    assert complete_images(np.ones((1, 2, 2)), with_food).tolist() == [True]
+    assert next_incomplete(np.ones((1, 2, 2)), with_food, 0) is None

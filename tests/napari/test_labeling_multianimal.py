@@ -182,7 +182,9 @@ def test_saving_keeps_rows_and_unknown_columns_and_individuals_may_be_absent(mak
     with pytest.warns(UserWarning, match=r"individuals or body parts \[\('ghost', 'head'\)\] are not in the config"):
         points2, widget2 = _open(viewer2, multi_project)
     assert widget2.columns.individuals == ("female", "male", "ghost")
-    widget2.go_to_frame(2)
+    widget2.set_individual("female")
+    widget2.go_to_frame(2)  # the chosen individual's first missing part
+    assert widget2.columns.pairs[widget2.current] == ("female", "head")
     click(points2, 2, 5, 6)  # female head on the empty image 2
     widget2.save()
     saved = pd.read_hdf(folder / "CollectedData_jo.h5")

@@ -66,13 +66,12 @@ from napari_posekit._napari.layers import (
     bodypart_colors,
     individual_colors,
     is_keypoints_layer,
-    multi_skeleton_vectors,
+    labels_skeleton,
     multi_style,
     outside_image,
     point_defaults,
-    skeleton_vectors,
 )
-from napari_posekit.controllers.labeling_multi import SINGLE, Columns, copy_previous, swap_individuals
+from napari_posekit.controllers import labeling_multi as multi
 from napari_posekit.core.labels import LabelStore
 
 
@@ -89,7 +88,7 @@ class LabelingWidget(QWidget):
         self.session: LabelSession | None = None
         self.skeleton_layer: Vectors | None = None
         self.current = 0  # the store's column: a body part, or an (individual, body part) pair
-        self.columns: Columns | None = None  # several animals: which column is which
+        self.columns: multi.Columns | None = None  # several animals: which column is which
 
         self.layer_box = QComboBox()
         self.layer_box.currentIndexChanged.connect(self._on_layer_chosen)
@@ -132,18 +131,14 @@ class LabelingWidget(QWidget):
             buttons.addWidget(button)
 
         self.multi_box = QWidget()  # the individual picker and the per-animal commands
-        multi = QVBoxLayout(self.multi_box)
-        multi.setContentsMargins(0, 0, 0, 0)
-        picker = QHBoxLayout()
-        picker.addWidget(QLabel("Individual:"))
-        picker.addWidget(self.individual_box, 1)
-        multi.addLayout(picker)
-        animal = QHBoxLayout()
-        animal.addWidget(self.copy_one_button)
-        animal.addWidget(self.swap_button)
-        animal.addWidget(QLabel("with"))
-        animal.addWidget(self.swap_box, 1)
-        multi.addLayout(animal)
+        animals = QVBoxLayout(self.multi_box)
+        animals.setContentsMargins(0, 0, 0, 0)
+        swap_row = (self.copy_one_button, self.swap_button, QLabel("with"), self.swap_box)
+        for row in ((QLabel("Individual:"), self.individual_box), swap_row):
+            line = QHBoxLayout()
+            for item in row:
+                line.addWidget(item, 1 if isinstance(item, QComboBox) else 0)
+            animals.addLayout(line)
         self.multi_box.hide()
 
         layout = QVBoxLayout(self)
@@ -209,7 +204,7 @@ class LabelingWidget(QWidget):
         self.recover_button.setVisible(pending > 0)
         if pending:
             show_info(f"{layer.name}: {pending} edits were not saved last time: click 'Recover unsaved edits'.")
-        self.set_current(self.store.next_unplaced(self.frame) or 0)
+        self.set_current(self._first_missing(self.frame) or 0)
         self._update_status()
 
     def detach(self) -> None:
@@ -324,15 +319,12 @@ class LabelingWidget(QWidget):
             show_error(f"Skeleton not changed: {err}")
 
     def _update_skeleton(self) -> None:
-        if self.skeleton_layer is None or self.store is None:
-            return
-        if self.columns is not None:
-            vectors, owner = multi_skeleton_vectors(np.asarray(self.store.xy), self.columns, self._skeleton())
+        if self.skeleton_layer is not None and self.store is not None:
+            xy = np.asarray(self.store.xy)
+            vectors, colors = labels_skeleton(xy, self.store.bodyparts, self._skeleton(), self.columns)
             self.skeleton_layer.data = vectors
             if len(vectors):
-                self.skeleton_layer.edge_color = individual_colors(self.columns.individuals)[owner]
-            return
-        self.skeleton_layer.data = skeleton_vectors(np.asarray(self.store.xy), self.store.bodyparts, self._skeleton())
+                self.skeleton_layer.edge_color = colors
 
     # -- commands --------------------------------------------------------------
     def set_current(self, index: int) -> None:
@@ -374,7 +366,7 @@ class LabelingWidget(QWidget):
             self.set_current(row)
             return
         individual, _ = self.columns.pairs[self.current]
-        if individual == SINGLE:
+        if individual == multi.SINGLE:
             individual = self.columns.individuals[max(self.individual_box.currentIndex(), 0)]
         self.set_current(self.columns.index(individual, self.columns.all_bodyparts[row]))
 
@@ -382,14 +374,21 @@ class LabelingWidget(QWidget):
         step = list(self.viewer.dims.current_step)
         step[0] = int(np.clip(frame, 0, len(self.store.images) - 1))
         self.viewer.dims.current_step = tuple(step)
-        nxt = self.store.next_unplaced(self.frame)
+        nxt = self._first_missing(self.frame)
         self.set_current(nxt if nxt is not None else self.current)
         self._update_status()
+
+    def _first_missing(self, frame: int) -> int | None:
+        """The first body part not placed on ``frame`` (several animals: of the chosen individual first)."""
+        start = -1 if self.columns is None else int(self.columns.of_individual(self.individual)[0]) - 1
+        return self.store.next_unplaced(frame, after=start)
 
     def next_unlabeled(self) -> None:
         if self.store is None:
             return
         frame = self.store.next_incomplete_image(self.frame)
+        if self.columns is not None:  # an animal absent from a frame is normal
+            frame = multi.next_incomplete(self.store.xy, self.columns, self.frame)
         if frame is None:
             show_info("Every frame is fully labeled.")
         else:
@@ -490,7 +489,7 @@ class LabelingWidget(QWidget):
         self.parts.blockSignals(True)
         self.parts.setCurrentRow(self.columns.all_bodyparts.index(bp))
         self.parts.blockSignals(False)
-        if individual != SINGLE:
+        if individual != multi.SINGLE:
             i = self.columns.individuals.index(individual)
             self.individual_box.blockSignals(True)
             self.individual_box.setCurrentIndex(i)
@@ -515,7 +514,7 @@ class LabelingWidget(QWidget):
     def _copy_previous_animals(self, only_chosen: bool) -> None:
         target = self.frame
         chosen = [self.individual] if only_chosen else None
-        new, sources = copy_previous(self.store.xy, self.columns, target, chosen)
+        new, sources = multi.copy_previous(self.store.xy, self.columns, target, chosen)
         if not sources:
             who = f"{self.individual} has" if only_chosen else "no animal has"
             show_info(f"Nothing to copy: {who} labels on an earlier frame that this frame lacks.")
@@ -541,7 +540,7 @@ class LabelingWidget(QWidget):
             b = names[(names.index(a) + 1) % len(names)]
         if a == b:
             return
-        new = swap_individuals(self.store.xy, self.columns, self.frame, a, b)
+        new = multi.swap_individuals(self.store.xy, self.columns, self.frame, a, b)
         self.session.apply(new, label=f"swap {a} and {b} on {self.store.images[self.frame]}")
         self._update_status()
 
@@ -549,7 +548,8 @@ class LabelingWidget(QWidget):
         if self.store is None:
             self.progress.setText("No keypoints layer")
             return
-        complete, partly, total = self.store.progress()
+        store, columns = self.store, self.columns
+        complete, partly, total = store.progress() if columns is None else multi.progress(store.xy, columns)
         unsaved = f" · {self.store.unsaved_edits} unsaved edits" if self.store.unsaved_edits else " · saved"
         self.progress.setText(f"{complete}/{total} frames complete, {partly} partly labeled{unsaved}")
         self.undo_button.setEnabled(self.store.can_undo)

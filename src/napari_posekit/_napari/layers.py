@@ -357,6 +357,14 @@ def multi_skeleton_vectors(xy: np.ndarray, columns: Columns, skeleton) -> tuple[
     return np.concatenate(parts), np.concatenate(owners)
 
 
+def labels_skeleton(xy: np.ndarray, bodyparts: Sequence[str], skeleton, columns: Columns | None = None) -> tuple:
+    """Skeleton vectors of labels and their colours: white for one animal, each individual's own for several."""
+    if columns is None:
+        return skeleton_vectors(xy, bodyparts, skeleton), "white"
+    vectors, owner = multi_skeleton_vectors(xy, columns, skeleton)
+    return vectors, individual_colors(columns.individuals)[owner] if len(vectors) else "white"
+
+
 def point_defaults(features: pd.DataFrame, values: dict) -> pd.DataFrame:
     """One row of features for the next new point: ``values``, every column of ``features`` with its own dtype.
 

@@ -17,7 +17,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["SINGLE", "Columns", "copy_previous", "next_unplaced", "swap_individuals"]
+__all__ = [
+    "SINGLE",
+    "Columns",
+    "complete_images",
+    "copy_previous",
+    "next_incomplete",
+    "next_unplaced",
+    "progress",
+    "swap_individuals",
+]
 
 #: The individual DeepLabCut files store unique body parts under.
 SINGLE = "single"
@@ -156,3 +165,33 @@ def next_unplaced(placed_row: np.ndarray, after: int = -1) -> int | None:
         return None
     later = missing[missing > after]
     return int(later[0] if len(later) else missing[0])
+
+
+def complete_images(xy: np.ndarray, columns: Columns) -> np.ndarray:
+    """``(n_images,)`` bool: images with a label on which every animal there has all its parts.
+
+    An animal absent from an image is normal; one label makes it present. The
+    unique parts must all be placed.
+    """
+    placed = _placed(xy)
+    n_ind = len(columns.individuals) * len(columns.bodyparts)
+    per = placed[:, :n_ind].reshape(len(placed), len(columns.individuals), len(columns.bodyparts))
+    animals_done = (per.all(axis=2) | ~per.any(axis=2)).all(axis=1)
+    return placed.any(axis=1) & animals_done & placed[:, n_ind:].all(axis=1)
+
+
+def progress(xy: np.ndarray, columns: Columns) -> tuple[int, int, int]:
+    """``(complete images, partly labeled images, all images)`` of multi-animal labels (see :func:`complete_images`)."""
+    complete = complete_images(xy, columns)
+    labeled = _placed(xy).any(axis=1)
+    return int(complete.sum()), int((labeled & ~complete).sum()), len(complete)
+
+
+def next_incomplete(xy: np.ndarray, columns: Columns, image: int, step: int = 1) -> int | None:
+    """The next image after ``image`` (``step`` 1 forward, -1 backward, wrapping) that is not complete, or None."""
+    incomplete = ~complete_images(xy, columns)
+    n = len(incomplete)
+    for k in range(1, n + 1):
+        if incomplete[(image + step * k) % n]:
+            return (image + step * k) % n
+    return None
