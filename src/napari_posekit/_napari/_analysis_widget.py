@@ -27,6 +27,18 @@ measures, in the job, for up to half a minute) and remembered; the status and
 the line beside the box then name the backend, and the core's notes (a
 backend that failed to load and the one used instead) follow the status.
 
+A multi-animal model (a multi-animal project in the Model box, or its model
+folder) analyses several animals instead
+(:mod:`~napari_posekit.controllers.analysis_multi`): block after block the
+``"<video> animals"`` points (coloured by individual, one symbol per body
+part) and ``"<video> animals skeleton"`` grow; at the end the poses are
+tracked into one track per individual, shown as one Tracks layer each
+(``"<video> <individual>"``), and written as DeepLabCut's multi-animal
+``<video stem><scorer>_el.h5`` (+ ``.csv``) beside the video. "Check
+identities…" opens that file in the Identities widget. Such a file found
+beside the chosen video is offered ("Open"). A single-animal model on a
+multi-animal project, or the reverse, is refused with a message.
+
 Stop ends a run between blocks; what was analysed stays. Save writes
 DeepLabCut's ``<video stem><scorer>.h5`` and ``.csv`` beside the video, in a
 job; the filter preview adds ``"<video> predictions (filtered)"`` and
@@ -62,8 +74,8 @@ from qtpy.QtWidgets import (
 from superqt import QLabeledDoubleSlider
 
 from napari_posekit._napari._viewer import unwrap_viewer
-from napari_posekit._napari.analysis_files import PredictionFiles
-from napari_posekit._napari.analysis_layers import AnalysisLayers, video_source
+from napari_posekit._napari.analysis_files import MultiAnimalRuns, PredictionFiles
+from napari_posekit._napari.analysis_layers import AnalysisLayers, MultiAnimalLayers, video_source
 from napari_posekit._napari.controls import row, spin_box
 from napari_posekit._napari.jobs import Failed, Job, JobRunner
 from napari_posekit._napari.layers import Key, analysable_layers, project_config
@@ -80,6 +92,16 @@ from napari_posekit.controllers.analysis import (
     iter_analysis,
     loading_text,
 )
+from napari_posekit.controllers.analysis_multi import (
+    MULTI,
+    ModelMismatch,
+    MultiAnalyses,
+    MultiAnalysis,
+    MultiRun,
+    analysis_kind,
+    find_tracks_file,
+    project_of,
+)
 from napari_posekit.controllers.models import MODEL_FILTER
 from napari_posekit.core.options import ANALYSIS_BATCH_SIZE, PCUTOFF
 
@@ -88,7 +110,7 @@ TAIL_LENGTH = 20
 FILTER_WINDOW = 5
 
 
-class AnalysisWidget(PredictionFiles, QWidget):
+class AnalysisWidget(PredictionFiles, MultiAnimalRuns, QWidget):
     """Model, video and frames, Analyze/Stop, p-cutoff and tails, save, filter and labeled-video export."""
 
     def __init__(self, napari_viewer):
@@ -96,8 +118,10 @@ class AnalysisWidget(PredictionFiles, QWidget):
         preload_training_modules()
         self.viewer = unwrap_viewer(napari_viewer)
         self.analyses = Analyses()
+        self.multi = MultiAnalyses()
         self.last_output: Path | None = None
         self.run: AnalysisRun | None = None
+        self.multi_run: MultiRun | None = None
         self._dirty = False
         self._next_draw = 0.0
         self._chosen: Image | None = None
@@ -108,6 +132,8 @@ class AnalysisWidget(PredictionFiles, QWidget):
         self._build_predictions()
         self._lay_out()
         self.display = AnalysisLayers(self.viewer, self.pcutoff.value, self.tail_length.value)
+        self.multi_display = MultiAnimalLayers(self.viewer, self.pcutoff.value, self.tail_length.value)
+        self.tail_length.valueChanged.connect(self.multi_display.set_tail_length)
         self._pcutoff_timer = QTimer(self)
         self._pcutoff_timer.setSingleShot(True)
         self._pcutoff_timer.setInterval(DEBOUNCE_MS)
@@ -163,6 +189,16 @@ class AnalysisWidget(PredictionFiles, QWidget):
         self.analyze_button.clicked.connect(lambda: self.analyze())
         self.stop_button = QPushButton("Stop")
         self.stop_button.clicked.connect(self.stop)
+        self.found = QLabel("")
+        self.found.setWordWrap(True)
+        self.open_found_button = QPushButton("Open")
+        self.open_found_button.setToolTip("Show the predictions of several animals found beside the video")
+        self.open_found_button.clicked.connect(lambda: self.open_found())
+        self.identities_button = QPushButton("Check identities…")
+        self.identities_button.setToolTip(
+            "Open these predictions in the Identities widget: step through the crossings, fix swaps, save corrected"
+        )
+        self.identities_button.clicked.connect(lambda: self.check_identities())
 
     def _build_predictions(self) -> None:
         self.pcutoff = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
@@ -213,6 +249,10 @@ class AnalysisWidget(PredictionFiles, QWidget):
         layout.addLayout(form)
         layout.addLayout(row(self.analyze_button, self.stop_button))
         layout.addWidget(self.status)
+        self.found_row = QWidget()
+        self.found_row.setLayout(row(self.found, self.open_found_button, stretch=(1,)))
+        layout.addWidget(self.found_row)
+        layout.addWidget(self.identities_button)
         layout.addWidget(QLabel("<b>Predictions</b>"))
         layout.addLayout(display)
         layout.addWidget(self.save_button)
@@ -245,7 +285,9 @@ class AnalysisWidget(PredictionFiles, QWidget):
     def _on_removed(self, event) -> None:
         layer = event.value
         self.analyses.forget(layer.unique_id)
+        self.multi.forget(layer.unique_id)
         self.display.forget(layer)
+        self.multi_display.forget(layer)
         if isinstance(layer, Image):
             layer.events.name.disconnect(self._refresh_videos)
             self._refresh_videos()
@@ -286,7 +328,14 @@ class AnalysisWidget(PredictionFiles, QWidget):
         running, exporting = self.jobs.running("analyze"), self.jobs.running("export")
         writing = exporting is not None or self.jobs.running("save") is not None
         have = self.current_analysis() is not None
-        self.analyze_button.setEnabled(running is None)
+        multi, layer = self.current_multi(), self.video_layer()
+        found = find_tracks_file(video_source(layer).path) if layer is not None and multi is None else None
+        self.found_row.setVisible(found is not None)
+        self.found.setText(f"Predictions of several animals beside the video: {found.name}" if found else "")
+        self.open_found_button.setEnabled(not self.jobs.busy)
+        self.identities_button.setVisible(multi is not None)
+        self.identities_button.setEnabled(multi is not None and multi.saved is not None and not self.jobs.busy)
+        self.analyze_button.setEnabled(running is None and self.jobs.running("track") is None)
         self.stop_button.setEnabled((running is not None and not running.stop_requested) or exporting is not None)
         self.preview_button.setEnabled(have and running is None)
         for button in (self.save_button, self.save_filtered_button, self.export_button):
@@ -295,6 +344,11 @@ class AnalysisWidget(PredictionFiles, QWidget):
     def current_analysis(self) -> Analysis | None:
         layer = self.video_layer()
         return self.analyses.get(layer.unique_id) if layer is not None else None
+
+    def current_multi(self) -> MultiAnalysis | None:
+        """The chosen video's analysis of several animals, if any."""
+        layer = self.video_layer()
+        return self.multi.get(layer.unique_id) if layer is not None else None
 
     def shown_layers(self, analysis: Analysis) -> dict[str, Any]:
         """The layers showing ``analysis``: ``points``, ``skeleton``, ``tracks`` and the filter preview's."""
@@ -327,7 +381,7 @@ class AnalysisWidget(PredictionFiles, QWidget):
         ``which`` is one of ``"Current frame"``, ``"Frame range"``, ``"Whole video"``
         (default: the widget's choice).
         """
-        if self.jobs.running("analyze"):
+        if self.jobs.running("analyze") or self.jobs.running("track"):
             return None
         if which is not None:
             self.range_box.setCurrentText(which)
@@ -349,6 +403,14 @@ class AnalysisWidget(PredictionFiles, QWidget):
             return None
         source = video_source(layer)
         start, stop = self.frame_span(layer)
+        projects = [project_config(other) for other in self.viewer.layers if project_config(other)]
+        try:
+            kind = analysis_kind(model, source.path, project_of(projects[-1]) if projects else None)
+        except ModelMismatch as err:
+            self._fail("Cannot analyse", str(err))
+            return None
+        if kind == MULTI:
+            return self._analyze_multi(layer, model, source, start, stop)
         run = AnalysisRun(layer.unique_id, start, stop, source.n_frames, video_path=source.path)
         frames = str(source.path) if source.path else layer.data
         cached, batch_size, fast = self.analyses.predictor, self.batch_size.value(), self.fast.isChecked()
@@ -451,3 +513,7 @@ class AnalysisWidget(PredictionFiles, QWidget):
             analysis.refilter(self.pcutoff.value())
             if self.display.of(analysis):
                 self.show_analysis(analysis, create=False, data_changed=False)
+        running = self.multi_run.analysis if self.multi_run is not None else None
+        for multi in self.multi:
+            if multi is not running:
+                self.multi_display.show(multi, create=False)

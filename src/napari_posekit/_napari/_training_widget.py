@@ -9,7 +9,10 @@ second, so the event loop stays responsive however fast the steps come. Stop
 asks the generator to stop between steps (it saves a checkpoint first);
 Resume continues that checkpoint. When training ends, the model is evaluated
 and the test images with the largest errors are listed: clicking one shows it
-with the network's predictions next to the labels.
+with the network's predictions next to the labels. A multi-animal project
+trains its animal finder, then its pose network, as one run
+(:func:`~napari_posekit.controllers.training.iter_train_multi`); the status
+then says where the model is.
 
 Before training, the project's labels go through the fast label checks (no
 model; a few seconds, in a job of their own): the line above Start counts
@@ -66,6 +69,7 @@ from napari_posekit._napari.label_advice import LabelCheckJobs
 from napari_posekit._napari.layers import Key, bodypart_colors, is_image_stack_layer, project_config
 from napari_posekit._napari.loss_curve import LossCurve
 from napari_posekit._napari.preload import preload_training_modules
+from napari_posekit.controllers.analysis_multi import is_multianimal_project
 from napari_posekit.controllers.models import (
     EXPORT_FILTER,
     ExportResult,
@@ -90,6 +94,7 @@ from napari_posekit.controllers.training import (
     evaluation_target,
     evaluation_text,
     find_image,
+    iter_train_multi,
     train_kwargs,
     worst_images,
 )
@@ -308,18 +313,22 @@ class TrainingWidget(QWidget):
                 "Cannot train", f"'{text}' is not a project (no config.yaml)" if text else "choose a project first"
             )
             return None
+        multi = bool(is_multianimal_project(project))
         try:
             options = train_kwargs(self.settings(), **overrides)
+            if multi and resume:
+                raise SettingsError("a multi-animal model cannot be resumed yet; Start trains it again")
         except SettingsError as err:
             self._fail("Cannot train", str(err))
             return None
-        self.run = TrainingRun(project, resume=resume)
+        self.run = TrainingRun(project, resume=resume, multi=multi)
         self._evaluate_when_done = None
         if not resume:
             self.curve.clear()
+        train = iter_train_multi if multi else train_project
         return self.jobs.start(
             "train",
-            lambda job: train_project(project, resume=resume, stop=job.stopping, **options),
+            lambda job: train(project, stop=job.stopping, **({} if multi else {"resume": resume}), **options),
             description="Resuming training" if resume else "Training",
             status="Resuming training…" if resume else "Starting training…",
             failure="Training failed",
@@ -346,13 +355,13 @@ class TrainingWidget(QWidget):
         job.report(run.fraction, text=run.status_text(self.curve.history, format_eta(run.eta_s)), eta_s=run.eta_s)
 
     def _on_trained(self, job: Job, checkpoint) -> None:
-        self.checkpoint = Path(checkpoint)
         self.run.stopped = job.stop_requested
-        text = self.run.finished_text(self.checkpoint)
+        text = self.run.finished_text(Path(checkpoint))
         self.status.setText(text)
         show_info(text)
-        if not self.run.stopped:
-            self._evaluate_when_done = self.checkpoint  # once the job has ended (_on_train_finished)
+        if not self.run.multi:  # a multi-animal model is not evaluated here (yet)
+            self.checkpoint = Path(checkpoint)
+            self._evaluate_when_done = None if self.run.stopped else self.checkpoint  # after the job
 
     def _on_train_finished(self, job: Job) -> None:
         more = self.run.more_warnings()

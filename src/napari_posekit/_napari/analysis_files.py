@@ -1,7 +1,7 @@
-"""Save, filter preview and labeled-video export: the Analysis widget's part that writes files.
+"""Save, filter preview and labeled-video export, and the analysis of several animals: parts of the Analysis widget.
 
-:class:`PredictionFiles` is mixed into
-:class:`~napari_posekit._napari._analysis_widget.AnalysisWidget`; it works on
+:class:`PredictionFiles` and :class:`MultiAnimalRuns` are mixed into
+:class:`~napari_posekit._napari._analysis_widget.AnalysisWidget`; they work on
 the widget's current analysis, controls and job runner.  Files are written in
 jobs (a long video's predictions take a while to write); only the dialogs
 asking where and the filter preview run in the GUI thread.
@@ -10,6 +10,7 @@ asking where and the filter preview run in the GUI thread.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from qtpy.QtWidgets import QFileDialog
 from napari_posekit._napari.analysis_layers import video_source
 from napari_posekit._napari.jobs import Job
 from napari_posekit.controllers.analysis import (
+    AUTO_BACKEND,
     Analysis,
     PredictionsWrite,
     VideoSource,
@@ -27,7 +29,17 @@ from napari_posekit.controllers.analysis import (
     filtered,
     h5_path,
     iter_export,
+    loading_text,
     suggested_path,
+)
+from napari_posekit.controllers.analysis_multi import (
+    MultiAnalysis,
+    MultiRun,
+    TrackingPlan,
+    find_tracks_file,
+    iter_multi_analysis,
+    read_tracks_file,
+    tracks_path,
 )
 
 
@@ -218,3 +230,123 @@ class PredictionFiles:
         text = f"Wrote the labeled video: {result}"
         self.status.setText(text)
         show_info(text)
+
+
+class MultiAnimalRuns:
+    """Analyse several animals block by block, track them, write and open their files (a part of the Analysis widget)."""
+
+    def _analyze_multi(self, layer, model: str, source, start: int, stop: int) -> Job | None:
+        run = MultiRun(layer.unique_id, start, stop, source.n_frames, video_path=source.path)
+        frames = str(source.path) if source.path else layer.data
+        cached, batch_size, backend = self.analyses.predictor, self.batch_size.value(), self.backend_box.currentText()
+        self.multi_run = run
+
+        def work(job: Job):
+            def report(line: str) -> None:
+                job.report(text=loading_text(line))
+
+            return iter_multi_analysis(
+                model, cached, frames, start, stop, batch_size, job.stopping, backend=backend, report=report
+            )
+
+        return self.jobs.start(
+            "analyze",
+            work,
+            description=f"Analyzing the animals of {layer.name}",
+            total=stop - start,
+            status=run.start_text(),
+            failure="Analysis failed",
+            on_event=lambda job, event: self._on_multi_event(run, job, event),
+            on_tick=lambda job: self._draw_multi(run),
+            on_done=lambda job, result: self._track_multi(run),
+            on_failed=lambda job, failed: self._draw_multi(run, final=True),
+            on_finished=lambda job: self._update_controls(),
+        )
+
+    def _on_multi_event(self, run: MultiRun, job: Job, event: dict[str, Any]) -> None:
+        self.multi.receive(run, event)
+        if event["event"] == "ready":
+            self.analyses.predictor = (run.key, run.model, event.get("backend", AUTO_BACKEND))
+            self.backend_used.setText(f"The networks run on {run.model.backend}.")
+            self.backend_used.setVisible(True)
+            job.report(text=run.model_text())
+        else:
+            self._dirty = True
+            job.report(done=run.done, text=run.status_text(), eta_s=run.eta_s())
+
+    def _draw_multi(self, run: MultiRun, final: bool = False) -> None:
+        now = time.monotonic()
+        if self._dirty and run.analysis is not None and (final or now >= self._next_draw):
+            self._dirty = False
+            self.multi_display.show(run.analysis)
+            self._next_draw = time.monotonic() + 4 * (time.monotonic() - now)
+
+    def _track_multi(self, run: MultiRun) -> None:
+        """Draw all that arrived, then track the animals and write the file in a job of its own."""
+        self._dirty = True
+        self._draw_multi(run, final=True)
+        analysis, layer = run.analysis, self.display.video(run.layer_id)
+        if analysis is None or layer is None:
+            self.status.setText("Stopped before any frame was analysed.")
+            return
+        source = video_source(layer)
+        plan = TrackingPlan.of(analysis, tracks_path(analysis, layer.name, source.folder))
+        where = f" and writing {plan.path.name}" if plan.path is not None else ""
+        self.jobs.start(
+            "track",
+            lambda job: plan.run(),
+            description=f"Tracking the animals of {layer.name}",
+            total=None,
+            status=f"Tracking the animals{where}…",
+            failure="Tracking failed",
+            on_done=lambda job, result: self._on_tracked(run, analysis, layer.name, *result),
+        )
+
+    def _on_tracked(self, run: MultiRun, analysis: MultiAnalysis, name: str, tracks, written, note: str) -> None:
+        analysis.take_tracked(tracks)
+        run.note = note
+        if written:
+            analysis.saved = written[0]
+            self.last_output = written[0]
+        run.written = written
+        self.multi_display.show(analysis)
+        self.status.setText(run.finished_text(name))
+        if self.multi_run is run:
+            self.multi_run = None
+
+    def open_found(self) -> Job | None:
+        """Open the predictions of several animals found beside the chosen video (in a job)."""
+        layer = self.video_layer()
+        path = find_tracks_file(video_source(layer).path) if layer is not None else None
+        if path is None:
+            return None
+        layer_id, n = layer.unique_id, int(layer.data.shape[0])
+        return self.jobs.start(
+            "open",
+            lambda job: read_tracks_file(path, layer_id, n),
+            description=f"Opening {path.name}",
+            total=None,
+            failure=f"Cannot open {path.name}",
+            on_done=lambda job, analysis: self._on_opened(analysis),
+        )
+
+    def _on_opened(self, analysis: MultiAnalysis) -> None:
+        self.multi.adopt(analysis)
+        self.last_output = analysis.saved
+        self.multi_display.show(analysis)
+        self.status.setText(f"Opened {analysis.saved.name}: {', '.join(analysis.individuals)}.")
+
+    def check_identities(self):
+        """Open the chosen video's predictions of several animals in the Identities widget; returns that widget."""
+        multi = self.current_multi()
+        if multi is None or multi.saved is None:
+            self._fail("Cannot check identities", "analyse the video with a multi-animal model first")
+            return None
+        try:
+            _dock, widget = self.viewer.window.add_plugin_dock_widget("napari-posekit", "Identities")
+        except Exception as err:  # noqa: BLE001 - a viewer without the plugin's widgets says so
+            self._fail("Cannot open the Identities widget", str(err))
+            return None
+        if hasattr(widget, "open"):
+            widget.open(multi.saved)
+        return widget

@@ -4,7 +4,9 @@
 that video's :class:`~napari_posekit.controllers.analysis.Analysis`, and
 redraws them from the analysis' arrays with the widget's p-cutoff and tail
 length.  A new analysis of the same video (another model) is drawn into the
-same layers.
+same layers.  :class:`MultiAnimalLayers` does the same for the analyses of
+several animals (:class:`~napari_posekit.controllers.analysis_multi.MultiAnalysis`):
+points coloured by individual, a skeleton per animal, a Tracks layer per individual.
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ import pandas as pd
 from napari.layers import Image, Points, Tracks, Vectors
 from napari.utils.colormaps import Colormap
 
+from napari_posekit._napari.identity_layers import identity_points, identity_skeleton, individual_track
 from napari_posekit._napari.layers import (
+    BODYPART_SYMBOLS,
     Key,
+    individual_colors,
     marker_size,
     points_kwargs,
     prediction_colors,
@@ -29,6 +34,7 @@ from napari_posekit._napari.layers import (
     tracks_data,
 )
 from napari_posekit.controllers.analysis import Analysis, VideoSource
+from napari_posekit.controllers.analysis_multi import MultiAnalysis
 
 FILTERED_KEYS = ("filtered_points", "filtered_tracks")
 
@@ -290,3 +296,161 @@ class AnalysisLayers:
             layer.color_by = "bodypart_color"
             layer.metadata.update(metadata)
         return added
+
+
+class MultiAnimalLayers:
+    """The layers of each video's multi-animal analysis, keyed by the video layer's id.
+
+    ``"<video> animals"``: Points ``(frame, y, x)`` coloured by individual
+    (:func:`~napari_posekit._napari.layers.individual_colors`), one symbol per
+    body part, features ``bodypart``, ``individual``, ``likelihood``; keypoints
+    below the p-cutoff are hidden.  ``"<video> animals skeleton"``: the
+    skeleton in each individual's colour.  ``"<video> <individual>"``: one
+    Tracks layer per individual (its body parts' mean position).  Redrawing
+    replaces the data of the same layers.
+    """
+
+    def __init__(self, viewer, pcutoff: Callable[[], float], tail_length: Callable[[], int]):
+        self.viewer = viewer
+        self.pcutoff = pcutoff
+        self.tail_length = tail_length
+        self._layers: dict[Any, dict[str, Any]] = {}
+
+    def of(self, analysis: MultiAnalysis) -> dict[str, Any]:
+        """The layers showing ``analysis``: ``points``, ``skeleton`` and ``track:<individual>``."""
+        return self._layers.setdefault(analysis.layer_id, {})
+
+    def tracks_layers(self, analysis: MultiAnalysis) -> list[Tracks]:
+        return [layer for key, layer in self.of(analysis).items() if key.startswith("track:")]
+
+    def forget(self, layer) -> None:
+        self._layers.pop(layer.unique_id, None)
+        for layers in self._layers.values():
+            for key, value in list(layers.items()):
+                if value is layer:
+                    del layers[key]
+
+    def set_tail_length(self, value: int) -> None:
+        for layers in self._layers.values():
+            for key, layer in layers.items():
+                if key.startswith("track:"):
+                    layer.tail_length = int(value)
+
+    def _live(self, analysis: MultiAnalysis, key: str, kind: type):
+        layer = self.of(analysis).get(key)
+        return layer if isinstance(layer, kind) and layer in self.viewer.layers else None
+
+    def show(self, analysis: MultiAnalysis, create: bool = True) -> None:
+        """Create (with ``create``) or update the layers of ``analysis`` from its arrays."""
+        video = next((layer for layer in self.viewer.layers if layer.unique_id == analysis.layer_id), None)
+        if video is None or not analysis.analysed.any():
+            return
+        selection, active = list(self.viewer.layers.selection), self.viewer.layers.selection.active
+        colors = individual_colors(analysis.individuals)
+        above = analysis.tracks(self.pcutoff())
+        metadata = {
+            Key.BODYPARTS: list(analysis.bodyparts),
+            Key.INDIVIDUALS: list(analysis.individuals),
+            Key.SCORER: analysis.scorer,
+            Key.SKELETON: [list(e) for e in analysis.skeleton],
+            Key.VIDEO: str(analysis.video_path) if analysis.video_path else None,
+            Key.PATH: str(analysis.saved) if analysis.saved else None,
+            Key.PREDICTIONS: True,
+            Key.READONLY: True,
+        }
+        placement = AnalysisLayers._placement(video)
+        added = False
+        for i, individual in enumerate(analysis.individuals):
+            added |= self._track(analysis, video, i, individual, individual_track(above, i), colors, create, placement)
+        if analysis.skeleton:
+            data, edge_colors = identity_skeleton(above, colors)
+            added |= self._skeleton(analysis, video, data, edge_colors, metadata, create, placement)
+        added |= self._points(analysis, video, colors, metadata, create, placement)
+        if added:  # a new layer takes the selection; give it back
+            self.viewer.layers.selection.clear()
+            self.viewer.layers.selection.update(layer for layer in selection if layer in self.viewer.layers)
+            if active in self.viewer.layers:
+                self.viewer.layers.selection.active = active
+
+    def _points(self, analysis, video, colors, metadata, create, placement) -> bool:
+        data, features, face = identity_points(analysis.tracks(), colors)
+        codes = features["bodypart"].cat.codes.to_numpy()
+        symbols = np.array([BODYPART_SYMBOLS[c % len(BODYPART_SYMBOLS)] for c in codes], dtype=object)
+        shown = features["likelihood"].to_numpy() >= self.pcutoff()
+        layer = self._live(analysis, "points", Points)
+        if layer is None:
+            if not create:
+                return False
+            info = video.metadata.get(Key.VIDEO) or {}
+            size = marker_size(info.get("width") or video.data.shape[2], info.get("height") or video.data.shape[1])
+            kwargs = points_kwargs(f"{video.name} animals", features, face, size, dict(metadata))
+            kwargs.update(shown=shown, **placement)
+            if len(symbols):
+                kwargs["symbol"] = symbols
+            layer = self.viewer.add_points(data, **kwargs)
+            layer.editable = False
+            self.of(analysis)["points"] = layer
+            return True
+        layer.data = data
+        layer.features = features
+        if len(data):
+            layer.face_color = face
+            layer.symbol = symbols
+        layer.shown = shown
+        layer.metadata.update(metadata)
+        layer.editable = False
+        return False
+
+    def _skeleton(self, analysis, video, data, edge_colors, metadata, create, placement) -> bool:
+        layer = self._live(analysis, "skeleton", Vectors)
+        if layer is None:
+            if not create:
+                return False
+            self.of(analysis)["skeleton"] = self.viewer.add_vectors(
+                data,
+                name=f"{video.name} animals skeleton",
+                edge_color=edge_colors if len(data) else "white",
+                edge_width=1.5,
+                vector_style="line",
+                opacity=0.8,
+                ndim=3,
+                metadata=dict(metadata),
+                **placement,
+            )
+            return True
+        layer.data = data
+        if len(data):
+            layer.edge_color = edge_colors
+        return False
+
+    def _track(self, analysis, video, i, individual, data, colors, create, placement) -> bool:
+        key = f"track:{individual}"
+        values = {"individual": np.full(len(data), 0.5)}
+        color = np.asarray(colors[i], dtype=float).reshape(1, 4)
+        colormap = Colormap(np.vstack([color, color]), name=f"posekit-animal-{id(self)}-{analysis.layer_id}-{i}")
+        layer = self._live(analysis, key, Tracks)
+        if layer is None:
+            if not create:
+                return False
+            self.of(analysis)[key] = self.viewer.add_tracks(
+                data,
+                name=f"{video.name} {individual}",
+                features=values,
+                color_by="individual",
+                colormaps_dict={"individual": colormap},
+                tail_length=self.tail_length(),
+                head_length=0,
+                tail_width=2,
+                opacity=0.8,
+                blending="translucent",
+                metadata={Key.PREDICTIONS: True, Key.READONLY: True, "individual": individual},
+                **placement,
+            )
+            return True
+        with warnings.catch_warnings():  # new data drops the features until they are set again below
+            warnings.simplefilter("ignore", UserWarning)
+            layer.data = data
+            layer.colormaps_dict = {"individual": colormap}
+            layer.features = values
+        layer.color_by = "individual"
+        return False

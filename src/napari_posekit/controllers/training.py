@@ -8,6 +8,8 @@
   that the loss curve draws (a resumed run replaces the steps it repeats).
 - :class:`TrainingRun`: one run's progress as the core reports it, and the
   texts the widget shows about it.
+- :func:`iter_train_multi` trains a multi-animal project's finder, then pose
+  network, as one run (one loss curve, progress and ETA for both).
 - Evaluation: :func:`evaluation_table` (the summary table's cells),
   :func:`evaluation_text`, :func:`worst_images`, :func:`find_image` (which
   open image stack shows an evaluated image) and :func:`evaluation_points`
@@ -25,7 +27,8 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,6 +153,7 @@ class TrainingRun:
     recent_losses: list[float] = field(default_factory=list)
     warnings: int = 0
     stopped: bool = False
+    multi: bool = False  # a multi-animal project, trained by iter_train_multi
 
     def record(self, event: dict[str, Any], history: LossHistory) -> str:
         """Take one event: ``"warning"``, ``"evaluated"`` (a test error) or ``"step"``; the history follows."""
@@ -192,6 +196,8 @@ class TrainingRun:
     def status_text(self, history: LossHistory, eta: str) -> str:
         """``epoch 2 · loss 0.0123 · test 3.45 px · ETA 1:23`` (``eta`` is the formatted time left)."""
         parts = [f"epoch {self.epoch}"]
+        if self.progress.get("stage") in STAGES:
+            parts.insert(0, STAGES[self.progress["stage"]])
         if self.recent_losses:
             parts.append(f"loss {np.mean(self.recent_losses):.4f}")
         if history.test_errors:
@@ -200,14 +206,63 @@ class TrainingRun:
         return " · ".join(parts)
 
     def finished_text(self, checkpoint: Path) -> str:
-        """What the status says when the run ended with ``checkpoint`` (stopped, or finished and evaluating)."""
+        """What the status says when the run ended with ``checkpoint`` (a multi-animal run: its model folder)."""
         try:
             where = checkpoint.relative_to(self.project)
         except ValueError:
             where = checkpoint
+        if self.multi:
+            from napari_posekit.core.topdown_train import MULTIANIMAL_FILE
+
+            if not (checkpoint / MULTIANIMAL_FILE).is_file():
+                return "Stopped before the multi-animal model was complete; Start trains it again."
+            done = "Stopped early; the" if self.stopped else "Trained the"
+            return f"{done} multi-animal model (animal finder and pose network): {where}. Analyse videos with it."
         if self.stopped:
             return f"Stopped at epoch {self.epoch}; checkpoint saved: {where}. Resume continues it."
         return f"Finished after epoch {self.epoch}; checkpoint: {where}. Evaluating…"
+
+
+# --------------------------------------------------------------------------- several animals
+STAGES = {"finder": "finding the animals", "pose": "body parts"}  # what each network learns
+_SHARED_OPTIONS = ("backbone", "pretrained", "batch_size", "lr", "split")
+
+
+def iter_train_multi(
+    project: str | os.PathLike, *, stop=None, max_minutes: float | None = None, epochs: int | None = None, **options
+) -> Generator[dict[str, Any], None, Path]:
+    """Train a multi-animal project's model with :func:`train_kwargs`'s ``options``; returns the model folder.
+
+    Settings at their defaults and the input scale are left to the core; steps, ``progress`` and ``eta_s``
+    run over both networks.
+    """
+    from napari_posekit.core.topdown import iter_train_multianimal
+
+    defaults = TrainOptions()
+    options.pop("input_scale", None)
+    for name in _SHARED_OPTIONS:
+        if name in options and options[name] == getattr(defaults, name):
+            del options[name]
+    gen = iter_train_multianimal(project, minutes=max_minutes, epochs=epochs, stop=stop, **options)
+    stage, offset, last, t0 = None, 0, 0, time.monotonic()
+    try:
+        while True:
+            event = dict(next(gen))
+            if event.get("stage") != stage:
+                stage, offset = event.get("stage"), last
+            if "step" in event:
+                event["step"] = last = int(event["step"]) + offset
+            overall = float(event.get("overall", event.get("progress", 0.0)))
+            elapsed = time.monotonic() - t0
+            eta = elapsed * (1 - overall) / overall if overall > 0 else None
+            if max_minutes:
+                eta = min(eta if eta is not None else math.inf, max(60 * max_minutes - elapsed, 0.0))
+            event.update(progress=overall, eta_s=eta)
+            yield event
+    except StopIteration as done:
+        return done.value
+    finally:
+        gen.close()
 
 
 # --------------------------------------------------------------------------- evaluation
