@@ -11,6 +11,10 @@
   :func:`individual_colors` (one colour per animal, colour-blind friendly).
 - Layer ↔ array: :func:`points_to_arrays` turns Points data back into
   ``(frames, bodyparts, 2)`` arrays; the builders below go the other way.
+- Several animals: :func:`label_columns` (a layer's ``(individual, body part)``
+  columns), :func:`multianimal_layer_data`, :func:`multi_points`,
+  :func:`multi_points_to_arrays`, :func:`multi_style` (colour by individual,
+  symbol by body part) and :func:`labels_skeleton`.
 - Builders of layer data tuples: :func:`keypoints_layer_data` (labels),
   :func:`predictions_layer_data` and :func:`prediction_points` (predictions),
   :func:`skeleton_vectors` (skeleton edges), :func:`tracks_data` (trajectories),
