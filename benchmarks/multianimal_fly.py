@@ -7,7 +7,8 @@ judges it on frames 1000-1499, never trained on:
 
 - **accuracy**: mean keypoint error with the best per-frame matching of
   predicted to true flies, over the labeled keypoints found (predicted with a
-  likelihood of at least ``PCUTOFF``); the share of labeled keypoints found;
+  likelihood of at least ``PCUTOFF``, 0.6); the share of labeled keypoints
+  found; both again at SLEAP's default peak threshold, 0.2;
 - **identity**, without any correction: the share of frames whose best
   assignment of predicted to true flies is the one best on frame 1000; IDF1
   and identity switches (:func:`napari_posekit.core.tracking.identity_metrics`);
@@ -34,6 +35,9 @@ from pathlib import Path
 import numpy as np
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sleap_fly_clip"
+
+
+LOW_CUTOFF = 0.2  # SLEAP's default peak threshold, reported beside DeepLabCut's pcutoff
 
 
 def _load(msg: str) -> None:
@@ -68,7 +72,7 @@ def accuracy(pred: np.ndarray, truth: np.ndarray, pcutoff: float) -> dict:
     """Best per-frame matching of predicted to true animals; errors over the keypoints found."""
     t, n = truth.shape[:2]
     perms = list(itertools.permutations(range(n)))
-    errors, found, labeled, best = [], 0, 0, []
+    errors, found, labeled, best, found_low, errors_all = [], 0, 0, [], 0, []
     for f in range(t):
         costs = []
         for perm in perms:
@@ -81,7 +85,11 @@ def accuracy(pred: np.ndarray, truth: np.ndarray, pcutoff: float) -> dict:
         ok = present & np.isfinite(p[..., :2]).all(-1) & (np.nan_to_num(p[..., 2]) >= pcutoff)
         labeled += int(present.sum())
         found += int(ok.sum())
-        errors.extend(np.linalg.norm(p[..., :2] - truth[f, ..., :2], axis=-1)[ok].tolist())
+        distance = np.linalg.norm(p[..., :2] - truth[f, ..., :2], axis=-1)
+        errors.extend(distance[ok].tolist())
+        low = present & np.isfinite(p[..., :2]).all(-1) & (np.nan_to_num(p[..., 2]) >= LOW_CUTOFF)
+        found_low += int(low.sum())
+        errors_all.extend(distance[low].tolist())
     best = np.asarray(best)
     e = np.asarray(errors)
     return {
@@ -89,6 +97,8 @@ def accuracy(pred: np.ndarray, truth: np.ndarray, pcutoff: float) -> dict:
         "median_error_px": float(np.median(e)) if e.size else None,
         "p95_error_px": float(np.percentile(e, 95)) if e.size else None,
         "found_pct": 100.0 * found / max(labeled, 1),
+        f"found_pct_at_{LOW_CUTOFF}": 100.0 * found_low / max(labeled, 1),
+        f"mean_error_px_at_{LOW_CUTOFF}": float(np.mean(errors_all)) if errors_all else None,
         "best_on_first_kept_pct": 100.0 * float((best == best[0]).mean()),
         "assignment_changes": int((np.diff(best) != 0).sum()),
     }

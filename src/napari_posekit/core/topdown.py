@@ -90,12 +90,15 @@ def iter_train_multianimal(
     Labels come from :func:`~napari_posekit.core.multianimal.read_multianimal_labels`
     (individuals absent from some frames are normal); the folder is the
     project's model folder for ``train_fraction`` and ``shuffle``
-    (:func:`~napari_posekit.core.model_paths.model_folder`).  ``options`` go
-    to :func:`~napari_posekit.core.topdown_train.iter_train_topdown`.
-    Unique body parts (DeepLabCut's ``uniquebodyparts``) are not learnt yet.
+    (:func:`~napari_posekit.core.model_paths.model_folder`; ``train_fraction``
+    defaults to the config's ``TrainingFraction``).  ``options`` go to
+    :func:`~napari_posekit.core.topdown_train.iter_train_topdown`.  The finder
+    splits the images and the pose network its crops, each at random with the
+    same fraction and seed.  Unique body parts (DeepLabCut's
+    ``uniquebodyparts``) are not learnt yet.
     """
     from .config import read_config
-    from .model_paths import model_folder
+    from .model_paths import _config_train_fraction, model_folder
     from .multianimal import read_multianimal_labels
     from .project import project_root
 
@@ -111,8 +114,9 @@ def iter_train_multianimal(
     if not labeled.any():
         raise ValueError(f"{root}: no labeled animal in labeled-data/; label some frames first")
     images = [root / labels.images[i] for i in np.flatnonzero(labeled)]
-    if train_fraction is not None:
-        options["train_fraction"] = train_fraction
+    if train_fraction is None:
+        train_fraction = _config_train_fraction(config)
+    options["train_fraction"] = train_fraction
     folder = model_folder(root, train_fraction=train_fraction, shuffle=shuffle)
     skeleton = [tuple(e) for e in (config.get("skeleton") or []) if len(e) == 2]
     return (

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,19 +42,26 @@ def load_network(
     device: Any = "cpu",
     backend: str = "auto",
     probe: Callable[[], tuple[np.ndarray | None, np.ndarray | None]] | None = None,
+    calibration: Callable[[], np.ndarray | None] | None = None,
     threads: int | None = None,
     report: Callable[[str], None] | None = None,
+    budget_px: float | None = None,
 ):
     """A :class:`~napari_posekit.core.predictor.Predictor` for one network of a multi-animal model.
 
     ``backend="auto"`` measures the candidates once per checkpoint and
     machine on the images ``probe()`` returns: ``(images, truth)``, uint8
-    ``(N, H, W, 3)`` network inputs and their ``(N, K, 2)`` keypoints or None.
+    ``(N, H, W, 3)`` images as :meth:`Predictor.predict` takes them (scaled
+    by the checkpoint's input scale) and their ``(N, K, 2)`` keypoints or
+    None.  ``calibration()`` gives int8's calibration images, as the network
+    sees them (default: the probe images, for networks at scale 1).
     It takes the fastest backend whose error against ``truth`` is within
     :data:`~napari_posekit.core.backends.ACCURACY_BUDGET_PX` of the float32
     reference's (without truth: whose confident keypoints stay that close to
     the reference's).  int8 is a candidate only with probe images, which also
-    calibrate it; without any, only float32 backends compete.
+    calibrate it; without any, only float32 backends compete.  ``budget_px``
+    replaces the accuracy budget for a network that needs less precision
+    (the finder, whose anchors only centre the pose network's crops).
     """
     from . import backends as bk
     from .checkpoint import load_checkpoint
@@ -84,8 +92,8 @@ def load_network(
         builders["torch-frozen-bfloat16"] = torch_builder(True, "bfloat16")
     probed = functools.cache(lambda: probe() if probe is not None else (None, None))
 
-    def probe_images():
-        return probed()[0]
+    def calibration_images():
+        return calibration() if calibration is not None else probed()[0]
 
     digest_of = functools.cache(lambda: bk._digest(checkpoint))
     runtimes = available_runtimes()
@@ -99,7 +107,7 @@ def load_network(
                 target.parent.mkdir(parents=True, exist_ok=True)
                 data = onnx_bytes(model, codec, meta, checkpoint=checkpoint)
                 if int8:
-                    images = probe_images()
+                    images = calibration_images()
                     if images is None or not len(images):
                         raise AnalysisError(f"{checkpoint}: int8 needs images to calibrate on")
                     data = quantize_onnx(data, _calibration(np.asarray(images), pad_to))
@@ -130,4 +138,20 @@ def load_network(
             return None, None
         return np.asarray(images), truth
 
+    if backend == "auto" and budget_px is not None and len(builders) > 1:
+        key = bk._cache_key(digest_of(), bk.machine_signature())
+        if key not in bk._read_cache():
+            if report is not None:
+                report(f"choosing the fastest backend for {checkpoint.parent.name} on this machine (once)")
+            images, truth = probe_data(None)
+            ranking = bk.probe_backends(builders, builders["torch-eager-float32"](), images, truth, budget_px=budget_px)
+            bk._write_cache(
+                key,
+                {
+                    "ranking": ranking,
+                    "measured": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    "machine": bk.machine_signature(),
+                    "budget_px": budget_px,
+                },
+            )
     return bk._choose(builders, "torch-eager-float32", backend, digest_of, probe_data, report)

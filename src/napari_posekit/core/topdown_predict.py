@@ -27,6 +27,8 @@ from .topdown_train import MULTIANIMAL_FILE, MULTIANIMAL_KIND, MULTIANIMAL_VERSI
 
 __all__ = ["MIN_ANIMAL_SCORE", "MultiAnimalModel", "find_model_folder", "read_model_description"]
 
+FINDER_BUDGET_PX = 2.0
+"""What a faster backend may cost the finder's anchors, in frame pixels: they only centre the crops."""
 MIN_ANIMAL_SCORE = 0.1
 """Finder heatmap value below which no animal is taken to be there."""
 
@@ -271,19 +273,26 @@ class MultiAnimalModel:
         :func:`~napari_posekit.core.topdown_backends.load_network`) or a
         backend name for both networks.  The measurement uses ``probe_frames``
         (whole frames) with their labels ``probe_xy`` ``(N, I, K, 2)`` when
-        given, else up to 24 labeled frames of the project the model is in.
+        given, else up to 24 labeled frames of the project the model is in,
+        else ``probe_frames`` alone.
         """
         from .topdown_backends import load_network
 
         folder = find_model_folder(source)
         description = read_model_description(folder)
-        if probe_frames is None or not len(probe_frames):
-            probe_frames, probe_xy = _project_probe(folder, description)
+        if probe_xy is None:
+            labeled, labeled_xy = _project_probe(folder, description)
+            if labeled is not None:
+                probe_frames, probe_xy = labeled, labeled_xy
         frames = np.asarray(probe_frames) if probe_frames is not None and len(probe_frames) else None
+        probe_xy = np.asarray(probe_xy, dtype=np.float64) if probe_xy is not None and frames is not None else None
+        anchor = list(description["bodyparts"]).index(description["anchor"])
         scale = float(description["finder_scale"])
         finder = load_network(
             folder / description["finder"], device=device, backend=backend, report=report,
-            probe=lambda: (_downscale(frames, scale) if frames is not None else None, None),
+            probe=lambda: (frames, anchor_points(probe_xy, anchor) if probe_xy is not None else None),
+            budget_px=FINDER_BUDGET_PX,
+            calibration=lambda: _downscale(frames, scale) if frames is not None else None,
         )  # fmt: skip
         radius = peak_radius(description, finder.codec.stride)
 
@@ -291,8 +300,7 @@ class MultiAnimalModel:
             if frames is None:
                 return None, None
             if probe_xy is not None:
-                anchor = list(description["bodyparts"]).index(description["anchor"])
-                anchors = anchor_points(np.asarray(probe_xy, dtype=np.float64), anchor)
+                anchors = anchor_points(probe_xy, anchor)
             else:
                 anchors, _, _ = find_animals(finder, frames, scale=scale, radius=radius)
             side = int(description["crop_size"])
