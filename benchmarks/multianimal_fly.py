@@ -113,6 +113,18 @@ def identity(pred: np.ndarray, truth: np.ndarray) -> dict:
     return {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in m.items()}
 
 
+def _options(pairs: list[str]) -> dict:
+    """``NAME=VALUE`` pairs as keyword arguments, values read as JSON where they parse (numbers, true, null)."""
+    options = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        try:
+            options[name] = json.loads(value)
+        except ValueError:
+            options[name] = value
+    return options
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=DATA)
@@ -124,6 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", type=Path, help="a trained model folder: skip training")
     ap.add_argument("--out", type=Path, help="where the model is written (default: a temporary folder)")
     ap.add_argument("--json", type=Path)
+    ap.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a training option for both networks, or one with a finder_/pose_ prefix (e.g. pose_ema_decay=0.98)",
+    )
     args = ap.parse_args(argv)
 
     import torch
@@ -140,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "minutes": args.minutes,
+        "options": _options(args.option),
     }
     _load(f"CPU {report['cpu']}; {report['machine']}; {args.threads} threads")
     xy, individuals, nodes, edges = fly_labels(args.data)
@@ -153,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         gen = iter_train_topdown(
             images, xy[train_frames], individuals, nodes, folder=folder, minutes=args.minutes,
-            skeleton=edges, train_fraction=1.0, eval_every=0,
+            skeleton=edges, train_fraction=1.0, eval_every=0, **_options(args.option),
         )  # fmt: skip
         last, steps = None, {}
         for event in gen:

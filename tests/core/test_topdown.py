@@ -194,3 +194,27 @@ def test_broken_description_names_the_file(trained, tmp_path):
     (copy / "multianimal.json").write_text(json.dumps(description))
     with pytest.raises(CheckpointError, match=r"multianimal\.json.*newer"):
         MultiAnimalModel.load(copy)
+
+
+def test_tracking_keeps_identities_the_finder_confuses_now_and_then():
+    from napari_posekit.core.topdown import track_identities
+
+    t = 40
+    frames = np.arange(t, dtype=float)
+    poses = np.zeros((t, 2, 3, 3), np.float32)
+    for i, (x0, vx) in enumerate([(20.0, 1.0), (120.0, -0.5)]):
+        poses[:, i, :, 0] = (x0 + vx * frames)[:, None] + np.array([-5.0, 0.0, 5.0])
+        poses[:, i, :, 1] = 50.0 + 10 * i
+    poses[..., 2] = 0.9
+    evidence = np.tile(np.array([[0.9, 0.1], [0.1, 0.9]], np.float32), (t, 1, 1))
+    confused = [7, 8, 21]
+    detections = poses.copy()
+    detections[confused] = detections[confused][:, ::-1]  # the finder swapped them on three frames
+    evidence[confused] = np.array([[0.4, 0.6], [0.6, 0.4]])
+    tracked, confidence = track_identities(detections, evidence)
+    assert tracked.shape == poses.shape and confidence.shape == (t, 2)
+    np.testing.assert_allclose(tracked[..., :2], poses[..., :2])
+    assert (confidence[confused] <= 0.6).all() and np.median(confidence) > 0.6
+    # animals that look alike to the finder: motion alone, the tracker's confidence
+    tracked, confidence = track_identities(poses, np.full((t, 2, 2), 0.5, np.float32))
+    np.testing.assert_allclose(tracked[..., :2], poses[..., :2])
