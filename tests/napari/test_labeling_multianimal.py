@@ -356,3 +356,30 @@ def test_fly_clip_sleap_labels_edited_and_saved(make_napari_viewer, tmp_path):
     male_before = first.xy[g, np.flatnonzero(first.individual_names()[g] == "male")[0]]
     assert np.array_equal(female_now, male_before, equal_nan=True)
     assert np.array_equal(back.xy[back.frame_indices != 1200], first.xy[first.frame_indices != 1200], equal_nan=True)
+
+
+def test_untracked_sleap_instances_keep_their_places(make_napari_viewer, tmp_path):
+    import sleap_io as sio
+
+    from napari_posekit._napari._sleap_reader import napari_get_reader
+    from napari_posekit.core.sleap import load_slp
+
+    skeleton = sio.Skeleton(["head", "tail"])
+    video = sio.Video(filename=str(tmp_path / "none.mp4"), open_backend=False)
+    instances = [sio.Instance.from_numpy(np.array([[x, 1.0], [x, 2.0]]), skeleton=skeleton) for x in (10.0, 50.0)]
+    path = tmp_path / "untracked.slp"
+    sio.save_slp(sio.Labels([sio.LabeledFrame(video=video, frame_idx=0, instances=instances)]), str(path))
+    with pytest.warns(UserWarning, match="without their video"):
+        layers = napari_get_reader(str(path))(str(path))
+    viewer = make_napari_viewer()
+    for layer in layers:
+        viewer._add_layer_from_data(*layer)
+    widget = LabelingWidget(viewer)
+    assert widget.columns.individuals == ("instance_0", "instance_1")
+    xy = np.array(widget.store.xy)
+    xy[0, :, 1] += 5  # both animals move down
+    widget.session.apply(xy, "move both")
+    widget.save()
+    back = load_slp(tmp_path / "untracked.edited.slp")
+    assert back.xy[0, :, :, 0].tolist() == [[10, 10], [50, 50]]  # each where it was, in its own place
+    assert back.xy[0, :, :, 1].tolist() == [[6, 7], [6, 7]]

@@ -216,8 +216,9 @@ def save_sleap_labels(store, layer) -> Path:
         if frame is None:
             frame = frames[int(f)] = sio.LabeledFrame(video=video, frame_idx=int(f), instances=[])
             labels.labeled_frames.append(frame)
+        names = {id(inst): _instance_name(inst, k) for k, inst in enumerate(frame.instances)}  # before any change
         for i in np.flatnonzero(changed[f]):
-            _replace_instance(frame, columns.individuals[i], after[f, i], skeleton, tracks, sio)
+            _replace_instance(frame, columns.individuals[i], after[f, i], (skeleton, tracks, names), sio)
     labels.labeled_frames[:] = [lf for lf in labels.labeled_frames if len(lf.instances)]
 
     def write(tmp: Path) -> None:
@@ -232,17 +233,25 @@ def _instance_name(instance, position: int) -> str:
     return track.name if track is not None else f"instance_{position}"
 
 
-def _replace_instance(frame, individual: str, xy: np.ndarray, skeleton, tracks: dict, sio) -> None:
-    """``individual``'s user instance on ``frame`` becomes ``xy`` (removed when every point is NaN)."""
-    mine = [inst for k, inst in enumerate(frame.instances) if _instance_name(inst, k) == individual]
+def _replace_instance(frame, individual: str, xy: np.ndarray, context, sio) -> None:
+    """``individual``'s user instance on ``frame`` becomes ``xy`` (removed when every point is NaN).
+
+    ``context`` is the skeleton, the tracks by name and each instance's individual
+    as the frame was read. The new instance takes the place of the one it
+    replaces, so an untracked instance keeps its position (its name).
+    """
+    skeleton, tracks, names = context
+    mine = [inst for inst in frame.instances if names.get(id(inst)) == individual]
     predicted = [inst for inst in mine if isinstance(inst, sio.PredictedInstance)]
-    gone = mine if np.isnan(xy).all() else [inst for inst in mine if inst not in predicted]
+    gone = mine if np.isnan(xy).all() else [inst for inst in mine if all(inst is not p for p in predicted)]
+    position = next((k for k, inst in enumerate(frame.instances) if any(inst is g for g in gone)), None)
     frame.instances[:] = [inst for inst in frame.instances if all(inst is not g for g in gone)]
     if not np.isnan(xy).all():
-        track = tracks.get(individual)
         from_predicted = predicted[0] if predicted else None
-        instance = sio.Instance.from_numpy(xy, skeleton=skeleton, track=track, from_predicted=from_predicted)
-        frame.instances.append(instance)
+        instance = sio.Instance.from_numpy(
+            xy, skeleton=skeleton, track=tracks.get(individual), from_predicted=from_predicted
+        )
+        frame.instances.insert(len(frame.instances) if position is None else position, instance)
 
 
 def dense_labels(labels: SleapLabels, columns, n_frames: int) -> np.ndarray:
