@@ -138,6 +138,17 @@ def test_poses_the_tracker_cannot_follow_keep_the_finders_identities(monkeypatch
         assert np.allclose(tracks.identity[:10], 0.9) and np.allclose(tracks.identity[10:20], 0.4)
 
 
+def test_a_folder_that_cannot_be_written_keeps_the_tracks(tmp_path):
+    poses, evidence = _crossing_poses()
+    analysis = am.MultiAnalysis.new("v", 30, _Model(), ("k",), None)
+    analysis.add(0, poses, evidence)
+    (tmp_path / "a file").write_text("")
+    target = tmp_path / "a file" / "clip_el.h5"  # its folder is a file
+    tracks, written, note = am.TrackingPlan.of(analysis, target).run()
+    assert written == [] and "Could not write clip_el.h5" in note and "Save predictions" in note
+    assert np.isfinite(tracks.poses[..., 0]).all()
+
+
 def test_multi_animal_training_events_run_over_both_networks(monkeypatch, tmp_path):
     calls = {}
 

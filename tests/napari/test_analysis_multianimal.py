@@ -195,6 +195,14 @@ def test_found_predictions_are_offered_and_opened(make_napari_viewer, qtbot, pai
     assert f"{layer.name} animals" in viewer.layers and f"{layer.name} male" in viewer.layers
     assert not widget.found_row.isVisibleTo(widget)
 
+    # Save writes them elsewhere (e.g. when the video's folder is read-only)
+    assert widget.save_button.isEnabled()
+    job = widget.save_predictions(pair / "elsewhere")
+    qtbot.waitUntil(lambda: job.finished, timeout=TIMEOUT)
+    copy = read_tracks(pair / "elsewhere.h5")
+    assert copy.individuals == INDIVIDUALS and len(copy.frames) == N_FRAMES
+    assert widget.current_multi().saved == pair / "elsewhere.h5" and "Saved the predictions" in widget.status.text()
+
 
 def test_single_animal_checkpoint_on_a_multi_animal_project_is_refused(make_napari_viewer, qtbot, pair, tmp_path):
     viewer = make_napari_viewer()

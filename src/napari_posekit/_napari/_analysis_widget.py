@@ -340,6 +340,8 @@ class AnalysisWidget(PredictionFiles, MultiAnimalRuns, QWidget):
         self.preview_button.setEnabled(have and running is None)
         for button in (self.save_button, self.save_filtered_button, self.export_button):
             button.setEnabled(have and running is None and not writing)
+        if multi is not None and not have:  # several animals: saved as DeepLabCut's multi-animal file
+            self.save_button.setEnabled(running is None and not writing and self.jobs.running("track") is None)
 
     def current_analysis(self) -> Analysis | None:
         layer = self.video_layer()

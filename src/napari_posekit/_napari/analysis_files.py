@@ -89,6 +89,9 @@ class PredictionFiles:
 
         Default: ``<video stem><scorer>.h5`` beside a video file; an image stack asks where.
         """
+        multi = self.current_multi()
+        if multi is not None and self.current_analysis() is None:
+            return self._save_multi(multi, path)
         analysis = self._need_analysis("save")
         target = None if analysis is None else Path(path) if path is not None else self._raw_path(analysis)
         if target is None:
@@ -99,8 +102,39 @@ class PredictionFiles:
             lambda written: self._on_saved(analysis, written),
         )
 
-    def _on_saved(self, analysis: Analysis, written: Path, filtered: bool = False) -> None:
-        if not filtered:
+    def _save_multi(self, multi: MultiAnalysis, path: str | os.PathLike | None) -> Job | None:
+        """Write the predictions of several animals (DeepLabCut's multi-animal ``.h5`` + ``.csv``) in a job."""
+        from napari_posekit.core.multianimal import write_tracks
+
+        if self.jobs.running("analyze") or self.jobs.running("track"):
+            self._fail("Cannot save", "wait for the analysis to end (or stop it)")
+            return None
+        if path is None:
+            start = multi.saved or tracks_path(multi, self.video_layer().name, self._source_of(multi).folder)
+            path, _ = QFileDialog.getSaveFileName(self, "Save predictions", str(start or ""), "Predictions (*.h5)")
+            if not path:
+                return None
+        tracks, target = multi.tracks(), h5_path(path)  # copies: the worker writes its own
+
+        def saved(written: list[Path]) -> None:
+            multi.saved = Path(written[0])
+            self.multi_display.show(multi, create=False)  # the points name their file (for Identities)
+            self._on_saved(None, Path(written[0]))
+
+        return self.jobs.start(
+            "save",
+            lambda job: write_tracks(target, tracks, video=tracks.video),
+            description=f"Saving {target.name}",
+            total=None,
+            failure="Cannot save the predictions",
+            on_done=lambda job, written: saved(written),
+        )
+
+    def _source_of(self, multi: MultiAnalysis) -> VideoSource:
+        return video_source(self.display.video(multi.layer_id))
+
+    def _on_saved(self, analysis: Analysis | None, written: Path, filtered: bool = False) -> None:
+        if not filtered and analysis is not None:
             analysis.saved = written
         self.last_output = written
         text = f"Saved the {'filtered ' if filtered else ''}predictions: {written}"

@@ -409,11 +409,12 @@ class TrackingPlan:
 
         Should tracking keep fewer than half of the animals the finder found
         (poses too unsure to follow), the finder's frame-by-frame identities
-        are kept instead and ``note`` says so; otherwise ``note`` is empty.
+        are kept instead and ``note`` says so, as it says when the file cannot
+        be written; otherwise ``note`` is empty.
         """
         from dataclasses import replace
 
-        from napari_posekit.core.multianimal import write_tracks
+        from napari_posekit.core.multianimal import TracksFileError, write_tracks
         from napari_posekit.core.topdown import identity_of, track_identities
 
         poses, identity, note = self.poses, identity_of(self.evidence), ""
@@ -430,8 +431,12 @@ class TrackingPlan:
                 why = f"kept only {kept} of the {found} animals found" if tracked is not None else why
                 note = f"Tracking failed ({why}); the finder's identities frame by frame are kept instead."
         tracks = replace(self.template, poses=np.asarray(poses, np.float32), identity=identity)
-        written = write_tracks(self.path, tracks, video=tracks.video) if self.path is not None else []
-        return tracks, [Path(p) for p in written], note
+        written = []
+        try:
+            written = write_tracks(self.path, tracks, video=tracks.video) if self.path is not None else []
+        except (OSError, TracksFileError) as err:  # a read-only folder: the tracks stay, Save writes them elsewhere
+            note = f"{note} Could not write {self.path.name} ({err}); Save predictions writes them elsewhere."
+        return tracks, [Path(p) for p in written], note.strip()
 
 
 def _animals(poses: np.ndarray) -> int:
