@@ -211,6 +211,16 @@ def test_new_multianimal_folder_and_bad_individuals(make_napari_viewer, multi_pr
     read = napari_get_reader(str(multi_project / "config.yaml"))
     with pytest.warns(UserWarning, match=r"individuals listed twice: \['female'\]"):
         assert read(str(multi_project)) is None
+    # single-animal labels in a multi-animal project: named, not guessed
+    (multi_project / "config.yaml").write_text(config)
+    single = pd.DataFrame(
+        [[1.0, 2.0]],
+        index=["labeled-data/clip/img000.png"],
+        columns=pd.MultiIndex.from_product([[SCORER], ["head"], ["x", "y"]]),
+    )
+    write_collected(single, folder, SCORER)
+    with pytest.warns(UserWarning, match="single-animal labels .* in a multi-animal project"):
+        assert read(str(multi_project)) is None
 
 
 def test_multianimal_layer_saved_by_the_writer(tmp_path, multi_project):

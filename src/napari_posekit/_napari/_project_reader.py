@@ -179,6 +179,12 @@ def _multianimal_columns(config, df, labels_file) -> Columns | None:
     multi = bool((config or {}).get("multianimalproject"))
     if not multi and (df is None or df.columns.nlevels != 4):
         return None
+    if df is not None and df.columns.nlevels != 4:
+        raise ProjectError(
+            "single-animal labels (scorer/bodyparts/coords) in a multi-animal project; DeepLabCut's multi-animal "
+            "labels have the columns scorer/individuals/bodyparts/coords",
+            labels_file,
+        )
     individuals, parts, unique = [], [], []
     if multi:
         individuals = [str(i) for i in config.get("individuals") or []]
