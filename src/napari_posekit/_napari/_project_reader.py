@@ -251,8 +251,10 @@ def folder_layers(folder: Path) -> list[tuple]:
             )
 
     machine_xy, machine_bodyparts, machine_file = {}, [], _latest_machine_labels(folder)
-    if columns is not None:  # one column per (individual, body part); machine labels are single-animal here
+    if columns is not None:  # one column per (individual, body part)
         file_bodyparts = bodyparts = columns.names
+        if machine_file is not None:
+            warnings.warn(f"{machine_file}: machine labels of several animals are not shown (yet)", stacklevel=2)
         machine_file = None
     if machine_file is not None:
         mnames, machine_bodyparts, mxy = collected_to_arrays(read_collected(machine_file, likelihood=True))
