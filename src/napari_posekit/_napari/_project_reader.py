@@ -4,6 +4,13 @@ Opening a ``labeled-data/<video>`` folder, a ``CollectedData_<scorer>.h5/.csv``
 or a project's ``config.yaml`` gives the same layers: the folder's images as a
 lazy stack and a keypoints Points layer with the labels, body parts, skeleton
 and everything the Labeling widget needs to save back (metadata).
+
+A multi-animal project (``multianimalproject: true``, or a CollectedData with
+an ``individuals`` level) gives one point per labeled (individual, body part),
+with ``individual`` and ``bodypart`` features, coloured by individual with one
+symbol per body part; it is saved back in DeepLabCut's multi-animal layout
+(:func:`save_multianimal`). A layer read from a SLEAP file is saved by
+:func:`~napari_posekit._napari._sleap_reader.save_sleap_labels`.
 """
 
 from __future__ import annotations
