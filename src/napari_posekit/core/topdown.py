@@ -178,10 +178,26 @@ def tracks_output_path(video: str | os.PathLike, scorer: str, output_dir: str | 
 
 
 def _frames_ahead(get: Callable[[int], np.ndarray], starts: range, size: int, stop_at: int, out: queue.Queue) -> None:
-    """Decode batches of frames into ``out`` as ``(start, frames)``; None ends, an exception is handed on."""
+    """Decode batches of frames into ``out`` as ``(start, frames, failed)``; None ends, an exception is handed on.
+
+    A frame that cannot be decoded is black in ``frames`` and its position
+    in the batch is in ``failed`` (its poses are then NaN).
+    """
     try:
+        shape = None
         for s in starts:
-            out.put((s, np.stack([np.asarray(get(i)) for i in range(s, min(s + size, stop_at))])))
+            frames, failed = [], []
+            for j, i in enumerate(range(s, min(s + size, stop_at))):
+                try:
+                    frame = np.asarray(get(i))
+                    shape = frame.shape
+                except Exception:
+                    if shape is None:
+                        raise
+                    frame = np.zeros(shape, np.uint8)
+                    failed.append(j)
+                frames.append(frame)
+            out.put((s, np.stack(frames), failed))
         out.put(None)
     except BaseException as exc:  # noqa: BLE001 - handed to the consumer
         out.put(exc)
@@ -226,9 +242,10 @@ def predict_video(
                 break
             if isinstance(item, BaseException):
                 raise item
-            s, frames = item
+            s, frames, failed = item
             t = time.perf_counter()
             anchors, _, ev = model.find(frames)
+            anchors[failed], ev[failed] = np.nan, np.nan
             timings["finder"] += time.perf_counter() - t
             t = time.perf_counter()
             poses.append(model.predict_crops(frames, anchors, batch_size=2 * batch_size))
