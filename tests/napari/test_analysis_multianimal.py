@@ -142,6 +142,7 @@ def _wait(qtbot, widget) -> None:
 def test_analyse_two_animals_live_then_tracked_and_written(make_napari_viewer, qtbot, pair):
     viewer = make_napari_viewer()
     widget, _layer = _open(viewer, pair)
+    assert not widget.fast.isEnabled()  # the crop option is the single-animal model's
     sizes, show = [], widget.multi_display.show
 
     def recording_show(analysis, create=True):
@@ -177,6 +178,7 @@ def test_analyse_two_animals_live_then_tracked_and_written(make_napari_viewer, q
     identities = widget.check_identities()
     qtbot.waitUntil(lambda: identities.session is not None, timeout=TIMEOUT)
     assert identities.session.path == written
+    assert not points.visible and not any(t.visible for t in tracks)  # its own layers show them now
 
 
 def test_found_predictions_are_offered_and_opened(make_napari_viewer, qtbot, pair):

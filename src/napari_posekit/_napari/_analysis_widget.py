@@ -100,12 +100,17 @@ from napari_posekit.controllers.analysis_multi import (
     MultiRun,
     analysis_kind,
     find_tracks_file,
+    model_is_multianimal,
     project_of,
 )
 from napari_posekit.controllers.models import MODEL_FILTER
 from napari_posekit.core.options import ANALYSIS_BATCH_SIZE, PCUTOFF
 
 DEBOUNCE_MS = 120
+FAST_TIP = (
+    "Run the network on a crop around where the animal was a moment before, at full resolution; "
+    "frames where that is unsure are redone on the whole frame"
+)
 TAIL_LENGTH = 20
 FILTER_WINDOW = 5
 
@@ -142,6 +147,7 @@ class AnalysisWidget(PredictionFiles, MultiAnimalRuns, QWidget):
         self.tail_length.valueChanged.connect(self.display.set_tail_length)
         self.range_box.currentIndexChanged.connect(self._update_controls)
         self.video_box.currentIndexChanged.connect(self._on_video_chosen)
+        self.model.textChanged.connect(self._on_model_text)
         self.viewer.layers.events.inserted.connect(self._on_inserted)
         self.viewer.layers.events.removed.connect(self._on_removed)
         for layer in self.viewer.layers:
@@ -181,10 +187,7 @@ class AnalysisWidget(PredictionFiles, MultiAnimalRuns, QWidget):
         self.batch_size = spin_box(1, 1024, ANALYSIS_BATCH_SIZE)
         self.fast = QCheckBox("fast (crop around the animal)")
         self.fast.setChecked(True)
-        self.fast.setToolTip(
-            "Run the network on a crop around where the animal was a moment before, at full resolution; "
-            "frames where that is unsure are redone on the whole frame"
-        )
+        self.fast.setToolTip(FAST_TIP)
         self.analyze_button = QPushButton("Analyze")
         self.analyze_button.clicked.connect(lambda: self.analyze())
         self.stop_button = QPushButton("Stop")
@@ -270,6 +273,11 @@ class AnalysisWidget(PredictionFiles, MultiAnimalRuns, QWidget):
         )
         if path:
             self.model.setText(str(Path(path).parent) if Path(path).name == "config.yaml" else path)
+
+    def _on_model_text(self, text: str) -> None:
+        multi = bool(text.strip()) and model_is_multianimal(text.strip())
+        self.fast.setEnabled(not multi)  # several animals: always found on the whole frame, then cropped
+        self.fast.setToolTip(FAST_TIP + ("; a multi-animal model always does so" if multi else ""))
 
     def _prefill_model(self, layer) -> None:
         config = project_config(layer)

@@ -361,7 +361,8 @@ class MultiAnimalLayers:
         placement = AnalysisLayers._placement(video)
         added = False
         for i, individual in enumerate(analysis.individuals):
-            added |= self._track(analysis, video, i, individual, individual_track(above, i), colors, create, placement)
+            data = individual_track(above, i)
+            added |= self._track(analysis, video, i, individual, data, colors, create, placement, metadata)
         if analysis.skeleton:
             data, edge_colors = identity_skeleton(above, colors)
             added |= self._skeleton(analysis, video, data, edge_colors, metadata, create, placement)
@@ -421,9 +422,10 @@ class MultiAnimalLayers:
         layer.data = data
         if len(data):
             layer.edge_color = edge_colors
+        layer.metadata.update(metadata)
         return False
 
-    def _track(self, analysis, video, i, individual, data, colors, create, placement) -> bool:
+    def _track(self, analysis, video, i, individual, data, colors, create, placement, metadata) -> bool:
         key = f"track:{individual}"
         values = {"individual": np.full(len(data), 0.5)}
         color = np.asarray(colors[i], dtype=float).reshape(1, 4)
@@ -443,7 +445,7 @@ class MultiAnimalLayers:
                 tail_width=2,
                 opacity=0.8,
                 blending="translucent",
-                metadata={Key.PREDICTIONS: True, Key.READONLY: True, "individual": individual},
+                metadata={**metadata, "individual": individual},
                 **placement,
             )
             return True
@@ -453,4 +455,7 @@ class MultiAnimalLayers:
             layer.colormaps_dict = {"individual": colormap}
             layer.features = values
         layer.color_by = "individual"
+        layer.metadata.update(
+            metadata
+        )  # the file they were saved to (the Identities widget hides them when it opens it)
         return False
