@@ -218,3 +218,30 @@ def test_tracking_keeps_identities_the_finder_confuses_now_and_then():
     # animals that look alike to the finder: motion alone, the tracker's confidence
     tracked, confidence = track_identities(poses, np.full((t, 2, 2), 0.5, np.float32))
     np.testing.assert_allclose(tracked[..., :2], poses[..., :2])
+
+
+def test_analyze_frames_with_one_that_cannot_be_decoded(trained, tmp_path):
+    from napari_posekit.core.multianimal import read_tracks
+    from napari_posekit.core.topdown import analyze_multianimal
+
+    folder, _, _, frames, _ = trained
+
+    class Broken:
+        shape = frames[:7].shape
+
+        def __getitem__(self, i):
+            if i == 3:
+                raise OSError("corrupt frame")
+            return frames[i]
+
+    model = MultiAnimalModel.load(folder, backend="torch-eager-float32")
+    # the animals jump from frame to frame: the tracker joins nothing and the finder's identities stay
+    tracks = analyze_multianimal(model, Broken(), batch_size=4, write=False)
+    assert tracks.poses.shape == (7, 2, 3, 3) and tracks.identity.shape == (7, 2)
+    assert np.isnan(tracks.poses[3, :, :, :2]).all() and np.isfinite(tracks.poses[[0, 1, 2, 4], :, :, :2]).any()
+    with pytest.raises(ValueError, match="output="):
+        analyze_multianimal(model, Broken(), batch_size=4)
+    written = analyze_multianimal(model, frames[:5], output=tmp_path / "t.h5", track=False)
+    back = read_tracks(tmp_path / "t.h5")
+    assert back.individuals == ANIMALS and back.poses.shape == (5, 2, 3, 3)
+    np.testing.assert_allclose(back.poses[..., :2], written.poses[..., :2], atol=1e-3)

@@ -156,17 +156,25 @@ def track_identities(poses: np.ndarray, evidence: np.ndarray) -> tuple[np.ndarra
     confidence = np.nan_to_num(result.confidence, nan=0.0).astype(np.float32)
     if not informative:
         return tracked, confidence
-    # the finder's confidence for the pose each track took
+    # the finder's confidence for the pose each track took; a pose the tracker left out (it dropped a
+    # piece it could not join) stays with the individual the finder gave it to
     finder = np.zeros(tracked.shape[:2], np.float32)
+    seen = np.isfinite(poses[..., :2]).any(axis=(-1, -2))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # poses with no visible part
         for t in range(len(tracked)):
+            used = set()
             for a in range(n):
                 if not np.isfinite(tracked[t, a, :, :2]).any():
                     continue
                 same = np.nanmean(np.abs(poses[t, :, :, :2] - tracked[t, a, None, :, :2]), axis=(1, 2))
                 source = int(np.argmin(np.where(np.isfinite(same), same, np.inf)))
                 finder[t, a] = weights[t, source, a]
+                used.add(source)
+            for a in range(n):
+                if a not in used and seen[t, a] and not np.isfinite(tracked[t, a, :, :2]).any():
+                    tracked[t, a], finder[t, a] = poses[t, a], weights[t, a, a]
+                    confidence[t, a] = finder[t, a]
     return tracked, np.fmin(confidence, finder).astype(np.float32)
 
 
@@ -268,7 +276,7 @@ def predict_video(
 
 def analyze_multianimal(
     model: MultiAnimalModel | str | os.PathLike,
-    video: str | os.PathLike,
+    video: Any,
     *,
     output: str | os.PathLike | None = None,
     start: int = 0,
@@ -281,7 +289,8 @@ def analyze_multianimal(
     """Predict, track and write the animals of ``video``; the :class:`~napari_posekit.core.multianimal.Tracks`.
 
     ``model`` is a :class:`MultiAnimalModel` or what :meth:`MultiAnimalModel.load`
-    takes.  With ``track`` the poses go through :func:`track_identities`;
+    takes; ``video`` a video file, a :class:`~napari_posekit.core.video.VideoReader`
+    or an ``(N, H, W[, 3])`` array.  With ``track`` the poses go through :func:`track_identities`;
     without it they stay as the finder assigned them frame by frame.
     ``output`` is the file to write (``.h5`` with its ``.csv``, or ``.slp``;
     default :func:`tracks_output_path`); ``write=False`` writes nothing.
@@ -305,9 +314,11 @@ def analyze_multianimal(
         scorer=model.scorer,
         identity=identity,
         skeleton=list(model.skeleton),
-        video=os.fspath(video),
+        video=os.fspath(video) if isinstance(video, (str, os.PathLike)) else None,
     )
     if write:
+        if output is None and tracks.video is None:
+            raise ValueError("give output= to write the tracks of frames that are not a video file")
         path = Path(output) if output is not None else tracks_output_path(video, model.scorer)
-        write_tracks(path, tracks, video=video)
+        write_tracks(path, tracks)
     return tracks
