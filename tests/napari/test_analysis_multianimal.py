@@ -196,6 +196,12 @@ def test_found_predictions_are_offered_and_opened(make_napari_viewer, qtbot, pai
     assert analysis.saved == written and analysis.analysed.all()
     assert f"{layer.name} animals" in viewer.layers and f"{layer.name} male" in viewer.layers
     assert not widget.found_row.isVisibleTo(widget)
+    points = viewer.layers[f"{layer.name} animals"]
+    widget.pcutoff.setValue(1.0)
+    widget.apply_pcutoff()
+    assert not points.shown.any() and len(points.data)  # hidden, not dropped
+    widget.tail_length.setValue(5)
+    assert viewer.layers[f"{layer.name} female"].tail_length == 5
 
     # Save writes them elsewhere (e.g. when the video's folder is read-only)
     assert widget.save_button.isEnabled()
@@ -217,6 +223,14 @@ def test_single_animal_checkpoint_on_a_multi_animal_project_is_refused(make_napa
     assert widget.analyze("Whole video") is None
     assert "single-animal model" in widget.status.text() and "multi-animal project" in widget.status.text()
     assert list(viewer.layers) == before
+
+    # stopped before the first block: nothing analysed, nothing written
+    widget.model.setText(str(pair))
+    widget.analyze("Whole video")
+    widget.stop()
+    _wait(qtbot, widget)
+    assert "Stopped before any frame was analysed" in widget.status.text()
+    assert list(viewer.layers) == before and not list((pair / "videos").glob("*_el.h5"))
 
     # a multi-animal project without its model: the job says so, nothing changes
     shutil.rmtree(pair / "posekit-models")
