@@ -36,3 +36,4 @@ def test_train_a_two_animal_project(make_napari_viewer, qtbot, tmp_path):
     assert widget.evaluation is None and widget.checkpoint is None  # no single-animal evaluation
 
     assert widget.start(resume=True) is None and "cannot be resumed" in widget.status.text()
+    assert widget.evaluate() is None and "not evaluated here" in widget.status.text()

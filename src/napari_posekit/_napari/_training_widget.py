@@ -9,10 +9,8 @@ second, so the event loop stays responsive however fast the steps come. Stop
 asks the generator to stop between steps (it saves a checkpoint first);
 Resume continues that checkpoint. When training ends, the model is evaluated
 and the test images with the largest errors are listed: clicking one shows it
-with the network's predictions next to the labels. A multi-animal project
-trains its animal finder, then its pose network, as one run
-(:func:`~napari_posekit.controllers.training.iter_train_multi`); the status
-then says where the model is.
+with the network's predictions next to the labels. A multi-animal project trains its animal finder,
+then its pose network, as one run (``iter_train_multi``); the status says where the model is.
 
 Before training, the project's labels go through the fast label checks (no
 model; a few seconds, in a job of their own): the line above Start counts
@@ -83,6 +81,7 @@ from napari_posekit.controllers.models import (
 )
 from napari_posekit.controllers.training import (
     BACKBONES,
+    NOT_EVALUATED,
     SPLITS,
     WORST_SHOWN,
     ImageStack,
@@ -456,8 +455,8 @@ class TrainingWidget(QWidget):
         if self.busy:
             return None
         project = project_folder(self.project.text())
-        if project is None:
-            self._fail("Cannot evaluate", "choose a project first")
+        if project is None or is_multianimal_project(project):
+            self._fail("Cannot evaluate", NOT_EVALUATED if project else "choose a project first")
             return None
         target = evaluation_target(checkpoint, self.checkpoint, project)
         return self.eval_jobs.start(

@@ -225,6 +225,7 @@ class TrainingRun:
 
 # --------------------------------------------------------------------------- several animals
 STAGES = {"finder": "finding the animals", "pose": "body parts"}  # what each network learns
+NOT_EVALUATED = "a multi-animal model is not evaluated here yet; analyse a video and review it in Identities"
 _SHARED_OPTIONS = ("backbone", "pretrained", "batch_size", "lr", "split")
 
 
