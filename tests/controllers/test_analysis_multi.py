@@ -102,6 +102,10 @@ def test_blocks_build_the_analysis_then_tracking_fixes_the_swap_and_writes(tmp_p
     run.written = written
     assert analysis.tracked and "Analysed and tracked 30 frames of clip (50.0 frames/s)" in run.finished_text("clip")
 
+    # tracking again (more frames analysed later) starts from the finder's poses, which match its evidence
+    assert np.allclose(am.TrackingPlan.of(analysis, None).poses, poses, equal_nan=True)
+    assert not np.allclose(analysis.poses[10:20], poses[10:20])  # while the tracked ones are shown
+
     back = read_tracks(path)
     assert back.individuals == INDIVIDUALS and back.bodyparts == PARTS
     assert np.allclose(back.poses[..., :2], tracks.poses[..., :2])

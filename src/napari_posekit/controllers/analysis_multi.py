@@ -123,13 +123,18 @@ class MultiAnalysis:
     skeleton: list[tuple[str, str]]
     scorer: str
     video_path: Path | None
-    poses: np.ndarray  # (T, I, K, 3)
-    evidence: np.ndarray  # (T, I, I)
+    poses: np.ndarray  # (T, I, K, 3), as shown: tracked once tracking ran
+    evidence: np.ndarray  # (T, I, I), rows in the finder's order (``raw``'s)
     analysed: np.ndarray  # (T,)
     identity: np.ndarray | None = None  # (T, I) once tracked
     tracked: bool = False
     saved: Path | None = None
     model_folder: Path | None = None
+    raw: np.ndarray | None = None  # (T, I, K, 3) as the finder assigned them: what tracking starts from
+
+    def __post_init__(self) -> None:
+        if self.raw is None:
+            self.raw = self.poses.copy()
 
     @classmethod
     def new(cls, layer_id: Any, n_frames: int, model, key: tuple, video_path: Path | None) -> MultiAnalysis:
@@ -170,6 +175,7 @@ class MultiAnalysis:
             saved=path,
         )
         analysis.poses[frames[inside]] = tracks.poses[inside]
+        analysis.raw[frames[inside]] = tracks.poses[inside]
         analysis.analysed[frames[inside]] = True
         if tracks.identity is not None:
             analysis.identity[frames[inside]] = tracks.identity[inside]
@@ -179,6 +185,7 @@ class MultiAnalysis:
         """Take one block of untracked poses from frame ``start`` on."""
         stop = start + len(poses)
         self.poses[start:stop] = poses
+        self.raw[start:stop] = poses
         self.evidence[start:stop] = evidence
         self.analysed[start:stop] = True
         self.tracked = False
@@ -402,7 +409,7 @@ class TrackingPlan:
     @classmethod
     def of(cls, analysis: MultiAnalysis, path: Path | None) -> TrackingPlan:
         frames = analysis.frames
-        return cls(frames, analysis.poses[frames].copy(), analysis.evidence[frames].copy(), analysis.tracks(), path)
+        return cls(frames, analysis.raw[frames].copy(), analysis.evidence[frames].copy(), analysis.tracks(), path)
 
     def run(self) -> tuple[Any, list[Path], str]:
         """``(tracked Tracks, files written, note)``: one track per individual, with identity confidence.
