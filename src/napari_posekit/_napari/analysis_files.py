@@ -321,7 +321,9 @@ class MultiAnimalRuns:
         self._draw_multi(run, final=True)
         analysis, layer = run.analysis, self.display.video(run.layer_id)
         if analysis is None or layer is None:
-            self.status.setText("Stopped before any frame was analysed.")
+            self.status.setText(
+                "Stopped before any frame was analysed." if layer is not None else "The video was closed."
+            )
             return
         source = video_source(layer)
         plan = TrackingPlan.of(analysis, tracks_path(analysis, layer.name, source.folder))
