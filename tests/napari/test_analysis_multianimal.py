@@ -229,7 +229,7 @@ def test_single_animal_checkpoint_on_a_multi_animal_project_is_refused(make_napa
     widget.analyze("Whole video")
     widget.stop()
     _wait(qtbot, widget)
-    assert "Stopped before any frame was analysed" in widget.status.text()
+    assert "Stopped before any frame was analysed" in widget.status.text() and widget.multi_run is None
     assert list(viewer.layers) == before and not list((pair / "videos").glob("*_el.h5"))
 
     # a multi-animal project without its model: the job says so, nothing changes
@@ -238,4 +238,5 @@ def test_single_animal_checkpoint_on_a_multi_animal_project_is_refused(make_napa
     widget.analyze("Whole video")
     _wait(qtbot, widget)
     assert "Analysis failed" in widget.status.text() and "no multi-animal model" in widget.status.text()
+    assert widget.multi_run is None
     assert list(viewer.layers) == before

@@ -293,7 +293,7 @@ class MultiAnimalRuns:
             on_event=lambda job, event: self._on_multi_event(run, job, event),
             on_tick=lambda job: self._draw_multi(run),
             on_done=lambda job, result: self._track_multi(run),
-            on_failed=lambda job, failed: self._draw_multi(run, final=True),
+            on_failed=lambda job, failed: self._end_multi(run, draw=True),
             on_finished=lambda job: self._update_controls(),
         )
 
@@ -321,6 +321,7 @@ class MultiAnimalRuns:
         self._draw_multi(run, final=True)
         analysis, layer = run.analysis, self.display.video(run.layer_id)
         if analysis is None or layer is None:
+            self._end_multi(run)
             self.status.setText(
                 "Stopped before any frame was analysed." if layer is not None else "The video was closed."
             )
@@ -336,7 +337,16 @@ class MultiAnimalRuns:
             status=f"Tracking the animals{where}…",
             failure="Tracking failed",
             on_done=lambda job, result: self._on_tracked(run, analysis, layer.name, *result),
+            on_finished=lambda job: self._end_multi(run),
         )
+
+    def _end_multi(self, run: MultiRun, draw: bool = False) -> None:
+        """The run is over (tracked, failed or stopped early): what arrived is shown, the p-cutoff applies to it."""
+        if draw:
+            self._dirty = True
+            self._draw_multi(run, final=True)
+        if self.multi_run is run:
+            self.multi_run = None
 
     def _on_tracked(self, run: MultiRun, analysis: MultiAnalysis, name: str, tracks, written, note: str) -> None:
         analysis.take_tracked(tracks)
@@ -347,8 +357,6 @@ class MultiAnimalRuns:
         run.written = written
         self.multi_display.show(analysis)
         self.status.setText(run.finished_text(name))
-        if self.multi_run is run:
-            self.multi_run = None
 
     def open_found(self) -> Job | None:
         """Open the predictions of several animals found beside the chosen video (in a job)."""
