@@ -43,6 +43,8 @@ _FINDER_JITTER = 0.15
 FINDER_CROP = 128
 """Side of the finder's training windows (of the downscaled frame); it predicts on whole frames."""
 _POSE_JITTER = 0.08  # the pose network's crops stay near the centre, as they are centred at prediction
+ROTATION_DEG = 180.0
+"""Rotation range of both networks' augmentation: animals filmed from above face every way."""
 
 
 def write_model_description(folder: str | os.PathLike, description: dict[str, Any]) -> Path:
@@ -143,7 +145,7 @@ def iter_train_topdown(
         "max_minutes": budget * finder_share / 60.0 if budget is not None else None,
         "input_scale": scale,
         "input_size": finder_size,
-        "augmentation": Augmentation(crop_jitter=_FINDER_JITTER),
+        "augmentation": Augmentation(crop_jitter=_FINDER_JITTER, rotation_deg=ROTATION_DEG),
         **_stage_options(overrides, "finder"),
     }
     gen = iter_train(
@@ -169,7 +171,7 @@ def iter_train_topdown(
         "max_minutes": max(left, 6.0) / 60.0 if left is not None else None,
         "input_scale": 1.0,
         "input_size": (side, side),
-        "augmentation": Augmentation(crop_jitter=_POSE_JITTER),
+        "augmentation": Augmentation(crop_jitter=_POSE_JITTER, rotation_deg=ROTATION_DEG),
         "symmetric_pairs": infer_symmetric_pairs(bodyparts) or None,
         **_stage_options(overrides, "pose"),
     }
