@@ -59,8 +59,8 @@ def _track_colormap(colors: np.ndarray, name: str) -> Colormap:
     return Colormap(np.asarray(colors, dtype=float).reshape(-1, 4), interpolation="zero", name=name)
 
 
-class AnalysisLayers:
-    """The layers of each analysed video, keyed by the video layer's id."""
+class _LayerRecords:
+    """Layers by role for each video, keyed by the video layer's id; a layer that leaves the viewer is forgotten."""
 
     def __init__(self, viewer, pcutoff: Callable[[], float], tail_length: Callable[[], int]):
         self.viewer = viewer
@@ -68,13 +68,8 @@ class AnalysisLayers:
         self.tail_length = tail_length
         self._layers: dict[Any, dict[str, Any]] = {}
 
-    # -- bookkeeping -------------------------------------------------------------
-    def video(self, layer_id: Any):
-        """The viewer's layer with ``layer_id`` (the analysed video), or None."""
-        return next((layer for layer in self.viewer.layers if layer.unique_id == layer_id), None)
-
-    def of(self, analysis: Analysis) -> dict[str, Any]:
-        """The layers showing ``analysis`` by role (``points``, ``skeleton``, ``tracks``, ``filtered_…``)."""
+    def of(self, analysis) -> dict[str, Any]:
+        """The layers showing ``analysis`` by role."""
         return self._layers.setdefault(analysis.layer_id, {})
 
     def forget(self, layer) -> None:
@@ -84,6 +79,18 @@ class AnalysisLayers:
             for key, value in list(layers.items()):
                 if value is layer:
                     del layers[key]
+
+
+class AnalysisLayers(_LayerRecords):
+    """The layers of each analysed video, keyed by the video layer's id.
+
+    Roles: ``points``, ``skeleton``, ``tracks`` and the filter preview's ``filtered_…``.
+    """
+
+    # -- bookkeeping -------------------------------------------------------------
+    def video(self, layer_id: Any):
+        """The viewer's layer with ``layer_id`` (the analysed video), or None."""
+        return next((layer for layer in self.viewer.layers if layer.unique_id == layer_id), None)
 
     def drop_filtered(self, layer_id: Any) -> None:
         """Remove the filter preview's layers of a video (a new analysis replaced the one they showed)."""
@@ -298,7 +305,7 @@ class AnalysisLayers:
         return added
 
 
-class MultiAnimalLayers:
+class MultiAnimalLayers(_LayerRecords):
     """The layers of each video's multi-animal analysis, keyed by the video layer's id.
 
     ``"<video> animals"``: Points ``(frame, y, x)`` coloured by individual
@@ -310,25 +317,8 @@ class MultiAnimalLayers:
     replaces the data of the same layers.
     """
 
-    def __init__(self, viewer, pcutoff: Callable[[], float], tail_length: Callable[[], int]):
-        self.viewer = viewer
-        self.pcutoff = pcutoff
-        self.tail_length = tail_length
-        self._layers: dict[Any, dict[str, Any]] = {}
-
-    def of(self, analysis: MultiAnalysis) -> dict[str, Any]:
-        """The layers showing ``analysis``: ``points``, ``skeleton`` and ``track:<individual>``."""
-        return self._layers.setdefault(analysis.layer_id, {})
-
     def tracks_layers(self, analysis: MultiAnalysis) -> list[Tracks]:
         return [layer for key, layer in self.of(analysis).items() if key.startswith("track:")]
-
-    def forget(self, layer) -> None:
-        self._layers.pop(layer.unique_id, None)
-        for layers in self._layers.values():
-            for key, value in list(layers.items()):
-                if value is layer:
-                    del layers[key]
 
     def set_tail_length(self, value: int) -> None:
         for layers in self._layers.values():

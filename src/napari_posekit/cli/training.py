@@ -90,15 +90,28 @@ def _is_multianimal(project: str) -> bool:
         return False  # the single-animal path reports what is wrong with the project
 
 
+def _training_errors() -> tuple[type[Exception], ...]:
+    """What a training run reports as ``error: …`` (bad project, checkpoint, backbone or memory) instead of a traceback."""
+    from napari_posekit.core.model import PretrainedWeightsError, UnknownBackboneError
+    from napari_posekit.core.project import ProjectError
+    from napari_posekit.core.train import CheckpointError, TrainingMemoryError
+
+    return (
+        ProjectError,
+        CheckpointError,
+        PretrainedWeightsError,
+        UnknownBackboneError,
+        TrainingMemoryError,
+        ValueError,
+    )
+
+
 def _train(args) -> int:
     from tqdm import tqdm
 
     if _is_multianimal(args.project):
         return _train_multianimal(args)
 
-    from napari_posekit.core.model import PretrainedWeightsError, UnknownBackboneError
-    from napari_posekit.core.project import ProjectError
-    from napari_posekit.core.train import CheckpointError, TrainingMemoryError
     from napari_posekit.core.workflow import evaluate_project, format_evaluation, train_project
 
     max_minutes = args.max_minutes
@@ -157,14 +170,7 @@ def _train(args) -> int:
         bar.close()
         print("interrupted: checkpoint saved; continue with --resume", file=sys.stderr)
         return 130
-    except (
-        ProjectError,
-        CheckpointError,
-        PretrainedWeightsError,
-        UnknownBackboneError,
-        TrainingMemoryError,
-        ValueError,
-    ) as err:
+    except _training_errors() as err:
         bar.close()
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -192,10 +198,7 @@ def _train_multianimal(args) -> int:
     """``posekit train`` on a multi-animal project: the animal finder, then the pose network on crops."""
     from tqdm import tqdm
 
-    from napari_posekit.core.model import PretrainedWeightsError, UnknownBackboneError
-    from napari_posekit.core.project import ProjectError
     from napari_posekit.core.topdown import iter_train_multianimal
-    from napari_posekit.core.train import CheckpointError, TrainingMemoryError
 
     if args.resume or args.input_scale is not None or args.crop:
         print(
@@ -243,15 +246,7 @@ def _train_multianimal(args) -> int:
             "interrupted: the network in training saved its checkpoint; train again for a whole model", file=sys.stderr
         )
         return 130
-    except (
-        ProjectError,
-        CheckpointError,
-        PretrainedWeightsError,
-        UnknownBackboneError,
-        TrainingMemoryError,
-        FileNotFoundError,
-        ValueError,
-    ) as err:
+    except (*_training_errors(), FileNotFoundError) as err:
         bar.close()
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -152,8 +152,8 @@ def filtered(analysis: Analysis, method: str, window: int, pcutoff: float) -> tu
 
 
 @dataclass
-class AnalysisRun:
-    """One run of the model over frames ``start`` to ``stop`` (not included) of a video."""
+class RunSpan:
+    """Frames ``start`` to ``stop`` (not included) of a video, and how far a run over them got."""
 
     layer_id: Any
     start: int
@@ -161,11 +161,24 @@ class AnalysisRun:
     n_frames: int
     """Frames of the whole video."""
     video_path: Path | None = None
-    analysis: Analysis | None = None
-    predictor: Any = None
     key: tuple | None = None
     done: int = 0
     fps: float = 0.0
+
+    @property
+    def total(self) -> int:
+        return self.stop - self.start
+
+    def eta_s(self) -> float | None:
+        return (self.total - self.done) / self.fps if self.fps > 0 else None
+
+
+@dataclass
+class AnalysisRun(RunSpan):
+    """One run of the model over frames ``start`` to ``stop`` (not included) of a video."""
+
+    analysis: Analysis | None = None
+    predictor: Any = None
     failed: int = 0
 
     @property
@@ -189,13 +202,6 @@ class AnalysisRun:
         Kept beside the status line, which the progress replaces within a tenth of a second.
         """
         return " ".join([f"The network runs on {self.backend}.", *self.notes]) if self.backend else ""
-
-    @property
-    def total(self) -> int:
-        return self.stop - self.start
-
-    def eta_s(self) -> float | None:
-        return (self.total - self.done) / self.fps if self.fps > 0 else None
 
     def start_text(self) -> str:
         what = f"frame {self.start}" if self.total == 1 else f"frames {self.start}–{self.stop - 1}"

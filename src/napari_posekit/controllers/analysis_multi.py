@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_posekit.controllers.analysis import RunSpan
 from napari_posekit.core.topdown_train import MULTIANIMAL_FILE
 
 MULTI = "multi"
@@ -261,28 +262,13 @@ class MultiAnalyses:
 
 
 @dataclass
-class MultiRun:
+class MultiRun(RunSpan):
     """One multi-animal run over frames ``start`` to ``stop`` (not included) of a video."""
 
-    layer_id: Any
-    start: int
-    stop: int
-    n_frames: int
-    video_path: Path | None = None
     analysis: MultiAnalysis | None = None
     model: Any = None
-    key: tuple | None = None
-    done: int = 0
-    fps: float = 0.0
     written: list[Path] = field(default_factory=list)
     note: str = ""
-
-    @property
-    def total(self) -> int:
-        return self.stop - self.start
-
-    def eta_s(self) -> float | None:
-        return (self.total - self.done) / self.fps if self.fps > 0 else None
 
     def start_text(self) -> str:
         return f"Loading the multi-animal model to analyse frames {self.start}–{self.stop - 1}…"
